@@ -1,0 +1,332 @@
+"""The mixture density head: spec, Keras layer, parameters -> distribution, loss.
+
+Shape legend used throughout the package: B batch, T time, K mixture components,
+D continuous dimensions, P = `MixtureSpec.params_size`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+
+PEN_KINDS = (None, "bernoulli", "categorical")
+_PEN_SIZES = {None: 0, "bernoulli": 1, "categorical": 3}
+
+# Smallest component scale the head can emit (in normalised data units). It keeps the
+# density finite for targets far from every component and the gradients bounded.
+MIN_SCALE = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class MixtureSpec:
+    """Describes the output distribution of a mixture density head.
+
+    A target row holds `dim` continuous values and, when `pen` is set, one pen column:
+    `"bernoulli"` (stroke-3: 1.0 when the pen lifts after this point, else 0.0) or
+    `"categorical"` (stroke-5: class index 0 = pen down, 1 = pen up, 2 = end of drawing).
+
+    The flat parameter vector of length `params_size` is laid out as
+
+        [ mixture logits (K) | loc (K * D) | scale (K * D) | pen logits (0, 1 or 3) ]
+
+    where loc and scale are component-major: the value for component k and dimension d
+    sits at offset `k * D + d` inside its block. Scales are positive (the head applies a
+    softplus); pen logits are unnormalised (one logit for Bernoulli, three for categorical).
+
+    Args:
+        dim: Number of continuous dimensions D, a positive integer.
+        components: Number of mixture components K, a positive integer.
+        pen: `None`, `"bernoulli"` or `"categorical"`. Defaults to `None`.
+
+    Raises:
+        ValueError: If an argument is out of range.
+
+    Example:
+
+    >>> MixtureSpec(dim=2, components=3, pen="categorical").params_size
+    18
+    """
+
+    dim: int
+    components: int
+    pen: str | None = None
+
+    def __post_init__(self):
+        for name in ("dim", "components"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"Received an invalid value for `{name}`, expected a positive "
+                    f"integer. Received: {name}={value!r}"
+                )
+        if self.pen not in PEN_KINDS:
+            raise ValueError(
+                "Received an invalid value for `pen`, expected one of None, "
+                f"'bernoulli', 'categorical'. Received: pen={self.pen!r}"
+            )
+
+    @property
+    def pen_size(self) -> int:
+        """Number of pen logits: 0, 1 (Bernoulli) or 3 (categorical)."""
+        return _PEN_SIZES[self.pen]
+
+    @property
+    def params_size(self) -> int:
+        """Length P of the flat parameter vector."""
+        return self.components * (1 + 2 * self.dim) + self.pen_size
+
+    @property
+    def target_size(self) -> int:
+        """Width of a target row: D continuous values plus one pen column if any."""
+        return self.dim + (1 if self.pen else 0)
+
+    def get_config(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "MixtureSpec":
+        return cls(**config)
+
+
+def split_params(params, spec: MixtureSpec):
+    """Splits a flat parameter tensor into its named parts.
+
+    Args:
+        params: Tensor of shape `(..., P)`.
+        spec: The `MixtureSpec` that produced it.
+
+    Returns:
+        A tuple `(logits, loc, scale, pen_logits)` of shapes `(..., K)`, `(..., K, D)`,
+        `(..., K, D)` and `(..., pen_size)` (`pen_logits` is `None` without a pen).
+
+    Raises:
+        ValueError: If the last axis of `params` is not `spec.params_size`.
+    """
+    params = tf.convert_to_tensor(params)
+    _check_last_axis(params, spec.params_size, "params", f"params_size of {spec}")
+    k, d = spec.components, spec.dim
+    batch_shape = tf.shape(params)[:-1]
+    logits = params[..., :k]  # [..., K]
+    loc = tf.reshape(params[..., k : k + k * d], tf.concat([batch_shape, [k, d]], 0))  # [..., K, D]
+    scale = tf.reshape(
+        params[..., k + k * d : k + 2 * k * d], tf.concat([batch_shape, [k, d]], 0)
+    )  # [..., K, D]
+    pen_logits = params[..., k + 2 * k * d :] if spec.pen else None  # [..., pen_size]
+    return logits, loc, scale, pen_logits
+
+
+def mixture_distribution(params, spec: MixtureSpec, temperature=1.0, sigma_temperature=1.0):
+    """Turns head parameters into a TensorFlow Probability distribution over target rows.
+
+    The continuous part is a `MixtureSameFamily` of `MultivariateNormalDiag` components.
+    With a pen, the pen distribution (`Bernoulli` or `Categorical`, its value stored as a
+    float 0/1 or 0/1/2 in the last column) is joined to it with `Blockwise`, so the event
+    is a row of `spec.target_size` floats and `log_prob` is the sum of both parts, computed
+    in log space.
+
+    Temperatures (the keras-mdn-layer convention):
+    - `temperature` divides the mixture logits and the pen logits. 1.0 leaves the
+      distribution unchanged; below 1 is more conservative (as it goes to 0 the most
+      likely component and pen state are always picked); above 1 is more random.
+    - `sigma_temperature` multiplies every component's variance (so the scales by its
+      square root). 1.0 leaves it unchanged; 0 would collapse each component to its mean.
+
+    Args:
+        params: Tensor of shape `(..., P)` from `MixtureDensity`.
+        spec: The `MixtureSpec` describing `params`.
+        temperature: Positive float or scalar tensor. Defaults to 1.0.
+        sigma_temperature: Positive float or scalar tensor. Defaults to 1.0.
+
+    Returns:
+        A `tfd.Distribution` with batch shape `(...)` and event shape `(target_size,)`.
+
+    Raises:
+        ValueError: If the last axis of `params` is not `spec.params_size`, or a Python
+            number temperature is not positive.
+
+    Example:
+
+    >>> spec = MixtureSpec(dim=2, components=3, pen="bernoulli")
+    >>> dist = mixture_distribution(tf.zeros([4, spec.params_size]), spec)
+    >>> dist.sample(seed=(1, 2)).shape
+    TensorShape([4, 3])
+    """
+    for name, value in (("temperature", temperature), ("sigma_temperature", sigma_temperature)):
+        if isinstance(value, (int, float)) and not (value > 0 and math.isfinite(value)):
+            raise ValueError(
+                f"Received an invalid value for `{name}`, expected a positive number. "
+                f"Received: {name}={value!r}"
+            )
+    logits, loc, scale, pen_logits = split_params(params, spec)
+    temperature = tf.cast(temperature, logits.dtype)
+    sigma_temperature = tf.cast(sigma_temperature, logits.dtype)
+    continuous = tfd.MixtureSameFamily(
+        mixture_distribution=tfd.Categorical(logits=logits / temperature),
+        components_distribution=tfd.MultivariateNormalDiag(
+            loc=loc, scale_diag=scale * tf.sqrt(sigma_temperature)
+        ),
+    )
+    if spec.pen is None:
+        return continuous
+    pen_logits = pen_logits / temperature
+    if spec.pen == "bernoulli":
+        pen = tfd.Bernoulli(logits=pen_logits, dtype=logits.dtype)  # batch [..., 1]
+    else:
+        pen = tfd.Categorical(logits=pen_logits[..., None, :])  # batch [..., 1]
+    pen = tfd.Independent(pen, reinterpreted_batch_ndims=1)  # event [1]
+    return tfd.Blockwise([continuous, pen], dtype_override=logits.dtype)
+
+
+def _check_last_axis(tensor, expected, name, what):
+    size = tensor.shape[-1] if tensor.shape.rank else None
+    if size is not None and size != expected:
+        raise ValueError(
+            f"`{name}` has shape {tuple(tensor.shape)} but its last axis must be {expected} "
+            f"(the {what})."
+        )
+
+
+@keras.saving.register_keras_serializable(package="mdnrnn")
+class MixtureDensity(keras.layers.Layer):
+    """Mixture density head: hidden features -> flat mixture parameters.
+
+    Maps `(batch_size, ..., features)` to `(batch_size, ..., params_size)` with one dense
+    projection per parameter group: mixture logits, component means (`loc`), component
+    scales (softplus plus `MIN_SCALE`, so strictly positive) and pen logits. Works on
+    rank-2 and rank-3 (time-distributed) inputs alike and passes Keras masks through.
+    The output is a plain tensor; turn it into a distribution with `mixture_distribution`.
+
+    Args:
+        spec: A `MixtureSpec` (or its config dict).
+        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: Tensor of shape `(batch_size, ..., features)`.
+
+    Returns:
+        Tensor of shape `(batch_size, ..., spec.params_size)`.
+
+    Example:
+
+    >>> head = MixtureDensity(MixtureSpec(dim=2, components=5, pen="categorical"))
+    >>> head(tf.zeros([8, 30, 64])).shape
+    TensorShape([8, 30, 28])
+    """
+
+    def __init__(self, spec, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(spec, dict):
+            spec = MixtureSpec.from_config(spec)
+        if not isinstance(spec, MixtureSpec):
+            raise ValueError(
+                "Received an invalid value for `spec`, expected a MixtureSpec. "
+                f"Received: spec={spec!r}"
+            )
+        self.spec = spec
+        k, d = spec.components, spec.dim
+        self.logits_dense = keras.layers.Dense(k, name="logits")
+        self.loc_dense = keras.layers.Dense(k * d, name="loc")
+        self.scale_dense = keras.layers.Dense(k * d, name="scale")
+        self.pen_dense = keras.layers.Dense(spec.pen_size, name="pen") if spec.pen else None
+        self.supports_masking = True
+
+    def _denses(self):
+        return [d for d in (self.logits_dense, self.loc_dense, self.scale_dense, self.pen_dense) if d]
+
+    def build(self, input_shape):
+        for dense in self._denses():
+            dense.build(input_shape)
+
+    def call(self, inputs):
+        scale = keras.ops.softplus(self.scale_dense(inputs)) + MIN_SCALE
+        parts = [self.logits_dense(inputs), self.loc_dense(inputs), scale]
+        if self.pen_dense is not None:
+            parts.append(self.pen_dense(inputs))
+        return keras.ops.concatenate(parts, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.spec.params_size,)
+
+    def get_config(self):
+        return {**super().get_config(), "spec": self.spec.get_config()}
+
+
+@keras.saving.register_keras_serializable(package="mdnrnn")
+class MixtureNLL(keras.losses.Loss):
+    """Mean negative log-likelihood of target rows under the predicted mixture.
+
+    Predictions and targets are flattened over batch and time; steps that are padding
+    (a Keras mask carried by `y_pred`, from a `Masking` layer upstream, or a zero
+    `sample_weight`) are left out, and the result is the mean over the real steps, in
+    nats per step. A continuous density can exceed 1, so the loss can be negative.
+
+    Args:
+        spec: A `MixtureSpec` (or its config dict).
+        name: Loss name. Defaults to `"mixture_nll"`.
+
+    Call arguments:
+        y_true: Targets `(B, T, D [+1])` or `(B, D [+1])`.
+        y_pred: Parameters `(B, T, P)` or `(B, P)`.
+        sample_weight: Optional weights broadcastable to `(B, T)` or `(B,)`.
+
+    Returns:
+        Scalar tensor: the weighted mean NLL over the unmasked steps.
+
+    Raises:
+        ValueError: If the targets or parameters have the wrong width or rank.
+    """
+
+    def __init__(self, spec, name="mixture_nll", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if isinstance(spec, dict):
+            spec = MixtureSpec.from_config(spec)
+        self.spec = spec
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # Keras carries the mask of a Masking layer on the output tensor itself.
+        mask = getattr(y_pred, "_keras_mask", None)
+        with tf.name_scope(self.name):
+            y_pred = tf.convert_to_tensor(y_pred, dtype=self.dtype)
+            y_true = tf.convert_to_tensor(y_true, dtype=self.dtype)
+            nll = self.call(y_true, y_pred)  # [B, T] or [B]
+            weights = tf.ones_like(nll)
+            if mask is not None:
+                weights *= tf.cast(mask, nll.dtype)
+            if sample_weight is not None:
+                weights *= _broadcast_weights(sample_weight, nll)
+            # Zero the NLL wherever the weight is zero, so that padding can never leak
+            # a NaN or inf into the sum.
+            total = tf.reduce_sum(tf.where(weights > 0, nll * weights, tf.zeros_like(nll)))
+            loss = total / tf.maximum(tf.reduce_sum(weights), 1e-8)
+            # Under tf.distribute each replica's loss is summed, as Keras' own losses do.
+            return loss / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype)
+
+    def call(self, y_true, y_pred):
+        """Per-step negative log-likelihood, shape `y_pred.shape[:-1]`."""
+        _check_last_axis(y_pred, self.spec.params_size, "y_pred", f"params_size of {self.spec}")
+        _check_last_axis(y_true, self.spec.target_size, "y_true", f"target width of {self.spec}")
+        if y_true.shape.rank is not None and y_pred.shape.rank is not None and y_true.shape.rank != y_pred.shape.rank:
+            raise ValueError(
+                f"`y_true` has shape {tuple(y_true.shape)} and `y_pred` has shape "
+                f"{tuple(y_pred.shape)}; they must have the same rank."
+            )
+        return -mixture_distribution(y_pred, self.spec).log_prob(y_true)
+
+    def get_config(self):
+        return {"name": self.name, "spec": self.spec.get_config()}
+
+
+def _broadcast_weights(sample_weight, nll):
+    """Broadcasts `(B,)`, `(B, T)` or `(B, T, 1)` weights to the shape of `nll`."""
+    weights = tf.cast(sample_weight, nll.dtype)
+    if weights.shape.rank == nll.shape.rank + 1:
+        weights = tf.squeeze(weights, axis=-1)
+    while weights.shape.rank < nll.shape.rank:
+        weights = weights[..., None]
+    return tf.broadcast_to(weights, tf.shape(nll))

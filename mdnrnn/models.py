@@ -1,0 +1,329 @@
+"""Model configuration, named presets, the training model, the step model, save/load.
+
+The training model reads whole sequences `(batch_size, timesteps, input_size)` and
+returns the mixture parameters `(batch_size, timesteps, params_size)` at every step; an
+all-zero input row is padding and is masked (the LSTMs skip it and the loss ignores it).
+The step model reads one step plus explicit LSTM states and shares the same layers.
+Input rows are the model-side encoding of the data (see `mdnrnn.formats`): stroke-5 rows
+for a categorical pen, stroke-3 rows for a Bernoulli pen, and the continuous columns as
+they are for touch and IMPSY data, all normalised with the config's `mean` and `std`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zipfile
+
+import keras
+import numpy as np
+
+from mdnrnn.mixture import MixtureDensity, MixtureNLL, MixtureSpec
+
+DATA_KINDS = ("stroke3", "touch", "impsy")
+_PEN_INPUT_SIZES = {None: 0, "bernoulli": 1, "categorical": 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model and to use it for generation.
+
+    Args:
+        spec: The `MixtureSpec` of the head (continuous dims, components, pen kind).
+        data_kind: Kind of sequence store the model reads and writes: `"stroke3"`
+            (dx, dy + pen; the pen kind picks stroke-5 or stroke-3 model rows),
+            `"touch"` (x, y, dt) or `"impsy"` (dt, x_1 ... x_n).
+        units: LSTM units per layer. Defaults to 256.
+        layers: Number of stacked LSTM layers. Defaults to 2.
+        dropout: Dropout on each LSTM's inputs during training. Defaults to 0.0.
+        mean: Per continuous column, the training data's mean; `None` means zeros.
+        std: Per continuous column, the training data's standard deviation; `None`
+            means ones. Model rows hold `(value - mean) / std`.
+        preset: Name of the preset this config came from, if any (informational).
+
+    Raises:
+        ValueError: If a field is out of range or does not fit `data_kind`.
+    """
+
+    spec: MixtureSpec
+    data_kind: str = "stroke3"
+    units: int = 256
+    layers: int = 2
+    dropout: float = 0.0
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    preset: str | None = None
+
+    def __post_init__(self):
+        if isinstance(self.spec, dict):
+            object.__setattr__(self, "spec", MixtureSpec.from_config(self.spec))
+        if self.data_kind not in DATA_KINDS:
+            raise ValueError(
+                f"Received an invalid value for `data_kind`, expected one of {DATA_KINDS}. "
+                f"Received: data_kind={self.data_kind!r}"
+            )
+        for name in ("units", "layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"Received an invalid value for `{name}`, expected a positive integer. "
+                    f"Received: {name}={value!r}"
+                )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(
+                "Received an invalid value for `dropout`, expected a float in [0, 1). "
+                f"Received: dropout={self.dropout!r}"
+            )
+        stroke = self.data_kind == "stroke3"
+        if stroke and (self.spec.pen is None or self.spec.dim != 2):
+            raise ValueError(
+                "A `data_kind='stroke3'` model needs a spec with dim=2 and a pen "
+                f"('bernoulli' or 'categorical'). Received: spec={self.spec}"
+            )
+        if not stroke and self.spec.pen is not None:
+            raise ValueError(
+                f"A `data_kind={self.data_kind!r}` model has no pen column; use pen=None. "
+                f"Received: spec={self.spec}"
+            )
+        if self.data_kind == "touch" and self.spec.dim != 3:
+            raise ValueError(
+                f"A touch model has dim=3 (x, y, dt). Received: spec={self.spec}"
+            )
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            value = tuple(float(v) for v in value)
+            if len(value) != self.spec.dim or not all(np.isfinite(value)):
+                raise ValueError(
+                    f"Received an invalid value for `{name}`, expected {self.spec.dim} finite "
+                    f"numbers (one per continuous column). Received: {name}={value!r}"
+                )
+            if name == "std" and min(value) <= 0:
+                raise ValueError(f"`std` must be positive. Received: std={value!r}")
+            object.__setattr__(self, name, value)
+
+    @property
+    def input_size(self) -> int:
+        """Width of a model input row: the continuous dims plus the pen encoding."""
+        return self.spec.dim + _PEN_INPUT_SIZES[self.spec.pen]
+
+    @property
+    def normalisation(self) -> tuple[np.ndarray, np.ndarray]:
+        """`(mean, std)` as float32 arrays of length `spec.dim`."""
+        dim = self.spec.dim
+        mean = np.zeros(dim, np.float32) if self.mean is None else np.asarray(self.mean, np.float32)
+        std = np.ones(dim, np.float32) if self.std is None else np.asarray(self.std, np.float32)
+        return mean, std
+
+    def replace(self, **changes) -> "ModelConfig":
+        """Returns a copy with fields changed; `dim`, `components` and `pen` change the spec."""
+        spec_changes = {k: changes.pop(k) for k in ("dim", "components", "pen") if k in changes}
+        if spec_changes:
+            changes["spec"] = dataclasses.replace(self.spec, **spec_changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        config = dataclasses.asdict(self)
+        config["spec"] = self.spec.get_config()
+        return config
+
+    @classmethod
+    def from_dict(cls, config: dict) -> "ModelConfig":
+        return cls(**config)
+
+
+# Named presets. Sizes follow the tools people use today: sketch-rnn's decoder for
+# sketches, RoboJam for touch performances, IMPSY's default for controllers.
+PRESETS: dict[str, ModelConfig] = {
+    # Kanji drawings: stroke-5 rows, so generated characters end by themselves.
+    "kanji": ModelConfig(
+        MixtureSpec(dim=2, components=10, pen="categorical"), "stroke3", units=256, layers=2
+    ),
+    # Larger stroke-5 model for sketch-rnn's QuickDraw sets.
+    "sketch": ModelConfig(
+        MixtureSpec(dim=2, components=20, pen="categorical"), "stroke3", units=512, layers=2
+    ),
+    # Endless stroke-3 streams (no end-of-drawing state).
+    "stroke3": ModelConfig(
+        MixtureSpec(dim=2, components=10, pen="bernoulli"), "stroke3", units=256, layers=2
+    ),
+    # RoboJam-sized touch-screen performances: x, y, dt.
+    "touch": ModelConfig(MixtureSpec(dim=3, components=5), "touch", units=256, layers=2),
+    # IMPSY controllers: dt + n controls (dim = 1 + n; set dim from the data).
+    "impsy": ModelConfig(MixtureSpec(dim=2, components=5), "impsy", units=64, layers=2),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    """Returns the named preset, with any fields overridden (see `ModelConfig.replace`).
+
+    Raises:
+        ValueError: If `name` is not a known preset.
+    """
+    if name not in PRESETS:
+        raise ValueError(
+            f"Unknown preset {name!r}; expected one of {', '.join(sorted(PRESETS))}."
+        )
+    return PRESETS[name].replace(preset=name, **overrides)
+
+
+@keras.saving.register_keras_serializable(package="mdnrnn")
+class MixtureRNN(keras.Model):
+    """LSTM stack with a mixture density head at every step.
+
+    Args:
+        config: A `ModelConfig` (or its dict form).
+        **kwargs: Base model arguments (`name`, ...).
+
+    Call arguments:
+        inputs: `(batch_size, timesteps, input_size)`; all-zero rows are padding.
+        training: Whether dropout is active.
+
+    Returns:
+        Parameters `(batch_size, timesteps, params_size)`, carrying the padding mask.
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            config = ModelConfig.from_dict(config)
+        self.config = config
+        self.masking = keras.layers.Masking(mask_value=0.0, name="masking")
+        self.lstms = [
+            keras.layers.LSTM(
+                config.units, return_sequences=True, dropout=config.dropout, name=f"lstm_{i}"
+            )
+            for i in range(config.layers)
+        ]
+        self.head = MixtureDensity(config.spec, name="head")
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for lstm in self.lstms:
+            lstm.build(shape)
+            shape = shape[:-1] + (lstm.units,)
+        self.head.build(shape)
+        self.built = True
+
+    def call(self, inputs, training=False):
+        mask = self.masking.compute_mask(inputs)
+        x = inputs
+        for lstm in self.lstms:
+            x = lstm(x, mask=mask, training=training)
+        return self.head(x)
+
+    def compute_mask(self, inputs, mask=None):
+        return self.masking.compute_mask(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.config.spec.params_size,)
+
+    def get_config(self):
+        return {"name": self.name, "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def build_model(config: ModelConfig, learning_rate: float = 1e-3, clipnorm: float = 1.0):
+    """Builds and compiles the training model for `config`.
+
+    Args:
+        config: The `ModelConfig`.
+        learning_rate: Adam learning rate. Defaults to 1e-3.
+        clipnorm: Gradient norm clipping (sketch-rnn and RoboJam clip too). Defaults to 1.0.
+
+    Returns:
+        A compiled `MixtureRNN` taking `(batch_size, timesteps, config.input_size)`,
+        with `MixtureNLL` as its loss (nats per step).
+
+    Example:
+
+    >>> model = build_model(preset("kanji", units=32, layers=1))
+    >>> model(np.zeros([2, 7, 5], "float32")).shape
+    TensorShape([2, 7, 31])
+    """
+    model = MixtureRNN(config)
+    model.build((None, None, config.input_size))
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm),
+        loss=MixtureNLL(config.spec),
+    )
+    return model
+
+
+class StepModel(keras.Model):
+    """One step of a `MixtureRNN`, with explicit LSTM states; shares its layers.
+
+    Built by `build_step_model`; never saved on its own (save the training model).
+
+    Call arguments:
+        inputs: A list `[x, h_1, c_1, ..., h_L, c_L]`: `x` of shape
+            `(batch_size, input_size)` and each state `(batch_size, units)`.
+
+    Returns:
+        A list `[params, h_1, c_1, ..., h_L, c_L]` with `params` of shape
+        `(batch_size, params_size)` and the new states.
+    """
+
+    def __init__(self, model: MixtureRNN, **kwargs):
+        super().__init__(**kwargs)
+        self.cells = [lstm.cell for lstm in model.lstms]
+        self.head = model.head
+        self.config = model.config
+
+    def call(self, inputs):
+        x, states = inputs[0], list(inputs[1:])
+        new_states = []
+        for i, cell in enumerate(self.cells):
+            x, (h, c) = cell(x, states[2 * i : 2 * i + 2], training=False)
+            new_states += [h, c]
+        return [self.head(x)] + new_states
+
+    def initial_states(self, batch_size: int) -> list[np.ndarray]:
+        """Zero states for `batch_size` sequences, in the order `call` expects."""
+        return [np.zeros((batch_size, self.config.units), np.float32)] * (2 * len(self.cells))
+
+
+def build_step_model(model: MixtureRNN) -> StepModel:
+    """Builds the one-step model that shares `model`'s layers (and so its weights).
+
+    No batch size is fixed, and no weights are copied: training `model` later changes
+    the step model's outputs too. Feeding a sequence one step at a time gives the same
+    parameters as the training model on the whole sequence.
+
+    Args:
+        model: A `MixtureRNN` from `build_model` or `load_model`.
+
+    Returns:
+        A `StepModel`.
+    """
+    return StepModel(model, name="step_model")
+
+
+def load_model(path) -> MixtureRNN:
+    """Loads a model saved with `model.save("name.keras")`.
+
+    Plain `keras.models.load_model(path)` works as well once `mdnrnn` is imported; this
+    function adds checks with clear errors.
+
+    Raises:
+        FileNotFoundError: If `path` does not exist.
+        ValueError: If the file is not a Keras archive holding an mdnrnn model.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No model file at {path}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a .keras model file (not a zip archive).")
+    try:
+        model = keras.models.load_model(path)
+    except Exception as error:  # Keras raises many types for foreign or damaged archives.
+        raise ValueError(f"{path} could not be loaded as an mdnrnn model: {error}") from None
+    if not isinstance(model, MixtureRNN):
+        raise ValueError(
+            f"{path} holds a {type(model).__name__}, not an mdnrnn model (MixtureRNN)."
+        )
+    return model
