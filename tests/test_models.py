@@ -1,0 +1,170 @@
+"""ModelConfig, presets, the training and step models, save and load."""
+
+import json
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+import mdnrnn
+from mdnrnn import MixtureRNN, MixtureSpec, ModelConfig, build_model, build_step_model, preset
+
+
+def stroke5_batch(rng, batch=3, steps=6):
+    """Random stroke-5 inputs and (dx, dy, class) targets; sequence 1 is padded after step 3."""
+    x = np.zeros((batch, steps, 5), np.float32)
+    x[..., :2] = rng.normal(size=(batch, steps, 2))
+    x[np.arange(batch)[:, None], np.arange(steps)[None, :], 2 + rng.integers(0, 2, (batch, steps))] = 1
+    y = np.concatenate([rng.normal(size=(batch, steps, 2)), rng.integers(0, 3, (batch, steps, 1))], -1)
+    x[1, 3:] = 0.0
+    return x, y.astype(np.float32)
+
+
+def test_presets_cover_the_data_kinds():
+    assert {"kanji", "sketch", "touch", "impsy"} <= set(mdnrnn.PRESETS)
+    kanji, sketch = preset("kanji"), preset("sketch")
+    assert kanji.spec.pen == sketch.spec.pen == "categorical"
+    assert kanji.input_size == 5 and kanji.data_kind == "stroke3"
+    assert sketch.units * sketch.layers > kanji.units * kanji.layers
+    touch = preset("touch")
+    assert (touch.spec.dim, touch.spec.pen, touch.input_size) == (3, None, 3)
+    impsy = preset("impsy", dim=9)
+    assert impsy.spec.dim == 9 and impsy.preset == "impsy"
+    assert preset("stroke3").spec.pen == "bernoulli" and preset("stroke3").input_size == 3
+
+
+def test_unknown_preset_names_the_choices():
+    with pytest.raises(ValueError, match="Unknown preset 'kanjj'.*kanji"):
+        preset("kanjj")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"units": 0}, "units=0"),
+        ({"dropout": 1.5}, "dropout=1.5"),
+        ({"data_kind": "video"}, "data_kind='video'"),
+        ({"pen": None}, "needs a spec with dim=2 and a pen"),
+        ({"mean": (0.0,)}, "mean=\\(0.0,\\)"),
+        ({"std": (1.0, 0.0)}, "std"),
+    ],
+)
+def test_config_rejects_bad_values(changes, message):
+    with pytest.raises(ValueError, match=message):
+        preset("kanji").replace(**changes)
+
+
+def test_config_dict_round_trip():
+    config = preset("touch", units=32, mean=(0.5, 0.5, 0.1), std=(0.2, 0.3, 0.05))
+    assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    mean, std = config.normalisation
+    np.testing.assert_allclose(std, [0.2, 0.3, 0.05])
+
+
+def test_training_model_shapes_and_variable_time():
+    model = build_model(preset("kanji", units=16, layers=2, components=3))
+    params_size = MixtureSpec(2, 3, "categorical").params_size
+    assert model(np.zeros((2, 7, 5), np.float32)).shape == (2, 7, params_size)
+    assert model(np.zeros((5, 40, 5), np.float32)).shape == (5, 40, params_size)
+    # Two LSTMs (kernel, recurrent kernel, bias) and a head with four dense layers.
+    assert len(model.weights) == 2 * 3 + 4 * 2
+
+
+def test_padding_does_not_change_predictions_or_loss():
+    rng = np.random.default_rng(0)
+    model = build_model(preset("kanji", units=16, components=3))
+    x, y = stroke5_batch(rng)
+    loss = model.evaluate(x, y, verbose=0)
+    x_long = np.concatenate([x, np.zeros((3, 4, 5), np.float32)], 1)
+    y_long = np.concatenate([y, np.full((3, 4, 3), 2.0, np.float32)], 1)
+    y_long[..., :2] = np.where(np.arange(10)[None, :, None] >= 6, 1e3, y_long[..., :2])
+    np.testing.assert_allclose(model.evaluate(x_long, y_long, verbose=0), loss, rtol=1e-5)
+    np.testing.assert_allclose(model(x_long)[:, :6], model(x), atol=1e-5)
+
+
+def test_loss_equals_mean_nll_over_real_steps():
+    rng = np.random.default_rng(1)
+    config = preset("kanji", units=8, components=2)
+    model = build_model(config)
+    x, y = stroke5_batch(rng)
+    params = model(x).numpy()
+    log_prob = mdnrnn.mixture_distribution(params, config.spec).log_prob(y).numpy()
+    real = np.ones((3, 6), bool)
+    real[1, 3:] = False
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), -log_prob[real].mean(), rtol=1e-5)
+
+
+def test_step_model_matches_training_model_and_shares_weights():
+    rng = np.random.default_rng(2)
+    model = build_model(preset("kanji", units=16, layers=3, components=3))
+    step = build_step_model(model)
+    x, y = stroke5_batch(rng, batch=4, steps=5)
+    x[1] = x[0]  # no padding here: the step model has no mask
+
+    def run_steps():
+        states = step.initial_states(4)
+        outputs = []
+        for t in range(5):
+            params, *states = step([x[:, t]] + states)
+            outputs.append(params)
+        return np.stack(outputs, 1)
+
+    np.testing.assert_allclose(run_steps(), model(x).numpy(), atol=1e-5)
+    model.fit(x, y, epochs=1, verbose=0)  # training changes the step model as well
+    np.testing.assert_allclose(run_steps(), model(x).numpy(), atol=1e-5)
+    assert len(step.weights) == len(model.weights)
+
+
+def test_one_fit_step_lowers_the_loss():
+    rng = np.random.default_rng(3)
+    model = build_model(preset("kanji", units=16, components=3), learning_rate=1e-2)
+    x, y = stroke5_batch(rng)
+    before = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=3, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < before
+
+
+@pytest.mark.parametrize("name", ["kanji", "stroke3", "touch"])
+def test_save_load_same_outputs_config_and_nll(tmp_path, name):
+    rng = np.random.default_rng(4)
+    config = preset(name, units=16, components=3)
+    if name == "touch":
+        config = config.replace(mean=(0.5, 0.5, 0.05), std=(0.3, 0.3, 0.1))
+        x = rng.normal(size=(2, 6, 3)).astype(np.float32)
+        y = rng.normal(size=(2, 6, 3)).astype(np.float32)
+    elif name == "stroke3":
+        x = np.concatenate([rng.normal(size=(2, 6, 2)), rng.integers(0, 2, (2, 6, 1))], -1).astype(np.float32)
+        y = np.roll(x, -1, axis=1)
+    else:
+        x, y = stroke5_batch(rng, batch=2)
+    model = build_model(config)
+    model.fit(x, y, epochs=1, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    plain = keras.models.load_model(path)  # no custom_objects needed
+    assert isinstance(plain, MixtureRNN) and plain.config == config
+    np.testing.assert_array_equal(plain(x).numpy(), model(x).numpy())
+    loaded = mdnrnn.load_model(path)
+    assert loaded.config == config
+    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+    assert loaded.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0), rel=1e-6)
+    assert loaded.optimizer.iterations.numpy() == model.optimizer.iterations.numpy() == 1
+
+
+def test_load_model_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.keras"):
+        mdnrnn.load_model(tmp_path / "missing.keras")
+    text = tmp_path / "notes.keras"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match="not a .keras model file"):
+        mdnrnn.load_model(text)
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(ValueError, match="holds a Sequential, not an mdnrnn model"):
+        mdnrnn.load_model(tmp_path / "other.keras")
+    broken = tmp_path / "broken.keras"
+    with zipfile.ZipFile(broken, "w") as archive:
+        archive.writestr("config.json", "{not json")
+    with pytest.raises(ValueError, match="could not be loaded"):
+        mdnrnn.load_model(broken)
