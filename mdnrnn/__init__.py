@@ -11,6 +11,7 @@ from mdnrnn.mixture import (  # noqa: E402
     MixtureSpec,
     mixture_distribution,
 )
+from mdnrnn.generate import Generator  # noqa: E402
 from mdnrnn.models import (  # noqa: E402
     PRESETS,
     MixtureRNN,
@@ -25,6 +26,7 @@ from mdnrnn.models import (  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "Generator",
     "MixtureDensity",
     "MixtureNLL",
     "MixtureRNN",

@@ -1,0 +1,201 @@
+"""The Generator: shapes, units, ranges, stop rules, priming, seeds, and its samplers."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import mdnrnn
+from mdnrnn import Generator, build_model, mixture_distribution, preset
+
+
+def model_for(name, seed=0, **overrides):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return build_model(preset(name, units=16, components=3, **overrides))
+
+
+def set_head_bias(model, pen=None, loc=None, scale=None):
+    """Pins the head's outputs by zeroing its kernels and setting its biases."""
+    head = model.head
+    for dense in (head.logits_dense, head.loc_dense, head.scale_dense, head.pen_dense):
+        if dense is not None:
+            dense.kernel.assign(np.zeros(dense.kernel.shape, np.float32))
+    if pen is not None:
+        head.pen_dense.bias.assign(np.asarray(pen, np.float32))
+    if loc is not None:
+        head.loc_dense.bias.assign(np.asarray(loc, np.float32))
+    if scale is not None:
+        head.scale_dense.bias.assign(np.asarray(scale, np.float32))
+
+
+def test_touch_sequences_have_shape_units_and_ranges():
+    config = preset("touch", units=16, components=3, mean=(0.5, 0.5, 0.3), std=(0.3, 0.3, 0.5))
+    generator = Generator(build_model(config), seed=0)
+    sequences = generator.generate(n=5, max_steps=40)
+    assert len(sequences) == 5
+    for rows in sequences:
+        assert rows.shape == (40, 3) and rows.dtype == np.float32
+        assert rows[:, :2].min() >= 0.0 and rows[:, :2].max() <= 1.0
+        assert rows[:, 2].min() >= mdnrnn.generate.MIN_DT
+    # Normalisation is undone: with dt's std 0.5 the spread of dt is far above a std-1 draw's.
+    assert np.concatenate(sequences)[:, 2].mean() > 0.1
+
+
+def test_stroke3_pen_bits_are_zero_or_one():
+    generator = Generator(model_for("stroke3"), seed=1)
+    rows = np.concatenate(generator.generate(n=3, max_steps=30))
+    assert set(np.unique(rows[:, 2])) <= {0.0, 1.0}
+    assert rows.shape[1] == 3
+
+
+def test_forced_end_of_drawing_stops_at_once():
+    model = model_for("kanji")
+    set_head_bias(model, pen=[-50.0, -50.0, 50.0])
+    sequences = Generator(model, seed=0).generate(n=4, max_steps=100)
+    assert [len(s) for s in sequences] == [0, 0, 0, 0]
+    never = model_for("kanji")
+    set_head_bias(never, pen=[50.0, -50.0, -50.0])
+    assert [len(s) for s in Generator(never, seed=0).generate(n=2, max_steps=25)] == [25, 25]
+    unstopped = Generator(model, seed=0).generate(n=2, max_steps=7, stop=False)
+    assert [len(s) for s in unstopped] == [7, 7]
+
+
+def test_time_limit_is_respected_within_one_step():
+    config = preset("touch", units=16, components=3, mean=(0.5, 0.5, 0.1), std=(0.3, 0.3, 0.05))
+    generator = Generator(build_model(config), seed=3)
+    sequences = generator.generate(n=8, max_steps=500, max_seconds=1.5)
+    for rows in sequences:
+        total = rows[:, 2].sum()
+        assert total >= 1.5 - 1e-5  # it ran until the limit
+        assert total - rows[-1, 2] < 1.5  # and stopped at the first row reaching it
+
+
+def test_same_seed_same_output_and_different_seeds_differ():
+    model = model_for("touch")
+    first = Generator(model, seed=7).generate(n=3, max_steps=20)
+    again = Generator(model, seed=7).generate(n=3, max_steps=20)
+    other = Generator(model, seed=8).generate(n=3, max_steps=20)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(first[0], other[0])
+    steps = [Generator(model, seed=7).step() for _ in range(2)]
+    np.testing.assert_array_equal(steps[0], steps[1])
+
+
+def test_priming_changes_the_continuation():
+    model = model_for("touch")
+    rng = np.random.default_rng(0)
+    prefix_a = rng.uniform(0, 1, (10, 3)).astype(np.float32)
+    prefix_b = rng.uniform(0, 1, (10, 3)).astype(np.float32)
+    generator = Generator(model, seed=5)
+    generator.prime([prefix_a])
+    after_a = generator.generate(max_steps=10)[0]
+    generator = Generator(model, seed=5)
+    generator.prime([prefix_b])
+    after_b = generator.generate(max_steps=10)[0]
+    assert not np.allclose(after_a, after_b)
+
+
+@pytest.mark.parametrize("name", ["kanji", "touch"])
+def test_priming_a_batch_equals_the_model_on_each_prefix(name):
+    """Priming unequal prefixes together gives, per prefix, the training model's output
+    at its last step, computed independently through Keras on the whole sequence."""
+    model = model_for(name)
+    config = model.config
+    rng = np.random.default_rng(1)
+    if name == "kanji":
+        prefixes = [
+            np.concatenate([rng.normal(size=(n, 2)), rng.integers(0, 2, (n, 1))], 1).astype(np.float32)
+            for n in (6, 2, 4)
+        ]
+    else:
+        prefixes = [rng.uniform(0, 1, (n, 3)).astype(np.float32) for n in (6, 2, 4)]
+    generator = Generator(model)
+    generator.prime(prefixes)
+    for i, prefix in enumerate(prefixes):
+        if name == "kanji":
+            rows = np.zeros((len(prefix) + 1, 5), np.float32)
+            rows[0, 2] = 1.0  # start token
+            rows[1:, :2] = prefix[:, :2]
+            rows[1:, 2] = 1 - prefix[:, 2]
+            rows[1:, 3] = prefix[:, 2]
+        else:
+            rows = prefix
+        expected = model(rows[None]).numpy()[0, -1]
+        np.testing.assert_allclose(generator.params[i], expected, atol=1e-5)
+
+
+def test_step_by_step_equals_the_training_model():
+    """Each step's params come from feeding the previous samples, as in training."""
+    model = model_for("kanji")
+    generator = Generator(model, seed=2)
+    rows, params = [], []
+    for _ in range(6):
+        row, p = generator.step(return_params=True)
+        rows.append(row[0])
+        params.append(p[0])
+    rows = np.array(rows)
+    inputs = np.zeros((7, 5), np.float32)
+    inputs[0, 2] = 1
+    inputs[1:, :2] = rows[:, :2]
+    inputs[1:, 2] = 1 - rows[:, 2]
+    inputs[1:, 3] = rows[:, 2]
+    # Only compare up to (and including) an end-of-drawing row, which feeds (0,0,0,0,1).
+    expected = model(inputs[None, :6]).numpy()[0]
+    ended = [i for i, r in enumerate(rows) if r[0] == 0 and r[1] == 0 and r[2] == 1]
+    upto = ended[0] + 1 if ended else 6
+    np.testing.assert_allclose(np.array(params)[:upto], expected[:upto], atol=1e-5)
+
+
+def test_generate_returns_params_that_match_the_model():
+    model = model_for("touch")
+    sequences, params = Generator(model, seed=4).generate(n=2, max_steps=5, return_params=True)
+    assert params[0].shape == (5, model.config.spec.params_size)
+    inputs = np.concatenate([np.zeros((1, 3), np.float32), sequences[0][:4]], 0)
+    np.testing.assert_allclose(params[0], model(inputs[None]).numpy()[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("path", ["step", "generate"])
+def test_fast_paths_sample_the_same_distribution(path):
+    """Both samplers against mixture_distribution, with pinned head outputs."""
+    model = model_for("stroke3")
+    # Components at (-2, 1) and (3, -1) (scales ~ softplus(0)), pen lift p = sigmoid(-1).
+    set_head_bias(model, pen=[-1.0], loc=[-2.0, 1.0, 3.0, -1.0, 0.0, 0.0], scale=[0.0] * 6)
+    model.head.logits_dense.bias.assign(np.array([0.0, 1.0, -30.0], np.float32))
+    generator = Generator(model, seed=11)
+    n = 4000
+    if path == "step":
+        generator.reset(n)
+        rows = generator.step()
+    else:
+        rows = np.concatenate(generator.generate(n=n, max_steps=1))
+    params = model.head(np.zeros((1, 16), np.float32)).numpy()
+    reference = mixture_distribution(np.repeat(params, n, 0), model.config.spec).sample(seed=(1, 2)).numpy()
+    for column in range(2):
+        assert stats.ks_2samp(rows[:, column], reference[:, column]).pvalue > 0.001
+    assert abs(rows[:, 2].mean() - reference[:, 2].mean()) < 0.04
+
+
+def test_live_temperature_knob():
+    model = model_for("stroke3")
+    set_head_bias(model, pen=[0.0], loc=[-2.0, 1.0, 3.0, -1.0, 0.0, 0.0], scale=[0.0] * 6)
+    model.head.logits_dense.bias.assign(np.array([0.0, 1.0, -30.0], np.float32))
+    generator = Generator(model, seed=0)
+    generator.reset(2000)
+    warm = generator.step()
+    generator.temperature = 1e-3
+    generator.reset(2000)
+    cold = generator.step()
+    assert 0.15 < (warm[:, 0] < 0).mean() < 0.4  # P(component 0) = 1 / (1 + e)
+    assert (cold[:, 0] > 0).all()
+
+
+def test_bad_prefixes_raise():
+    generator = Generator(model_for("touch"))
+    with pytest.raises(ValueError, match=r"prefixes\[0\]` has shape \(4, 2\)"):
+        generator.prime([np.zeros((4, 2))])
+    with pytest.raises(ValueError, match=r"prefixes\[1\]` contains NaN"):
+        generator.prime([np.zeros((4, 3)), np.full((2, 3), np.nan)])
+    with pytest.raises(ValueError, match="max_steps=0"):
+        generator.generate(max_steps=0)
