@@ -1,0 +1,258 @@
+"""KanjiVG SVGs to a stroke-3 store, one drawing per character.
+
+Each KanjiVG file draws one character in a `0 0 109 109` viewBox (y grows
+downwards), one `<path>` per stroke in stroke order. For every file:
+
+1. the `<path>` elements are read in document order (KanjiVG's stroke order);
+2. each stroke's path data is parsed with `svgpathtools`; lines and quadratic
+   curves are raised to cubic Beziers (exactly), and every segment is sampled
+   at `ceil(L / sample_step)` evenly spaced parameter values, `L` the length of
+   its control polygon (an upper bound on the arc length);
+3. each stroke's polyline is simplified with Ramer-Douglas-Peucker
+   (`simplification`, tolerance `epsilon` in viewBox units);
+4. the strokes become stroke-3 rows (`mdnrnn.formats.strokes_to_stroke3`):
+   offsets in viewBox units, the first measured from the viewBox origin, with
+   `pen_lift = 1` on each stroke's last point.
+
+The label is the character, from the file name's hexadecimal code point
+(`06f22.svg` -> 漢). Variant files (`06f22-Kaisho.svg`, any name with a `-`)
+are left out unless asked for. Files that fail to parse, have no strokes, or
+use segments other than lines and Beziers (arcs, several subpaths in one
+stroke) are skipped and named in the summary.
+"""
+
+import importlib.metadata
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import svgpathtools
+from simplification.cutil import simplify_coords
+from tqdm import tqdm
+
+from data_prep.common import PrepError, Summary, finish, open_writer
+from mdnrnn import formats
+
+SVG_NS = "{http://www.w3.org/2000/svg}"
+LICENCE = "CC BY-SA 3.0, KanjiVG by Ulrich Apel (http://kanjivg.tagaini.net)"
+
+# Degree elevation to cubic Beziers: rows weight the original control points.
+_TO_CUBIC = {
+    2: np.array([[1, 0], [2 / 3, 1 / 3], [1 / 3, 2 / 3], [0, 1]]),
+    3: np.array([[1, 0, 0], [1 / 3, 2 / 3, 0], [0, 2 / 3, 1 / 3], [0, 0, 1]]),
+    4: np.eye(4),
+}
+
+
+class SvgError(ValueError):
+    """A KanjiVG file that cannot be converted; the message says why."""
+
+
+def package_dir():
+    """The folder of KanjiVG SVGs installed by the PyPI package `kanjivg`.
+
+    Returns:
+        A `pathlib.Path` (`site-packages/kanji`).
+
+    Raises:
+        PrepError: if the package is not installed.
+    """
+    try:
+        files = importlib.metadata.files("kanjivg") or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    for f in files:
+        if f.suffix == ".svg":
+            return Path(f.locate()).parent
+    raise PrepError(
+        "the kanjivg package is not installed; install it with "
+        "`pip install 'mdnrnn[kanjivg]'` or pass --dir DIR"
+    )
+
+
+def is_variant(path):
+    """Whether a KanjiVG file is a variant form (`04e14-Kaisho.svg`, ...)."""
+    return "-" in Path(path).stem
+
+
+def label_of(path):
+    """The character a KanjiVG file draws, from its file name (`06f22` -> 漢).
+
+    Falls back to the file name's stem when it is not a hexadecimal code point.
+    """
+    code = Path(path).stem.split("-")[0]
+    try:
+        return chr(int(code, 16))
+    except (ValueError, OverflowError):
+        return Path(path).stem
+
+
+def read_strokes(path, *, sample_step=0.5, epsilon=1.0):
+    """Reads one KanjiVG file as simplified absolute polylines.
+
+    Args:
+        path: an SVG file.
+        sample_step: curve sampling step in viewBox units (before RDP).
+            Defaults to 0.5.
+        epsilon: RDP tolerance in viewBox units; 0 keeps every sample.
+            Defaults to 1.0.
+
+    Returns:
+        A list with one float array `(n_i, 2)` per stroke, in stroke order, in
+        viewBox coordinates.
+
+    Raises:
+        SvgError: for a file that is not XML, has no stroke paths, or has a
+            path that is broken or unsupported.
+    """
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise SvgError(f"not readable as XML ({exc})") from None
+    paths = list(root.iter(SVG_NS + "path"))
+    if not paths:
+        raise SvgError("no stroke <path> elements")
+    cubics = []
+    for number, element in enumerate(paths, start=1):
+        name = element.get("id") or f"path {number}"
+        try:
+            parsed = svgpathtools.parse_path(element.get("d") or "")
+        except (ValueError, IndexError) as exc:
+            raise SvgError(f"{name}: broken path data ({exc})") from None
+        cubics.append(_as_cubics(parsed, name))
+    polylines = _sample(cubics, sample_step)
+    if epsilon > 0:
+        polylines = [simplify_coords(line, epsilon) for line in polylines]
+    return [np.asarray(line, dtype=np.float64) for line in polylines]
+
+
+def _as_cubics(parsed, name):
+    """The segments of one stroke path as cubic control points `[S, 4]` (complex)."""
+    if len(parsed) == 0:
+        raise SvgError(f"{name}: path data draws nothing")
+    if not parsed.iscontinuous():
+        raise SvgError(f"{name}: unsupported: several subpaths in one stroke")
+    controls = []
+    for segment in parsed:
+        points = () if isinstance(segment, svgpathtools.Arc) else segment.bpoints()
+        if len(points) not in _TO_CUBIC:
+            raise SvgError(f"{name}: unsupported segment {type(segment).__name__}")
+        controls.append(_TO_CUBIC[len(points)] @ np.asarray(points))
+    cubic = np.array(controls)
+    if not np.all(np.isfinite(cubic)):
+        raise SvgError(f"{name}: non-finite coordinates")
+    return cubic
+
+
+def _sample(cubics, step):
+    """Samples each stroke's cubic segments into a polyline `(n_i, 2)`.
+
+    All strokes of a file are evaluated in one vectorised pass: segment `j` is
+    sampled at `t = 1/m_j, 2/m_j, ..., 1` with `m_j = ceil(polygon_j / step)`,
+    and each stroke starts with its first control point.
+    """
+    cubic = np.concatenate(cubics)  # [S, 4] complex, all strokes
+    polygon = np.abs(np.diff(cubic, axis=1)).sum(axis=1)  # [S]
+    per_segment = np.maximum(1, np.ceil(polygon / step)).astype(np.int64)  # m_j
+    segment = np.repeat(np.arange(len(cubic)), per_segment)  # [M]
+    first = np.cumsum(per_segment) - per_segment
+    t = (np.arange(len(segment)) - first[segment] + 1) / per_segment[segment]  # [M]
+    s = 1.0 - t
+    basis = np.stack([s**3, 3 * s**2 * t, 3 * s * t**2, t**3], axis=1)  # [M, 4]
+    curve = (basis * cubic[segment]).sum(axis=1)  # [M] complex
+    xy = np.stack([curve.real, curve.imag], axis=1)  # [M, 2]
+    starts = np.cumsum([0] + [len(c) for c in cubics])  # stroke -> first segment
+    samples = np.cumsum(np.concatenate([[0], per_segment]))  # segment -> first sample
+    polylines = []
+    for k, c in enumerate(cubics):
+        begin, end = samples[starts[k]], samples[starts[k + 1]]
+        head = np.array([[c[0, 0].real, c[0, 0].imag]])
+        polylines.append(np.concatenate([head, xy[begin:end]]))
+    return polylines
+
+
+def list_files(directory, include_variants=False):
+    """The KanjiVG SVGs of a folder, sorted by name.
+
+    Args:
+        directory: the folder.
+        include_variants: keep variant files. Defaults to `False`.
+
+    Returns:
+        `(files, n_variants_left_out)`.
+
+    Raises:
+        PrepError: if the folder is missing or holds no SVG files.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise PrepError(f"{directory}: no such folder")
+    files = sorted(directory.glob("*.svg"))
+    if not files:
+        raise PrepError(f"{directory}: no SVG files in this folder")
+    kept = [f for f in files if include_variants or not is_variant(f)]
+    return kept, len(files) - len(kept)
+
+
+def convert(
+    out,
+    *,
+    directory=None,
+    limit=None,
+    epsilon=1.0,
+    sample_step=0.5,
+    include_variants=False,
+    seed=0,
+    valid_fraction=0.05,
+    test_fraction=0.05,
+    force=False,
+    progress=True,
+):
+    """Converts KanjiVG SVGs into a labelled stroke-3 store.
+
+    Args:
+        out: the store to write.
+        directory: folder of KanjiVG SVGs; defaults to the `kanjivg` package's.
+        limit: convert only the first `limit` files (sorted by name).
+        epsilon: RDP tolerance in viewBox units. Defaults to 1.0.
+        sample_step: curve sampling step in viewBox units. Defaults to 0.5.
+        include_variants: also convert variant files. Defaults to `False`.
+        seed: seed of the random train / valid / test split. Defaults to 0.
+        valid_fraction: share of drawings in `valid`. Defaults to 0.05.
+        test_fraction: share of drawings in `test`. Defaults to 0.05.
+        force: overwrite an existing `out`. Defaults to `False`.
+        progress: show a progress bar. Defaults to `True`.
+
+    Returns:
+        A `data_prep.common.Summary`.
+
+    Raises:
+        PrepError: for a missing or empty folder, an existing `out` without
+            `force`, bad arguments, or no convertible file.
+    """
+    if epsilon < 0 or not math.isfinite(epsilon):
+        raise PrepError(f"--epsilon must be a non-negative number, received {epsilon}")
+    if sample_step <= 0 or not math.isfinite(sample_step):
+        raise PrepError(f"--sample-step must be a positive number, received {sample_step}")
+    if limit is not None and limit < 1:
+        raise PrepError(f"--limit must be a positive integer, received {limit}")
+    directory = package_dir() if directory is None else Path(directory)
+    files, n_variants = list_files(directory, include_variants)
+    files = files[:limit]
+    summary = Summary(source=f"KanjiVG SVGs in {directory}")
+    if n_variants:
+        summary.notes.append(f"{n_variants:,} variant files left out (--include-variants keeps them)")
+    summary.notes.append(f"RDP epsilon {epsilon:g}, sample step {sample_step:g} (viewBox units)")
+    with open_writer(
+        out, kind="stroke3", force=force, source=summary.source, licence=LICENCE,
+        seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction,
+    ) as writer:
+        for path in tqdm(files, desc="kanjivg", unit="file", disable=not progress):
+            try:
+                strokes = read_strokes(path, sample_step=sample_step, epsilon=epsilon)
+            except SvgError as exc:
+                summary.skip("malformed or unsupported SVG", f"{path.name} ({exc})")
+                continue
+            writer.add(formats.strokes_to_stroke3(strokes), label=label_of(path))
+        return finish(writer, summary)

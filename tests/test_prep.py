@@ -1,0 +1,431 @@
+"""data_prep importers on real data and on bad input.
+
+References come from the inputs themselves: NumPy / h5py reads of the source
+files, `<path>` elements and `M` commands read from the SVGs with
+ElementTree and a regular expression, and hand-computed IMPSY rows.
+"""
+
+import hashlib
+import importlib.metadata
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import data_prep
+from data_prep import impsy, kanjivg, robojam, sketch_npz
+from data_prep.common import PrepError
+from mdnrnn import data
+
+ROOT = Path(__file__).parents[1]
+DATA = ROOT.parent / "shared" / "data"
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _kanjivg_dir():
+    files = importlib.metadata.files("kanjivg")
+    return Path(next(f for f in files if f.name == "04e8c.svg").locate()).parent
+
+
+def _digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _no_leftovers(folder):
+    return not any(p.name.endswith(".tmp") for p in Path(folder).iterdir())
+
+
+# --- sketch-rnn .npz ---------------------------------------------------------
+
+
+def test_short_kanji_keeps_splits_and_points(tmp_path):
+    summary = sketch_npz.convert([DATA / "short_kanji.npz"], tmp_path / "k.h5", progress=False)
+    with np.load(DATA / "short_kanji.npz", allow_pickle=True, encoding="latin1") as npz:
+        source = {name: list(npz[name]) for name in ("train", "valid", "test")}
+    assert {k: len(v) for k, v in source.items()} == {"train": 10000, "valid": 600, "test": 500}
+    with data.open_store(tmp_path / "k.h5") as store:
+        assert store.kind == "stroke3"
+        for name, drawings in source.items():
+            indices = store.split(name)
+            assert len(indices) == len(drawings)
+            for i, drawing in zip(indices, drawings):
+                np.testing.assert_array_equal(store[i], drawing)
+        assert set(store.labels) == {"short_kanji"}
+        total = sum(len(d) for v in source.values() for d in v)
+        assert store.n_points == total
+    assert summary.points == summary.points_read == total
+    assert summary.splits == {"train": 10000, "valid": 600, "test": 500}
+
+
+def test_sketch_npz_without_expected_keys(tmp_path):
+    np.savez(tmp_path / "odd.npz", drawings=np.zeros(3))
+    with pytest.raises(PrepError, match=r"odd.npz: no 'train', 'valid' or 'test' array "
+                                        r"\(found keys: drawings\)"):
+        sketch_npz.convert([tmp_path / "odd.npz"], tmp_path / "out.h5", progress=False)
+    assert not (tmp_path / "out.h5").exists()
+
+
+def test_sketch_npz_truncated_file(tmp_path):
+    raw = (DATA / "short_kanji.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(raw[: len(raw) // 3])
+    with pytest.raises(PrepError, match="cut.npz: not a readable .npz file"):
+        sketch_npz.convert([tmp_path / "cut.npz"], tmp_path / "out.h5", progress=False)
+
+
+def test_sketch_npz_bad_drawings_are_skipped_and_named(tmp_path):
+    good = np.array([[1, 2, 0], [3, 4, 1]], dtype=np.int16)
+    drawings = np.empty(4, dtype=object)
+    other = np.array([[7, -2, 1]], dtype=np.int16)
+    drawings[:] = [good, np.zeros((3, 2)), np.array([[1.0, np.nan, 1.0]]), other]
+    valid = np.empty(1, dtype=object)
+    valid[0] = np.array([[0, 0, 1], [5, 5, 7]])
+    np.savez(tmp_path / "cat.npz", train=drawings, valid=valid)
+    summary = sketch_npz.convert([tmp_path / "cat.npz"], tmp_path / "out.h5", progress=False)
+    assert summary.skipped == {
+        "not a non-empty (n, 3) array": ["cat.npz:train[1]"],
+        "NaN or inf values": ["cat.npz:train[2]"],
+        "pen values other than 0 and 1": ["cat.npz:valid[0]"],
+    }
+    assert summary.points_read == 2 + 3 + 1 + 1 + 2
+    assert summary.points + sum(summary.dropped_points.values()) == summary.points_read
+    with data.open_store(tmp_path / "out.h5") as store:
+        assert len(store) == 2 and list(store.labels) == ["cat", "cat"]
+        np.testing.assert_array_equal(store[1], other)
+
+
+# --- RoboJam -----------------------------------------------------------------
+
+
+def test_robojam_corpus_keeps_every_point_in_order(tmp_path):
+    summary = robojam.convert(DATA / "TinyPerformanceCorpus.h5", tmp_path / "t.h5",
+                              progress=False)
+    with h5py.File(DATA / "TinyPerformanceCorpus.h5", "r") as f:
+        raw = f["total_performances"][:]
+    assert len(raw) == 172261
+    with data.open_store(tmp_path / "t.h5") as store:
+        assert store.kind == "touch" and store.n_points == 172261
+        rows = np.concatenate([store[i] for i in range(len(store))])
+        np.testing.assert_array_equal(rows, raw)
+        for i in range(len(store)):
+            dt = store[i][:, 2]
+            assert dt[0] == 0  # every performance starts with dt == 0 ...
+            # ... and no row with dt == 0 after a row with dt != 0 is inside one
+            assert not np.any((dt[1:] == 0) & (dt[:-1] != 0))
+        assert sum(len(store.split(s)) for s in data.SPLITS) == len(store)
+    assert summary.points_read == summary.points == 172261
+    assert summary.dropped_points == {}
+
+
+def test_robojam_arrays_cleaned_and_accounted(tmp_path):
+    summary = robojam.convert(DATA / "TinyPerformanceArrays.npz", tmp_path / "t.h5",
+                              progress=False)
+    with np.load(DATA / "TinyPerformanceArrays.npz", allow_pickle=True) as npz:
+        perfs = [p for p in npz["arr_0"]]
+    everything = np.concatenate(perfs)
+    assert summary.points_read == len(everything) == 249870
+    assert summary.points + sum(summary.dropped_points.values()) == summary.points_read
+    assert summary.clipped == {
+        "x": int(((everything[:, 0] < 0) | (everything[:, 0] > 1)).sum()),
+        "y": int(((everything[:, 1] < 0) | (everything[:, 1] > 1)).sum()),
+        "dt": int(((everything[:, 2] < 0) | (everything[:, 2] > 5)).sum()),
+    }
+    assert summary.clipped["dt"] > 0 and summary.clipped["x"] > 0
+    kept = [p for p in perfs if len(p)]
+    with data.open_store(tmp_path / "t.h5") as store:
+        assert len(store) == len(kept)
+        for i in (0, 100, len(store) - 1):
+            np.testing.assert_array_equal(store[i], np.clip(kept[i], 0, [1, 1, 5]))
+        values = np.concatenate([store[i] for i in range(len(store))])
+        assert values.min() >= 0 and values[:, :2].max() <= 1 and values[:, 2].max() <= 5
+
+
+def test_robojam_bad_inputs(tmp_path):
+    with h5py.File(tmp_path / "wrong.h5", "w") as f:
+        f["something"] = np.zeros((4, 3))
+    with pytest.raises(PrepError, match="no dataset 'total_performances' .found: something"):
+        robojam.convert(tmp_path / "wrong.h5", tmp_path / "o.h5", progress=False)
+    raw = (DATA / "TinyPerformanceCorpus.h5").read_bytes()
+    (tmp_path / "cut.h5").write_bytes(raw[:5000])
+    with pytest.raises(PrepError, match="cut.h5: not a readable HDF5 file"):
+        robojam.convert(tmp_path / "cut.h5", tmp_path / "o.h5", progress=False)
+    np.savez(tmp_path / "two.npz", a=np.zeros(2), b=np.zeros(2))
+    with pytest.raises(PrepError, match="expected one array or 'arr_0' .found keys: a, b"):
+        robojam.convert(tmp_path / "two.npz", tmp_path / "o.h5", progress=False)
+    assert not (tmp_path / "o.h5").exists()
+
+
+# --- KanjiVG -----------------------------------------------------------------
+
+CHARACTERS = {"二": "04e8c", "漢": "06f22", "一": "04e00", "永": "06c38", "書": "066f8"}
+
+
+@pytest.fixture(scope="module")
+def kanji_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("kanjivg")
+    for code in CHARACTERS.values():
+        shutil.copy(_kanjivg_dir() / f"{code}.svg", folder)
+    shutil.copy(_kanjivg_dir() / "04e14-Kaisho.svg", folder)
+    return folder
+
+
+def _svg_strokes(path):
+    """Stroke count, start points and viewBox, read straight from the SVG."""
+    root = ET.parse(path).getroot()
+    paths = list(root.iter(SVG + "path"))
+    starts = [
+        [float(v) for v in re.match(r"\s*M\s*([-\d.]+)[\s,]*([-\d.]+)", p.get("d")).groups()]
+        for p in paths
+    ]
+    box = [float(v) for v in root.get("viewBox").split()]
+    return len(paths), np.array(starts), box
+
+
+def test_kanjivg_strokes_order_and_viewbox(kanji_dir, tmp_path):
+    summary = kanjivg.convert(tmp_path / "k.h5", directory=kanji_dir, progress=False)
+    assert summary.sequences == len(CHARACTERS)  # the -Kaisho variant is left out
+    with data.open_store(tmp_path / "k.h5") as store:
+        by_label = {label: store[i] for i, label in enumerate(store.labels)}
+    assert set(by_label) == set(CHARACTERS)
+    assert _svg_strokes(kanji_dir / "04e8c.svg")[0] == 2
+    assert _svg_strokes(kanji_dir / "06f22.svg")[0] == 13
+    for char, code in CHARACTERS.items():
+        n_strokes, starts, (x0, y0, width, height) = _svg_strokes(kanji_dir / f"{code}.svg")
+        rows = by_label[char]
+        pen = rows[:, 2]
+        assert pen.sum() == n_strokes and pen[-1] == 1
+        points = np.cumsum(rows[:, :2].astype(np.float64), axis=0)
+        assert points[:, 0].min() >= x0 and points[:, 0].max() <= x0 + width
+        assert points[:, 1].min() >= y0 and points[:, 1].max() <= y0 + height
+        first = np.concatenate([[0], np.flatnonzero(pen)[:-1] + 1])  # each stroke's start
+        np.testing.assert_allclose(points[first], starts, atol=1e-3)
+
+
+def test_kanjivg_variants_on_request(kanji_dir, tmp_path):
+    summary = kanjivg.convert(tmp_path / "k.h5", directory=kanji_dir, include_variants=True,
+                              progress=False)
+    assert summary.sequences == len(CHARACTERS) + 1
+    with data.open_store(tmp_path / "k.h5") as store:
+        assert sorted(store.labels).count("且") == 1  # U+4E14, from 04e14-Kaisho.svg
+
+
+def test_kanjivg_epsilon_simplifies(kanji_dir, tmp_path):
+    points = [
+        kanjivg.convert(tmp_path / f"k{e}.h5", directory=kanji_dir, epsilon=e,
+                        progress=False).points
+        for e in (0.0, 0.5, 2.0)
+    ]
+    assert points[0] > points[1] > points[2] >= sum(_svg_strokes(kanji_dir / f"{c}.svg")[0] * 2
+                                                      for c in CHARACTERS.values())
+
+
+def test_kanjivg_split_is_deterministic_by_seed(tmp_path):
+    def splits(seed, name):
+        kanjivg.convert(tmp_path / name, limit=200, seed=seed, progress=False)
+        with data.open_store(tmp_path / name) as store:
+            return [store.split(s).tolist() for s in data.SPLITS]
+
+    first = splits(1, "a.h5")
+    assert splits(1, "b.h5") == first
+    assert splits(2, "c.h5") != first
+    assert [len(s) for s in first] == [180, 10, 10]
+
+
+def test_kanjivg_bad_files_are_skipped_counted_and_named(kanji_dir, tmp_path, capsys):
+    folder = tmp_path / "svgs"
+    folder.mkdir()
+    shutil.copy(kanji_dir / "04e8c.svg", folder)
+    text = (kanji_dir / "06f22.svg").read_text(encoding="utf-8")
+    broken = text.replace('d="M20,19.5c3.62,1.47,8.62,5.38,10.25,8.34"', 'd="M20,19.5c3.62,1.47"')
+    assert broken != text
+    (folder / "06f22.svg").write_text(broken, encoding="utf-8")
+    (folder / "04e00.svg").write_text("<svg><g>unclosed", encoding="utf-8")
+    (folder / "05c71.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+    arc = text.replace('d="M20,19.5c3.62,1.47,8.62,5.38,10.25,8.34"', 'd="M20,19.5 A5,5 0 0 1 30,28"')
+    (folder / "06c38.svg").write_text(arc, encoding="utf-8")
+    rc = data_prep.main(["kanjivg", "--dir", str(folder), "--out", str(tmp_path / "k.h5"),
+                         "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "skipped 4: malformed or unsupported SVG" in out
+    for name in ("06f22.svg (kvg:06f22-s1: broken path data", "04e00.svg (not readable as XML",
+                 "05c71.svg (no stroke <path> elements)", "06c38.svg (kvg:06f22-s1: unsupported"):
+        assert name in out
+    with data.open_store(tmp_path / "k.h5") as store:
+        assert list(store.labels) == ["二"]
+
+
+def test_kanjivg_empty_or_missing_folder(tmp_path, capsys):
+    assert data_prep.main(["kanjivg", "--dir", str(tmp_path), "--out",
+                           str(tmp_path / "k.h5")]) == 1
+    assert data_prep.main(["kanjivg", "--dir", str(tmp_path / "nope"), "--out",
+                           str(tmp_path / "k.h5")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"error: {tmp_path}: no SVG files in this folder",
+                   f"error: {tmp_path / 'nope'}: no such folder"]
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- IMPSY ---------------------------------------------------------------------
+
+LOG = """\
+2024-06-01T12:00:00.000000,interface,0.1,0.2
+2024-06-01T12:00:00.500000,interface,0.3,0.4
+2024-06-01T12:00:00.600000,rnn,0.9,0.9
+garbage
+2024-06-01T12:00:01.000000,interface,abc,0.2
+not-a-time,interface,0.1,0.2
+2024-06-01T12:00:01.250000,interface,0.5,0.6
+2024-06-01T12:00:01.300000,interface,0.5
+2024-06-01T12:00:01.100000,interface,0.7,0.7
+2024-06-01T12:00:02.000000,interface,nan,0.1
+
+2024-06-01T12:00:03.000000,interface,0.7,0.8
+"""
+# dt from consecutive kept interface timestamps; the first row has none.
+LOG_ROWS = np.array([[0.5, 0.3, 0.4], [0.75, 0.5, 0.6], [1.75, 0.7, 0.8]], dtype=np.float32)
+
+
+@pytest.fixture
+def log_dir(tmp_path):
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "2024-06-01T12-00-00-3d-mdrnn.log").write_text(LOG)
+    (folder / "2024-06-02T12-00-00-3d-mdrnn.log").write_text(
+        "2024-06-02T12:00:00,rnn,0.1,0.2\n2024-06-02T12:00:01,rnn,0.1,0.2\n"
+    )
+    return folder
+
+
+def test_impsy_log_with_garbage_lines(log_dir, tmp_path):
+    summary = impsy.convert(log_dir, tmp_path / "i.h5", progress=False)
+    with data.open_store(tmp_path / "i.h5") as store:
+        assert store.kind == "impsy" and store.columns == ("dt", "x_1", "x_2")
+        assert len(store) == 1
+        np.testing.assert_allclose(store[0], LOG_ROWS, rtol=1e-6)
+        assert list(store.labels) == ["2024-06-01T12-00-00-3d-mdrnn.log"]
+    assert summary.dropped_points == {
+        "log rows from source 'rnn' (not 'interface')": 3,
+        "log lines with too few fields": 1,
+        "log lines with a non-numeric value": 1,
+        "log lines with a bad timestamp": 1,
+        "log lines without exactly 2 values": 1,
+        "log rows whose timestamp goes backwards": 1,
+        "log lines with NaN or inf values": 1,
+        "first row of each log (no previous timestamp for dt)": 1,
+    }
+    assert summary.skipped == {"log with no usable interface rows": [
+        "2024-06-02T12-00-00-3d-mdrnn.log"]}
+    assert summary.points_read == 11 + 2
+    assert summary.points + sum(summary.dropped_points.values()) == summary.points_read
+
+
+def test_impsy_dataset_npz_matches_logs(tmp_path):
+    perfs = np.empty(2, dtype=object)
+    perfs[:] = [LOG_ROWS, np.array([[0.0, 0.5, 0.5], [np.inf, 0.1, 0.1]], dtype=np.float32)]
+    np.savez_compressed(tmp_path / "training-dataset-3d.npz", perfs=perfs)
+    summary = impsy.convert(tmp_path / "training-dataset-3d.npz", tmp_path / "i.h5",
+                            progress=False)
+    with data.open_store(tmp_path / "i.h5") as store:
+        np.testing.assert_array_equal(store[0], LOG_ROWS)
+        np.testing.assert_array_equal(store[1], [[0.0, 0.5, 0.5]])
+    assert summary.dropped_points == {"rows with NaN or inf values": 1}
+
+
+def test_impsy_dimensions(log_dir, tmp_path):
+    (log_dir / "2024-06-03T12-00-00-5d-mdrnn.log").write_text(
+        "2024-06-03T12:00:00,interface,1,2,3,4\n2024-06-03T12:00:01,interface,1,2,3,4\n"
+    )
+    with pytest.raises(PrepError, match=r"logs of several dimensions \(3d, 5d\)"):
+        impsy.convert(log_dir, tmp_path / "i.h5", progress=False)
+    summary = impsy.convert(log_dir, tmp_path / "i.h5", dimension=5, progress=False)
+    assert summary.sequences == 1 and summary.points == 1
+    with data.open_store(tmp_path / "i.h5") as store:
+        assert store.columns == ("dt", "x_1", "x_2", "x_3", "x_4")
+
+
+def test_impsy_bad_inputs(tmp_path):
+    with pytest.raises(PrepError, match=r"no IMPSY log files \(\*.log\) in this folder"):
+        impsy.convert(tmp_path, tmp_path / "i.h5", progress=False)
+    np.savez(tmp_path / "x.npz", arr_0=np.zeros(2))
+    with pytest.raises(PrepError, match="no 'perfs' array .found keys: arr_0.; expected an IMPSY"):
+        impsy.convert(tmp_path / "x.npz", tmp_path / "i.h5", progress=False)
+    (tmp_path / "only-garbage.log").write_text("junk\n,,\n")
+    with pytest.raises(PrepError, match="no 'interface' rows in any log"):
+        impsy.convert(tmp_path, tmp_path / "i.h5", progress=False)
+    assert not (tmp_path / "i.h5").exists()
+
+
+# --- the command line ----------------------------------------------------------
+
+
+def test_cli_refuses_to_overwrite_without_force(tmp_path, capsys):
+    out = tmp_path / "t.h5"
+    args = ["robojam", str(DATA / "TinyPerformanceCorpus.h5"), "--out", str(out), "--no-progress"]
+    assert data_prep.main(args) == 0
+    summary = capsys.readouterr().out
+    assert "sequences:" in summary and "points read 172,261 = kept 172,261 + dropped 0" in summary
+    before = _digest(out)
+    assert data_prep.main(args) == 1
+    assert capsys.readouterr().err == f"error: {out} already exists; pass --force to overwrite it\n"
+    assert _digest(out) == before
+    assert data_prep.main(args + ["--force", "--seed", "5"]) == 0
+    assert _digest(out) != before
+
+
+def test_cli_usage_errors_exit_2(tmp_path, capsys):
+    assert data_prep.main([]) == 2
+    assert data_prep.main(["kanjivg"]) == 2  # --out is required
+    assert data_prep.main(["kanjivg", "--out", "x.h5", "--limit", "many"]) == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_cli_user_mistakes_are_one_line(tmp_path, capsys):
+    assert data_prep.main(["sketch-npz", str(tmp_path / "absent.npz"), "--out",
+                           str(tmp_path / "o.h5")]) == 1
+    assert data_prep.main(["robojam", str(DATA / "README.md"), "--out",
+                           str(tmp_path / "o.h5")]) == 1
+    assert data_prep.main(["robojam", str(DATA / "TinyPerformanceCorpus.h5"), "--out",
+                           str(tmp_path / "no" / "o.h5")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"error: {tmp_path / 'absent.npz'}: no such .npz file",
+        f"error: {DATA / 'README.md'}: expected a .h5 or .npz file",
+        f"error: {tmp_path / 'no' / 'o.h5'}: the folder {tmp_path / 'no'} does not exist",
+    ]
+
+
+def test_interrupted_conversion_leaves_nothing(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "k.h5"
+    args = ["sketch-npz", str(DATA / "short_kanji.npz"), "--out", str(out), "--no-progress"]
+    assert data_prep.main(args) == 0
+    before = _digest(out)
+    add = data.StoreWriter.add
+
+    def interrupted(self, *a, **k):
+        if len(self) == 5000:
+            raise KeyboardInterrupt
+        return add(self, *a, **k)
+
+    monkeypatch.setattr(data.StoreWriter, "add", interrupted)
+    assert data_prep.main(args + ["--force"]) == 1
+    assert capsys.readouterr().err.endswith("error: interrupted; nothing written\n")
+    assert _digest(out) == before
+    new = tmp_path / "new.h5"
+    assert data_prep.main(args[:-2] + [str(new), "--no-progress"]) == 1
+    assert not new.exists() and _no_leftovers(tmp_path)
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "data_prep", "kanjivg", "--limit", "3", "--out",
+         str(tmp_path / "k.h5"), "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "sequences: 3" in result.stdout
