@@ -1,0 +1,260 @@
+"""Training pipelines (`mdnrnn.data.make_dataset`) against hand-built examples.
+
+Expected batches are built here with explicit loops from the raw sequences and
+NumPy statistics, never with the pipeline's own helpers.
+"""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from data_prep import sketch_npz
+from mdnrnn import data
+
+DATA = Path(__file__).parents[1].parent / "shared" / "data"
+
+
+def _batches(ds):
+    return [tuple(t.numpy() for t in batch) for batch in ds]
+
+
+def _stroke3(lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in lengths:
+        rows = rng.integers(-9, 10, (n, 3)).astype(np.float32)
+        rows[:, 2] = rng.random(n) < 0.3
+        rows[-1, 2] = 1
+        out.append(rows)
+    return out
+
+
+@pytest.fixture
+def stroke_store(tmp_path):
+    seqs = _stroke3([3, 1, 5, 2, 4, 6, 2])
+    splits = ["train"] * 5 + ["valid"] * 2
+    path = data.write_store(tmp_path / "s.h5", seqs, kind="stroke3", splits=splits)
+    pooled = np.concatenate([s[:, :2].ravel() for s in seqs[:5]]).astype(np.float64)
+    return path, seqs, pooled.std()
+
+
+def _expected_stroke5(rows, scale):
+    inputs, targets = [[0, 0, 1, 0, 0]], []
+    for dx, dy, pen in rows:
+        inputs.append([dx / scale, dy / scale, 1 - pen, pen, 0])
+        targets.append([dx / scale, dy / scale, pen])
+    targets.append([0, 0, 2])
+    return np.array(inputs), np.array(targets)
+
+
+def _expected_stroke3(rows, scale):
+    norm = [[dx / scale, dy / scale, pen] for dx, dy, pen in rows]
+    return np.array([[0, 0, 1]] + norm[:-1]), np.array(norm)
+
+
+@pytest.mark.parametrize(
+    "pen, expected, extra", [("categorical", _expected_stroke5, 1), ("bernoulli", _expected_stroke3, 0)]
+)
+def test_drawing_batches_match_hand_built_examples(stroke_store, pen, expected, extra):
+    path, seqs, scale = stroke_store
+    ds = data.make_dataset(path, "train", 2, pen=pen, shuffle=False)
+    batches = _batches(ds)
+    assert len(batches) == len(ds) == 3  # 5 drawings in batches of 2
+    order = iter(seqs[:5])
+    for inputs, targets, weights in batches:
+        lengths = []
+        for b in range(len(inputs)):
+            rows = next(order)
+            lengths.append(len(rows))
+            want_in, want_out = expected(rows, scale)
+            t = len(want_in)
+            np.testing.assert_allclose(inputs[b, :t], want_in, rtol=1e-6)
+            np.testing.assert_allclose(targets[b, :t], want_out, rtol=1e-6)
+            np.testing.assert_array_equal(weights[b], np.arange(inputs.shape[1]) < t)
+            assert not inputs[b, t:].any() and not targets[b, t:].any()
+        assert inputs.shape[1] == max(lengths) + extra  # padded to the batch's longest
+        assert inputs.dtype == targets.dtype == weights.dtype == np.float32
+
+
+def test_stroke5_targets_are_inputs_shifted_by_one(stroke_store):
+    path = stroke_store[0]
+    for inputs, targets, weights in _batches(
+        data.make_dataset(path, "train", 3, pen="categorical", seed=4)
+    ):
+        real = weights[:, 1:] > 0  # steps t with a next input row
+        np.testing.assert_array_equal(inputs[:, 1:, :2][real], targets[:, :-1, :2][real])
+        # the pen class targets match the one-hot pen state of the next input
+        pen_class = np.argmax(inputs[:, 1:, 2:], axis=-1)
+        np.testing.assert_array_equal(pen_class[real], targets[:, :-1, 2][real])
+
+
+def test_padding_is_masked_and_never_reaches_the_loss(stroke_store):
+    path = stroke_store[0]
+    inputs, targets, weights = _batches(
+        data.make_dataset(path, "train", 5, pen="categorical", shuffle=False)
+    )[0]
+    assert weights.min() == 0.0  # this batch has padding
+    mask = keras.layers.Masking(mask_value=0.0).compute_mask(inputs)
+    np.testing.assert_array_equal(np.asarray(mask), weights > 0)
+    rng = np.random.default_rng(0)
+    predictions = rng.normal(size=targets.shape).astype(np.float32)
+    loss = keras.losses.MeanSquaredError()
+    clean = float(loss(targets, predictions, sample_weight=weights))
+    spoiled = predictions.copy()
+    spoiled[weights == 0] = 1e6  # garbage on padded steps only
+    assert float(loss(targets, spoiled, sample_weight=weights)) == pytest.approx(clean)
+    per_step = ((targets - predictions) ** 2).mean(axis=-1)
+    assert clean == pytest.approx((per_step * weights).sum() / weights.size, rel=1e-5)
+
+
+def test_same_seed_same_batches_and_epochs_differ(tmp_path):
+    seqs = _stroke3(np.random.default_rng(1).integers(1, 12, 200), seed=2)
+    path = data.write_store(tmp_path / "s.h5", seqs, kind="stroke3", splits=["train"] * 200)
+    a = data.make_dataset(path, "train", 16, pen="bernoulli", seed=11)
+    b = data.make_dataset(path, "train", 16, pen="bernoulli", seed=11)
+    c = data.make_dataset(path, "train", 16, pen="bernoulli", seed=12)
+    a0, a1 = _batches(a), _batches(a)
+    b0, b1 = _batches(b), _batches(b)
+    for x, y in zip(a0 + a1, b0 + b1):
+        for u, v in zip(x, y):
+            np.testing.assert_array_equal(u, v)
+    assert not all(np.array_equal(x[1], y[1]) for x, y in zip(a0, a1))
+    assert not all(np.array_equal(x[1], y[1]) for x, y in zip(a0, _batches(c)))
+
+
+def _touch(lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.random((n, 3), dtype=np.float32) for n in lengths]
+
+
+def test_touch_windows_match_hand_enumeration(tmp_path):
+    seqs = _touch([3, 10, 25, 7, 5, 8])
+    splits = ["train"] * 5 + ["test"]
+    path = data.write_store(tmp_path / "t.h5", seqs, kind="touch", splits=splits)
+    train = np.concatenate(seqs[:5]).astype(np.float64)
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    window, stride = 4, 2
+    expected = []
+    for rows in seqs[:5]:
+        for start in range(0, len(rows) - window, stride):
+            expected.append((rows[start : start + window + 1] - mean) / std)
+    assert len(expected) == 3 + 11 + 2 + 1
+
+    counts = data.count_examples(path, "train", window=window, stride=stride)
+    assert (counts.sequences, counts.used, counts.skipped, counts.examples) == (5, 4, 1, 17)
+    ds = data.make_dataset(path, "train", 4, window=window, stride=stride, shuffle=False)
+    batches = _batches(ds)
+    assert len(batches) == len(ds) == 5
+    got_in = np.concatenate([b[0] for b in batches])
+    got_out = np.concatenate([b[1] for b in batches])
+    weights = np.concatenate([b[2] for b in batches])
+    assert got_in.shape == got_out.shape == (17, window, 3)
+    np.testing.assert_allclose(got_in, np.array(expected)[:, :-1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_out, np.array(expected)[:, 1:], rtol=1e-5, atol=1e-6)
+    assert (weights == 1).all()
+
+
+def test_default_stride_is_the_window(tmp_path):
+    path = data.write_store(tmp_path / "t.h5", _touch([21, 9]), kind="touch",
+                            splits=["train", "train"])
+    # windows of 5 rows every 4 rows: starts 0, 4, ..., 16 and 0, 4
+    assert data.count_examples(path, "train", window=4).examples == 5 + 2
+    assert data.count_examples(path, "train", window=4, stride=1).examples == 17 + 5
+
+
+def test_whole_touch_sequences_padded(tmp_path):
+    seqs = _touch([4, 1, 6])
+    path = data.write_store(tmp_path / "t.h5", seqs, kind="touch", splits=["train"] * 3)
+    with data.open_store(path) as store:
+        mean, std = store.mean, store.std
+    inputs, targets, weights = _batches(data.make_dataset(path, "train", 8, shuffle=False))[0]
+    assert inputs.shape == (2, 5, 3)  # the 1-row sequence has no next step: skipped
+    for b, rows in enumerate([seqs[0], seqs[2]]):
+        norm = (rows - mean) / std
+        n = len(rows) - 1
+        np.testing.assert_allclose(inputs[b, :n], norm[:-1], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(targets[b, :n], norm[1:], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(weights[b], np.arange(5) < n)
+        assert not inputs[b, n:].any() and not targets[b, n:].any()
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_small_blocks_yield_every_example_once(tmp_path, shuffle):
+    lengths = np.random.default_rng(3).integers(1, 30, 300)
+    seqs = _touch(lengths, seed=4)
+    splits = ["train" if i % 3 else "valid" for i in range(300)]
+    path = data.write_store(tmp_path / "t.h5", seqs, kind="touch", splits=splits)
+    with data.open_store(path) as store:
+        mean, std = store.mean, store.std
+    expected = np.array([
+        (rows[s : s + 4] - mean) / std
+        for i, rows in enumerate(seqs)
+        if splits[i] == "valid"
+        for s in range(0, len(rows) - 3, 3)
+    ])
+    ds = data.make_dataset(path, "valid", 7, window=3, shuffle=shuffle, seed=5,
+                           block_rows=50, shuffle_blocks=2)
+    batches = _batches(ds)
+    assert len(batches) == len(ds) == -(-len(expected) // 7)
+    assert [len(b[0]) for b in batches[:-1]] == [7] * (len(batches) - 1)
+    got = np.array([
+        np.concatenate([x, y[-1:]]) for inputs, targets, _ in batches
+        for x, y in zip(inputs, targets)
+    ])
+
+    def in_order(windows):  # a canonical order, to compare as multisets
+        flat = windows.reshape(len(windows), -1)
+        return windows[np.lexsort(flat.T[::-1])]
+
+    np.testing.assert_allclose(in_order(got), in_order(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_drop_remainder(stroke_store):
+    ds = data.make_dataset(stroke_store[0], "train", 2, pen="categorical", drop_remainder=True)
+    batches = _batches(ds)
+    assert len(batches) == len(ds) == 2
+    assert all(len(b[0]) == 2 for b in batches)
+
+
+def test_bad_arguments(stroke_store, tmp_path):
+    path = stroke_store[0]
+    with pytest.raises(ValueError, match="needs `pen` in"):
+        data.make_dataset(path, "train", 2)
+    with pytest.raises(ValueError, match="window=8"):
+        data.make_dataset(path, "train", 2, pen="categorical", window=8)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        data.make_dataset(path, "train", 0, pen="categorical")
+    with pytest.raises(ValueError, match="split='training'"):
+        data.make_dataset(path, "training", 2, pen="categorical")
+    touch = data.write_store(tmp_path / "t.h5", _touch([3]), kind="touch", splits=["train"])
+    with pytest.raises(ValueError, match="pen='categorical'"):
+        data.make_dataset(touch, "train", 2, pen="categorical")
+    with pytest.raises(ValueError, match="split 'train' has no examples"):
+        data.make_dataset(touch, "train", 2, window=5)
+    with pytest.raises(ValueError, match="stride=2"):
+        data.make_dataset(touch, "train", 2, stride=2)
+
+
+@pytest.fixture(scope="module")
+def kanji_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("kanji") / "short_kanji.h5"
+    sketch_npz.convert([DATA / "short_kanji.npz"], out, progress=False)
+    return out
+
+
+def test_real_kanji_epoch(kanji_store):
+    with np.load(DATA / "short_kanji.npz", allow_pickle=True, encoding="latin1") as npz:
+        lengths = np.array([len(d) for d in npz["train"]])
+    ds = data.make_dataset(kanji_store, "train", 500, pen="categorical", seed=1)
+    assert len(ds) == 20
+    steps, n_batches = 0.0, 0
+    for inputs, targets, weights in ds:
+        n_batches += 1
+        w = weights.numpy()
+        assert inputs.shape[1] == w.sum(axis=1).max()  # padded to the longest + 1
+        np.testing.assert_array_equal(targets.numpy()[:, :, 2].max(axis=1), 2)
+        steps += w.sum()
+    assert n_batches == 20
+    assert steps == (lengths + 1).sum()
