@@ -1,0 +1,230 @@
+"""Training on a sequence store: run directory, checkpoints, resume, early stopping.
+
+A run directory holds everything one training run writes:
+
+    config.json        the ModelConfig and training settings (written first)
+    last.keras         the model after the last finished epoch, optimizer state included
+    best.keras         the model with the lowest validation NLL so far
+    state.json         epochs finished, best validation NLL, optimizer steps
+    history.csv        per-epoch train and valid NLL (nats/step)
+    logs/              TensorBoard event files
+    model.keras        the final model (the best one), written when training ends
+    loss.svg           the loss curves
+
+`--resume` reloads `last.keras` (weights and optimizer state) and `state.json` and
+continues with the next epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import svgwrite
+import tensorflow as tf
+
+from mdnrnn import data
+from mdnrnn.models import MixtureRNN, ModelConfig, build_model, load_model
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """How to train (everything except the model's own shape).
+
+    Args:
+        epochs: Last epoch to train to. Defaults to 20.
+        batch_size: Sequences (or windows) per batch. Defaults to 64.
+        learning_rate: Adam learning rate. Defaults to 1e-3.
+        window: Steps per training window for touch and IMPSY stores (`None` for
+            whole drawings). Defaults to `None`.
+        patience: Epochs without a better validation NLL before stopping. Defaults to 5.
+        seed: Seed for weights and batch order. Defaults to 0.
+        steps_per_epoch: Cap on batches per epoch (`None`: the whole split).
+    """
+
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    window: int | None = None
+    patience: int = 5
+    seed: int = 0
+    steps_per_epoch: int | None = None
+
+
+class TrainingError(RuntimeError):
+    """Training stopped for a reason the user must know about (for example NaN loss)."""
+
+
+def _save_atomic(model, path: Path):
+    temp = path.with_name(path.stem + ".tmp.keras")
+    model.save(temp)
+    os.replace(temp, path)
+
+
+def _write_json_atomic(obj, path: Path):
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_text(json.dumps(obj, indent=2))
+    os.replace(temp, path)
+
+
+class _RunCheckpoint(keras.callbacks.Callback):
+    """Saves last/best models and the run state after each epoch; guards against NaN."""
+
+    def __init__(self, run_dir: Path, best: float):
+        super().__init__()
+        self.run_dir = run_dir
+        self.best = best
+        self.nan_at = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.nan_at = batch
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        values = [logs.get("loss"), logs.get("val_loss")]
+        if self.nan_at is not None or not all(v is not None and math.isfinite(v) for v in values):
+            self.model.stop_training = True
+            self.nan_at = self.nan_at if self.nan_at is not None else -1
+            return  # keep the last good checkpoint as it is
+        _save_atomic(self.model, self.run_dir / "last.keras")
+        if logs["val_loss"] < self.best:
+            self.best = float(logs["val_loss"])
+            _save_atomic(self.model, self.run_dir / "best.keras")
+        _write_json_atomic(
+            {
+                "epochs_done": epoch + 1,
+                "best_val_loss": self.best,
+                "optimizer_steps": int(self.model.optimizer.iterations.numpy()),
+            },
+            self.run_dir / "state.json",
+        )
+
+
+def prepare_config(store_path, config: ModelConfig) -> ModelConfig:
+    """Fits a config to a store: checks the kind, sets dim (IMPSY) and normalisation.
+
+    Raises:
+        ValueError: If the store's kind does not match the config's `data_kind`.
+    """
+    with data.open_store(store_path, check_values=False) as store:
+        if store.kind != config.data_kind:
+            raise ValueError(
+                f"{store_path} is a {store.kind!r} store but the model expects "
+                f"{config.data_kind!r} data (preset {config.preset!r})."
+            )
+        changes = {"mean": tuple(store.mean), "std": tuple(store.std)}
+        if config.data_kind == "impsy":
+            changes["dim"] = len(store.mean)
+        return config.replace(**changes)
+
+
+def datasets(store_path, config: ModelConfig, settings: TrainSettings):
+    """The train and valid `tf.data` pipelines for a config."""
+    kwargs = dict(pen=config.spec.pen, window=settings.window if config.spec.pen is None else None)
+    train = data.make_dataset(store_path, "train", settings.batch_size, seed=settings.seed, **kwargs)
+    valid = data.make_dataset(store_path, "valid", settings.batch_size, shuffle=False, **kwargs)
+    if settings.steps_per_epoch:
+        train = train.repeat().take(settings.steps_per_epoch)
+        train = train.apply(tf.data.experimental.assert_cardinality(settings.steps_per_epoch))
+    return train, valid
+
+
+def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = TrainSettings(),
+          *, resume: bool = False, verbose: int = 1) -> MixtureRNN:
+    """Trains a model on a store, writing a run directory (see the module docstring).
+
+    Args:
+        store_path: The sequence store (.h5) to train on (train and valid splits).
+        config: The model's `ModelConfig` (normalisation is taken from the store).
+        run_dir: The run directory; must not exist yet unless `resume`.
+        settings: `TrainSettings`.
+        resume: Continue the run in `run_dir` from its last checkpoint.
+        verbose: Keras progress output (1: progress bar, 2: one line per epoch, 0: none).
+
+    Returns:
+        The trained model (the one with the best validation NLL).
+
+    Raises:
+        FileExistsError: If `run_dir` exists and `resume` is false.
+        TrainingError: If the loss became NaN or inf (the last good checkpoint is kept).
+    """
+    run_dir = Path(run_dir)
+    keras.utils.set_random_seed(settings.seed)
+    if resume:
+        state_path = run_dir / "state.json"
+        if not (run_dir / "last.keras").exists() or not state_path.exists():
+            raise FileNotFoundError(f"{run_dir} has no checkpoint to resume from (last.keras, state.json).")
+        saved = json.loads((run_dir / "config.json").read_text())
+        config = ModelConfig.from_dict(saved["model"])
+        settings = dataclasses.replace(TrainSettings(**saved["train"]), epochs=settings.epochs)
+        state = json.loads(state_path.read_text())
+        model = load_model(run_dir / "last.keras")
+        initial_epoch, best = state["epochs_done"], state["best_val_loss"]
+    else:
+        config = prepare_config(store_path, config)
+        run_dir.mkdir(parents=True, exist_ok=False)
+        _write_json_atomic(
+            {"model": config.to_dict(), "train": dataclasses.asdict(settings), "data": str(store_path)},
+            run_dir / "config.json",
+        )
+        model = build_model(config, learning_rate=settings.learning_rate)
+        initial_epoch, best = 0, math.inf
+    train_data, valid_data = datasets(store_path, config, settings)
+    checkpoint = _RunCheckpoint(run_dir, best)
+    callbacks = [
+        checkpoint,
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")),
+    ]
+    if initial_epoch < settings.epochs:
+        model.fit(train_data, validation_data=valid_data, epochs=settings.epochs,
+                  initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+    if checkpoint.nan_at is not None:
+        raise TrainingError(
+            "The loss became NaN or inf; training stopped. The last good checkpoint is kept in "
+            f"{run_dir / 'last.keras'}. Try a lower --lr."
+        )
+    best_model = load_model(run_dir / "best.keras") if (run_dir / "best.keras").exists() else model
+    _save_atomic(best_model, run_dir / "model.keras")
+    write_loss_curve(run_dir / "history.csv", run_dir / "loss.svg")
+    return best_model
+
+
+def write_loss_curve(history_csv, svg_path, size=(480, 320)):
+    """Draws the train and valid NLL per epoch from `history.csv` as an SVG line chart."""
+    with open(history_csv) as f:
+        rows = list(csv.DictReader(f))
+    series = {name: [float(r[name]) for r in rows if r.get(name)] for name in ("loss", "val_loss")}
+    width, height = size
+    pad = 40
+    drawing = svgwrite.Drawing(str(svg_path), size=(width, height))
+    drawing.add(drawing.rect((0, 0), (width, height), fill="white"))
+    values = [v for s in series.values() for v in s if math.isfinite(v)]
+    if values:
+        low, high = min(values), max(values)
+        span = (high - low) or 1.0
+        epochs = max(len(s) for s in series.values())
+        for name, color in (("loss", "#1f77b4"), ("val_loss", "#d62728")):
+            points = [
+                (pad + (width - 2 * pad) * i / max(epochs - 1, 1),
+                 height - pad - (height - 2 * pad) * (v - low) / span)
+                for i, v in enumerate(series[name])
+            ]
+            if points:
+                drawing.add(drawing.polyline(points, stroke=color, fill="none", stroke_width=2))
+        drawing.add(drawing.text(f"{high:.3f}", insert=(2, pad), font_size=10))
+        drawing.add(drawing.text(f"{low:.3f}", insert=(2, height - pad), font_size=10))
+    drawing.add(drawing.text("NLL (nats/step) per epoch: train blue, valid red", insert=(pad, 16), font_size=12))
+    temp = Path(str(svg_path) + ".tmp")
+    temp.write_text(drawing.tostring())
+    os.replace(temp, svg_path)
