@@ -188,7 +188,8 @@ def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = Tr
     ]
     if initial_epoch < settings.epochs:
         model.fit(train_data, validation_data=valid_data, epochs=settings.epochs,
-                  initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+                  initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
+                  shuffle=False)  # the pipeline shuffles with its own seed
     if checkpoint.nan_at is not None:
         raise TrainingError(
             "The loss became NaN or inf; training stopped. The last good checkpoint is kept in "

@@ -1,0 +1,208 @@
+"""The `mdnrnn` command end to end on real data, resume after SIGKILL, and user mistakes."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import mido
+import pytest
+
+from mdnrnn import data, load_model
+from mdnrnn.cli import main
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TINY_MODEL = ["--units", "16", "--layers", "1", "--mixtures", "3", "--verbose", "0"]
+
+
+def run(argv):
+    """Runs the command in-process; returns its exit code (argparse exits with 2)."""
+    try:
+        return main(argv)
+    except SystemExit as exit:
+        return exit.code
+
+
+def run_subprocess(argv, **kwargs):
+    return subprocess.run([sys.executable, "-m", "mdnrnn.cli", *argv], capture_output=True, text=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def kanji_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("kanji") / "kanji.h5"
+    assert run(["prep", "kanjivg", "--limit", "80", "--out", str(path), "--no-progress"]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def kanji_model(kanji_store, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "kanji"
+    argv = ["train", "--data", str(kanji_store), "--preset", "kanji", *TINY_MODEL,
+            "--epochs", "2", "--batch-size", "16", "--out", str(run_dir)]
+    assert run(argv) == 0
+    return run_dir
+
+
+@pytest.mark.slow
+def test_kanji_prep_train_generate_export(kanji_store, kanji_model, tmp_path, capsys):
+    with data.open_store(kanji_store) as store:
+        assert store.kind == "stroke3" and len(store) == 80
+    run_dir = kanji_model
+    for name in ("model.keras", "best.keras", "last.keras", "history.csv", "loss.svg", "config.json", "state.json"):
+        assert (run_dir / name).exists(), name
+    assert list((run_dir / "logs").rglob("events.out.tfevents*"))
+    with open(run_dir / "history.csv") as f:
+        history = list(csv.DictReader(f))
+    assert [row["epoch"] for row in history] == ["0", "1"]
+    assert all(float(row["val_loss"]) < 10 for row in history)
+    ET.parse(run_dir / "loss.svg")
+    model = load_model(run_dir / "model.keras")
+    assert model.config.preset == "kanji" and model.config.std[0] > 1  # KanjiVG units
+
+    out = tmp_path / "generated"
+    assert run(["generate", "--model", str(run_dir / "model.keras"), "--n", "6", "--max-steps", "60",
+                "--seed", "3", "--out", str(out)]) == 0
+    drawings = sorted(out.glob("drawing_*.svg"))
+    assert len(drawings) == 6
+    for path in drawings + [out / "grid.svg"]:
+        assert ET.parse(path).getroot().tag.endswith("svg")
+    if (out / "sequences.h5").exists():
+        with data.open_store(out / "sequences.h5") as store:
+            assert store.kind == "stroke3" and 1 <= len(store) <= 6
+        assert run(["export", str(out / "sequences.h5"), "--to", "svg", "--out", str(tmp_path / "again")]) == 0
+        assert (tmp_path / "again" / "grid.svg").exists()
+
+    assert run(["export", str(kanji_store), "--to", "svg", "--split", "test", "--out", str(tmp_path / "test_svg")]) == 0
+    assert (tmp_path / "test_svg" / "grid.svg").exists()
+    capsys.readouterr()
+    assert run(["info", str(kanji_store)]) == 0
+    assert "kind:      stroke3" in capsys.readouterr().out
+    assert run(["info", str(run_dir / "model.keras")]) == 0
+    info = capsys.readouterr().out
+    assert "preset:     kanji" in info and "parameters:" in info
+
+
+@pytest.mark.slow
+def test_prime_continues_a_prefix(kanji_store, kanji_model, tmp_path):
+    out = tmp_path / "primed"
+    assert run(["generate", "--model", str(kanji_model / "model.keras"), "--prime", str(kanji_store),
+                "--n", "2", "--max-steps", "20", "--seed", "1", "--out", str(out)]) == 0
+    with data.open_store(kanji_store) as prefixes, data.open_store(out / "sequences.h5") as generated:
+        for i in range(2):  # the output starts with the prefix itself
+            assert (generated[i][: len(prefixes[i])] == prefixes[i]).all()
+
+
+@pytest.mark.slow
+def test_robojam_prep_train_generate_midi(tmp_path):
+    store = tmp_path / "touch.h5"
+    assert run(["prep", "robojam", str(SHARED_DATA / "TinyPerformanceCorpus.h5"), "--out", str(store), "--no-progress"]) == 0
+    run_dir = tmp_path / "run"
+    assert run(["train", "--data", str(store), "--preset", "touch", *TINY_MODEL, "--seq-len", "30",
+                "--epochs", "1", "--steps-per-epoch", "5", "--batch-size", "32", "--out", str(run_dir)]) == 0
+    out = tmp_path / "performances"
+    assert run(["generate", "--model", str(run_dir / "model.keras"), "--n", "3", "--max-seconds", "5",
+                "--max-steps", "400", "--seed", "0", "--out", str(out)]) == 0
+    midi_files = sorted(out.glob("performance_*.mid"))
+    assert len(midi_files) == 3
+    for path in midi_files:
+        notes = [m for m in mido.MidiFile(path).tracks[0] if m.type == "note_on" and m.velocity > 0]
+        assert notes
+    for path in out.glob("performance_*.svg"):
+        ET.parse(path)
+    with data.open_store(out / "sequences.h5") as generated:
+        for i in range(len(generated)):
+            dt = generated[i][:, 2]
+            assert dt.sum() - dt[-1] < 5.0  # stopped at the first row past 5 s (or the step limit)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_continues_the_run(kanji_store, tmp_path):
+    run_dir = tmp_path / "run"
+    argv = ["train", "--data", str(kanji_store), "--preset", "kanji", *TINY_MODEL, "--lr", "0.01",
+            "--epochs", "200", "--batch-size", "16", "--patience", "200", "--out", str(run_dir)]
+    process = subprocess.Popen([sys.executable, "-m", "mdnrnn.cli", *argv],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_path = run_dir / "state.json"
+    deadline = time.time() + 120
+    while not state_path.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert state_path.exists(), "no checkpoint was written before the deadline"
+    killed_at = json.loads(state_path.read_text())
+    done = killed_at["epochs_done"]
+    assert 1 <= done < 200
+    assert not (run_dir / "model.keras").exists()  # the run had not finished
+
+    target = done + 2
+    resumed = run_subprocess(["train", "--resume", str(run_dir), "--epochs", str(target), "--verbose", "0"], timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    state = json.loads(state_path.read_text())
+    assert state["epochs_done"] == target
+    steps_per_epoch = killed_at["optimizer_steps"] // done
+    assert state["optimizer_steps"] == target * steps_per_epoch  # optimizer state was restored
+    assert load_model(run_dir / "last.keras").optimizer.iterations.numpy() == target * steps_per_epoch
+    with open(run_dir / "history.csv") as f:
+        history = list(csv.DictReader(f))
+    epochs = [int(row["epoch"]) for row in history]
+    assert epochs[-2:] == [target - 2, target - 1] and epochs == sorted(epochs)
+    # The resumed epoch starts from the trained weights, not from scratch.
+    assert float(history[-2]["loss"]) < float(history[0]["loss"])
+    assert (run_dir / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_user_mistakes_give_one_line_errors_and_keep_files(kanji_store, kanji_model, tmp_path, capsys):
+    def check(argv, code, message):
+        capsys.readouterr()
+        assert run(argv) == code
+        err = capsys.readouterr().err
+        if code == 1:
+            assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+        else:
+            assert message in err
+        assert "Traceback" not in err
+
+    model_path = kanji_model / "model.keras"
+    check(["train", "--data", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "r")], 1, "No store at")
+    check(["train", "--data", str(kanji_store), "--preset", "touch", "--out", str(tmp_path / "r")], 1,
+          "is a 'stroke3' store but the model expects 'touch'")
+    assert not (tmp_path / "r").exists()
+    check(["train", "--data", str(kanji_store), "--preset", "kanjj", "--out", str(tmp_path / "r")], 2, "invalid choice")
+    check(["generate", "--model", str(kanji_store), "--out", str(tmp_path / "g")], 1, "not a .keras model file")
+    check(["generate", "--model", str(tmp_path / "none.keras"), "--out", str(tmp_path / "g")], 1, "No model file")
+    check(["generate", "--model", str(model_path), "--temperature", "0", "--out", str(tmp_path / "g")], 2, "positive")
+    check(["info", str(tmp_path / "nothing.h5")], 1, "No file at")
+    check(["export", str(model_path), "--to", "svg", "--out", str(tmp_path / "e")], 1, "error: ")
+
+    # An existing run directory or output is never overwritten without --force.
+    before = (kanji_model / "model.keras").read_bytes()
+    check(["train", "--data", str(kanji_store), "--out", str(kanji_model)], 1, "already exists")
+    assert (kanji_model / "model.keras").read_bytes() == before
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    check(["generate", "--model", str(model_path), "--out", str(out)], 1, "already exists")
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_subprocess_error_has_no_traceback(tmp_path):
+    result = run_subprocess(["info", str(tmp_path / "nothing.h5")], timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: No file at {tmp_path / 'nothing.h5'}"
+
+
+def test_every_subcommand_has_help_and_bad_usage_exits_2(capsys):
+    for command in ("train", "generate", "export", "info"):
+        assert run([command, "--help"]) == 0
+        assert "usage: mdnrnn " + command in capsys.readouterr().out
+    assert run(["prep", "--help"]) == 0
+    assert "kanjivg" in capsys.readouterr().out
+    assert run(["train", "--preset"]) == 2
+    assert "usage:" in capsys.readouterr().err
+    assert run([]) == 2
