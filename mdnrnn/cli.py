@@ -66,7 +66,7 @@ def cmd_train(args):
         settings = train.TrainSettings(
             epochs=args.epochs or 20, batch_size=args.batch_size, learning_rate=args.lr,
             window=args.seq_len, patience=args.patience, seed=args.seed,
-            steps_per_epoch=args.steps_per_epoch,
+            steps_per_epoch=args.steps_per_epoch, distribute=args.distribute,
         )
         train.train(args.data, config, run_dir, settings, verbose=args.verbose)
     print(f"model: {run_dir / 'model.keras'}")
@@ -222,6 +222,8 @@ def build_parser():
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="learning rate (0.001)")
     p.add_argument("--patience", type=_positive_int, default=5, help="early stopping patience (5)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument("--distribute", choices=["mirrored", "multiworker"],
+                   help="tf.distribute: all local GPUs, or several machines configured by TF_CONFIG")
     p.add_argument("--out", help="run directory to create")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--force", action="store_true", help="replace an existing --out")

@@ -46,6 +46,8 @@ class TrainSettings:
         patience: Epochs without a better validation NLL before stopping. Defaults to 5.
         seed: Seed for weights and batch order. Defaults to 0.
         steps_per_epoch: Cap on batches per epoch (`None`: the whole split).
+        distribute: `None`, `"mirrored"` or `"multiworker"` (see `make_strategy`); the
+            batch size is the global one, split across the replicas.
     """
 
     epochs: int = 20
@@ -55,6 +57,29 @@ class TrainSettings:
     patience: int = 5
     seed: int = 0
     steps_per_epoch: int | None = None
+    distribute: str | None = None
+
+
+STRATEGIES = (None, "mirrored", "multiworker")
+
+
+def make_strategy(name: str | None) -> tf.distribute.Strategy:
+    """The `tf.distribute` strategy for `name`.
+
+    `None`: the default (one device). `"mirrored"`: every local GPU (or the CPU).
+    `"multiworker"`: several machines, each running the same command with its own
+    `TF_CONFIG` environment variable (the cluster and this worker's index).
+
+    Raises:
+        ValueError: For an unknown name.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"Unknown distribution strategy {name!r}; expected one of {STRATEGIES}.")
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
 
 
 class TrainingError(RuntimeError):
@@ -167,7 +192,8 @@ def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = Tr
         config = ModelConfig.from_dict(saved["model"])
         settings = dataclasses.replace(TrainSettings(**saved["train"]), epochs=settings.epochs)
         state = json.loads(state_path.read_text())
-        model = load_model(run_dir / "last.keras")
+        with make_strategy(settings.distribute).scope():
+            model = load_model(run_dir / "last.keras")
         initial_epoch, best = state["epochs_done"], state["best_val_loss"]
     else:
         config = prepare_config(store_path, config)
@@ -176,7 +202,8 @@ def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = Tr
             {"model": config.to_dict(), "train": dataclasses.asdict(settings), "data": str(store_path)},
             run_dir / "config.json",
         )
-        model = build_model(config, learning_rate=settings.learning_rate)
+        with make_strategy(settings.distribute).scope():
+            model = build_model(config, learning_rate=settings.learning_rate)
         initial_epoch, best = 0, math.inf
     train_data, valid_data = datasets(store_path, config, settings)
     checkpoint = _RunCheckpoint(run_dir, best)
