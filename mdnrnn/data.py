@@ -492,6 +492,7 @@ class StoreWriter:
                 self._file = h5py.File(self._tmp, "w")
             else:
                 shutil.copyfile(self.path, self._tmp)
+                shutil.copymode(self.path, self._tmp)
                 self._file = h5py.File(self._tmp, "r+")
         except BaseException:
             self._tmp.unlink(missing_ok=True)
@@ -706,6 +707,11 @@ def _check_columns(kind, columns):
 def _temp_path(path):
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    # mkstemp creates the file private (0600); give the store the permissions a
+    # plainly created file would get (0666 less the umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
     return Path(name)
 
 

@@ -253,6 +253,15 @@ def test_invalid_sequences_are_refused_and_nothing_written(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_store_gets_ordinary_file_permissions(tmp_path):
+    path = data.write_store(tmp_path / "p.h5", _touch_sequences(2), kind="touch")
+    (tmp_path / "plain").touch()  # what the umask gives any new file
+    assert path.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
+    path.chmod(0o640)
+    data.append_store(path, _touch_sequences(1))
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
 def test_existing_file_is_not_overwritten_by_default(touch_store):
     path = touch_store[0]
     with pytest.raises(FileExistsError, match="overwrite=True"):
