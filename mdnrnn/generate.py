@@ -64,12 +64,16 @@ class Generator:
         for lstm in model.lstms:
             kernel, recurrent, bias = (w.numpy() for w in lstm.cell.weights)
             self._lstm.append((np.concatenate([kernel, recurrent], 0), bias))
+        # The NumPy path's form of the same weights (see `_fused_cell_kernel`).
+        self._cells = [_fused_cell_kernel(kernel, bias) for kernel, bias in self._lstm]
         head = model.head
         dense = [d for d in (head.logits_dense, head.loc_dense, head.scale_dense, head.pen_dense) if d]
         self._head_kernel = np.concatenate([d.kernel.numpy() for d in dense], 1)
         self._head_bias = np.concatenate([d.bias.numpy() for d in dense], 0)
         k, d = self.spec.components, self.spec.dim
         self._scale_slice = slice(k + k * d, k + 2 * k * d)
+        self._init_numpy_tables()
+        self._work = None  # preallocated NumPy work arrays for one batch size
         self._compiled = {}
         self.reset(1)
 
@@ -256,147 +260,252 @@ class Generator:
             return np.concatenate([values, pen[:, None]], 1).astype(np.float32)
         return np.concatenate([values, 1.0 - pen[:, None], pen[:, None], np.zeros_like(pen)[:, None]], 1).astype(np.float32)
 
+    # The NumPy path below runs once per `step`, so at batch size 1 its cost is mostly
+    # the fixed overhead of each NumPy call: it keeps calls few, works in place in
+    # preallocated float32 arrays and draws the random numbers of a step in two calls.
+
+    def _init_numpy_tables(self):
+        """Constants of the NumPy sampler and decoder, made once."""
+        k, d = self.spec.components, self.spec.dim
+        columns = self._columns()[:d]
+        self._clip_bounds = _clip_bounds(columns)
+        # Component -> its loc and scale columns in a params row: [K, 2D].
+        self._loc_scale_columns = k + np.arange(k)[:, None] * d + np.concatenate([np.arange(d), k * d + np.arange(d)])
+        # Stroke-5 pen class (down, up, end of drawing) -> data row and model row, with
+        # the offsets multiplied in: "end of drawing" zeroes them and reads as a pen lift.
+        self._pen_rows = np.array([[1, 1, 0], [1, 1, 1], [0, 0, 1]], np.float32)
+        self._pen_model_rows = np.array([[1, 1, 1, 0, 0], [1, 1, 0, 1, 0], [0, 0, 0, 0, 1]], np.float32)
+
+    def _work_arrays(self, batch_size):
+        """Preallocated arrays, and views into them, for one batch size (the last used)."""
+        if self._work is not None and self._work[0] == batch_size:
+            return self._work
+        layers = []
+        for kernel in self._cells:
+            units = kernel.shape[1] // 4
+            inputs = kernel.shape[0] - units - 1
+            xh = np.zeros((batch_size, inputs + units + 1), np.float32)  # [x, h, 1]
+            xh[:, -1] = 1.0  # multiplies the bias row of the fused kernel
+            z = np.empty((batch_size, 4 * units), np.float32)  # gates [i, f, o, g]
+            tanh_c = np.empty((batch_size, units), np.float32)
+            i, f, o, g = (z[:, j * units : (j + 1) * units] for j in range(4))
+            layers.append((kernel, xh, xh[:, :inputs], xh[:, inputs:-1], z, z[:, : 3 * units], i, f, o, g, tanh_c))
+        row_starts = np.arange(batch_size)[:, None] * self.spec.params_size  # [B, 1]
+        self._work = (batch_size, layers, row_starts)
+        return self._work
+
     def _advance(self, model_rows):
-        """Feeds one model row per sequence; returns the next step's params (B, P)."""
+        """Feeds one model row per sequence; returns the next step's params (B, P).
+
+        Each LSTM is one matrix product with the fused kernel, `[x, h, 1] @ kernel`,
+        and a single `tanh` over all four gates: the sigmoid gates come out as
+        `0.5 * tanh(z / 2) + 0.5`, which is the sigmoid (the kernel's sigmoid columns
+        hold the halved weights). The new states are fresh arrays, so callers may keep
+        the old ones.
+        """
+        _, layers, _ = self._work_arrays(len(model_rows))
         x = model_rows
-        for layer, (kernel, bias) in enumerate(self._lstm):
-            units = self._h[layer].shape[1]
-            z = np.concatenate([x, self._h[layer]], 1) @ kernel + bias
-            gates = 1.0 / (1.0 + np.exp(-z))  # i, f, o are sigmoids; slot c is recomputed as tanh
-            c = gates[:, units : 2 * units] * self._c[layer] + gates[:, :units] * np.tanh(z[:, 2 * units : 3 * units])
-            h = gates[:, 3 * units :] * np.tanh(c)
-            self._h[layer], self._c[layer] = h, c
-            x = h
-        params = x @ self._head_kernel + self._head_bias
-        params[:, self._scale_slice] = np.logaddexp(0.0, params[:, self._scale_slice]) + MIN_SCALE
-        return params.astype(np.float32)
+        for layer, (kernel, xh, x_slot, h_slot, z, sigmoid, i, f, o, g, tanh_c) in enumerate(layers):
+            x_slot[...] = x
+            h_slot[...] = self._h[layer]
+            np.matmul(xh, kernel, out=z)
+            np.tanh(z, out=z)
+            sigmoid *= 0.5
+            sigmoid += 0.5
+            c = f * self._c[layer]  # c = f * c + i * g
+            g *= i
+            c += g
+            x = o * np.tanh(c, out=tanh_c)  # h
+            self._h[layer], self._c[layer] = x, c
+        params = x @ self._head_kernel
+        params += self._head_bias
+        scale = params[:, self._scale_slice]
+        np.logaddexp(0.0, scale, out=scale)  # softplus
+        scale += MIN_SCALE
+        return params
 
     def _sample_numpy(self, params):
-        """One draw per row of `params`, the same distribution as `mixture_distribution`."""
+        """One draw per row of `params`, the same distribution as `mixture_distribution`.
+
+        Categorical draws are Gumbel-max draws: `argmax(logits / temperature + G)`, with
+        `G = -log(E)` standard Gumbel noise (`E` standard exponential), is distributed
+        as `softmax(logits / temperature)`.
+
+        Returns:
+            `(values, pen)`: model-space values `(B, D)`, and the pen `(B,)` (a class
+            index for stroke-5, a 0/1 float for stroke-3) or `None` without a pen.
+        """
         k, d = self.spec.components, self.spec.dim
-        batch = params.shape[0]
+        batch = len(params)
         rng = self._rng
-        component = _categorical(params[:, :k] / self.temperature, rng)
-        loc = params[:, k : k + k * d].reshape(batch, k, d)[np.arange(batch), component]
-        scale = params[:, k + k * d : k + 2 * k * d].reshape(batch, k, d)[np.arange(batch), component]
-        values = loc + scale * np.sqrt(self.sigma_temperature) * rng.standard_normal((batch, d))
-        if self.spec.pen is None:
-            return values
-        pen_logits = params[:, k + 2 * k * d :] / self.temperature
+        inverse_temperature = 1.0 / self.temperature
+        categorical_pen = self.spec.pen == "categorical"
+        log_noise = rng.standard_exponential((batch, k + 3 if categorical_pen else k))
+        np.log(log_noise, out=log_noise)  # -G
+        scores = params[:, :k] * inverse_temperature
+        scores -= log_noise[:, :k]
+        columns = self._loc_scale_columns[scores.argmax(axis=1)]  # [B, 2D] of the chosen component
+        if batch > 1:
+            columns += self._work_arrays(batch)[2]
+        loc_scale = params.take(columns)  # [B, 2D]
+        values = rng.standard_normal((batch, d), dtype=np.float32)
+        if self.sigma_temperature != 1.0:
+            values *= np.float32(np.sqrt(self.sigma_temperature))
+        values *= loc_scale[:, d:]
+        values += loc_scale[:, :d]
+        if categorical_pen:
+            scores = params[:, -3:] * inverse_temperature
+            scores -= log_noise[:, k:]
+            return values, scores.argmax(axis=1)
         if self.spec.pen == "bernoulli":
-            pen = (rng.random(batch) < 1.0 / (1.0 + np.exp(-pen_logits[:, 0]))).astype(np.float64)
-        else:
-            pen = _categorical(pen_logits, rng).astype(np.float64)
-        return np.concatenate([values, pen[:, None]], 1)
+            probability = 0.5 * np.tanh(0.5 * inverse_temperature * params[:, -1]) + 0.5  # sigmoid
+            return values, (rng.random(batch) < probability).astype(np.float32)
+        return values, None
 
     def _decode_numpy(self, sample):
         """A model-space sample -> (data rows, model input rows for the next step)."""
-        dim = self.spec.dim
-        values = sample[:, :dim] * self._std + self._mean
-        values = self._clip(values, np)
-        model_values = (values - self._mean) / self._std
-        if self.spec.pen is None:
-            return values.astype(np.float32), model_values.astype(np.float32)
-        pen = sample[:, dim]
+        model_values, pen = sample
+        values = model_values * self._std
+        values += self._mean
+        if self._clip_bounds is not None:  # clip in data units, then encode the clipped rows
+            np.maximum(values, self._clip_bounds[0], out=values)
+            np.minimum(values, self._clip_bounds[1], out=values)
+            model_values = values - self._mean
+            model_values /= self._std
+        if pen is None:
+            return values, model_values
+        d = self.spec.dim
         if self.spec.pen == "bernoulli":
-            rows = np.concatenate([values, pen[:, None]], 1)
-            return rows.astype(np.float32), self._encode(rows)
-        end = pen == END_OF_DRAWING
-        values = np.where(end[:, None], 0.0, values)
-        model_values = np.where(end[:, None], 0.0, model_values)
-        rows = np.concatenate([values, np.where(end, 1.0, pen)[:, None]], 1)
-        one_hot = np.eye(3)[pen.astype(int)]
-        return rows.astype(np.float32), np.concatenate([model_values, one_hot], 1).astype(np.float32)
-
-    def _clip(self, values, xp):
-        """Keeps touch x, y and IMPSY controls in [0, 1] and dt above `MIN_DT`."""
-        kind = self.config.data_kind
-        if kind == "stroke3":
-            return values
-        columns = self._columns()
-        low = np.array([MIN_DT if c == "dt" else 0.0 for c in columns], np.float32)
-        high = np.array([np.inf if c == "dt" else 1.0 for c in columns], np.float32)
-        return xp.minimum(xp.maximum(values, low), high)
+            rows = np.empty((len(values), d + 1), np.float32)
+            rows[:, :d] = values
+            rows[:, d] = pen
+            model_rows = rows.copy()
+            model_rows[:, :d] = model_values
+            return rows, model_rows
+        rows = self._pen_rows[pen]
+        rows[:, :2] *= values
+        rows[:, :2] += 0.0  # 0.0, not -0.0, where "end of drawing" zeroed a negative offset
+        model_rows = self._pen_model_rows[pen]
+        model_rows[:, :2] *= model_values
+        return rows, model_rows
 
     def _build_loop(self, max_steps):
-        spec, config = self.spec, self.config
-        kernels = [(tf.constant(k), tf.constant(b)) for k, b in self._lstm]
-        head_kernel, head_bias = tf.constant(self._head_kernel), tf.constant(self._head_bias)
-        mean, std = tf.constant(self._mean), tf.constant(self._std)
-        k, d = spec.components, spec.dim
-        columns = self._columns()
-        dt_index = columns.index("dt") if "dt" in columns else None
-        scale_mask = np.zeros(spec.params_size, bool)
-        scale_mask[self._scale_slice] = True
-        scale_mask = tf.constant(scale_mask)
+        """This generator's weights bound to the compiled loop for `max_steps`.
 
-        def advance(x, hs, cs):
-            new_h, new_c = [], []
-            for (kernel, bias), h, c in zip(kernels, hs, cs):
-                z = tf.matmul(tf.concat([x, h], 1), kernel) + bias
-                i, f, g, o = tf.split(z, 4, axis=1)
-                c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
-                h = tf.sigmoid(o) * tf.tanh(c)
-                new_h.append(h)
-                new_c.append(c)
-                x = h
-            params = tf.matmul(x, head_kernel) + head_bias
-            params = tf.where(scale_mask, tf.nn.softplus(params) + MIN_SCALE, params)
-            return params, new_h, new_c
-
-        def decode(sample):
-            values = self._clip(sample[:, :d] * std + mean, tf.math)
-            model_values = (values - mean) / std
-            if spec.pen is None:
-                return values, model_values, tf.zeros(tf.shape(values)[:1], tf.bool)
-            pen = sample[:, d]
-            if spec.pen == "bernoulli":
-                rows = tf.concat([values, pen[:, None]], 1)
-                return rows, tf.concat([model_values, pen[:, None]], 1), tf.zeros_like(pen, tf.bool)
-            end = tf.equal(pen, END_OF_DRAWING)
-            values = tf.where(end[:, None], 0.0, values)
-            model_values = tf.where(end[:, None], 0.0, model_values)
-            rows = tf.concat([values, tf.where(end, 1.0, pen)[:, None]], 1)
-            one_hot = tf.one_hot(tf.cast(pen, tf.int32), 3)
-            return rows, tf.concat([model_values, one_hot], 1), end
-
-        @tf.function(reduce_retracing=True)
-        def loop(hs, cs, params, seed, temperature, sigma_temperature, elapsed, limit, stop):
-            batch = tf.shape(params)[0]
-            rows_out = tf.TensorArray(tf.float32, size=max_steps)
-            params_out = tf.TensorArray(tf.float32, size=max_steps)
-            lengths = tf.zeros([batch], tf.int32)
-            done = tf.zeros([batch], tf.bool)
-
-            def body(t, hs, cs, params, elapsed, lengths, done, rows_out, params_out):
-                step_seed = tf.random.experimental.stateless_fold_in(seed, t)
-                sample = mixture_distribution(params, spec, temperature, sigma_temperature).sample(seed=step_seed)
-                rows, model_rows, end = decode(sample)
-                rows_out = rows_out.write(t, rows)
-                params_out = params_out.write(t, params)
-                ended = tf.logical_and(end, stop)
-                lengths = lengths + tf.cast(tf.logical_and(~done, ~ended), tf.int32)
-                if dt_index is not None:
-                    elapsed = elapsed + tf.where(done, 0.0, rows[:, dt_index])
-                    ended = tf.logical_or(ended, elapsed >= limit)
-                done = tf.logical_or(done, ended)
-                params, hs, cs = advance(model_rows, hs, cs)
-                return t + 1, hs, cs, params, elapsed, lengths, done, rows_out, params_out
-
-            def cond(t, hs, cs, params, elapsed, lengths, done, rows_out, params_out):
-                return tf.logical_and(t < max_steps, ~tf.reduce_all(done))
-
-            t, hs, cs, params, elapsed, lengths, done, rows_out, params_out = tf.while_loop(
-                cond, body, [0, hs, cs, params, elapsed, lengths, done, rows_out, params_out]
-            )
-            return hs, cs, params, rows_out.stack(), params_out.stack(), lengths, t
-
-        return loop
+        The loop is compiled with XLA once per kind of model and shared by every
+        generator of that kind: weights and normalisation are arguments, not constants.
+        """
+        key = (self.spec, tuple(self._columns()), max_steps)
+        loop = _LOOPS.get(key)
+        if loop is None:
+            loop = _LOOPS[key] = _generation_loop(self.spec, self._columns(), max_steps)
+        weights = (
+            [tf.constant(kernel) for kernel, _ in self._lstm],
+            [tf.constant(bias) for _, bias in self._lstm],
+            tf.constant(self._head_kernel), tf.constant(self._head_bias),
+            tf.constant(self._mean), tf.constant(self._std),
+        )
+        return lambda *state: loop(*weights, *state)
 
 
-def _categorical(logits, rng):
-    """One index per row of `logits` (B, N), drawn from softmax(logits)."""
-    logits = logits - logits.max(axis=1, keepdims=True)
-    cumulative = np.cumsum(np.exp(logits), axis=1)
-    threshold = rng.random(len(logits)) * cumulative[:, -1]
-    return np.minimum((cumulative < threshold[:, None]).sum(axis=1), logits.shape[1] - 1)
+# (spec, columns, max_steps) -> the compiled generation loop they need.
+_LOOPS = {}
+
+
+def _clip_bounds(columns):
+    """Lowest and highest value of each continuous column: touch x, y and IMPSY controls
+    in [0, 1], dt at least `MIN_DT`; `None` for drawings (stroke-3 offsets are unbounded)."""
+    if columns[0] == "dx":
+        return None
+    low = np.array([MIN_DT if c == "dt" else 0.0 for c in columns], np.float32)
+    high = np.array([np.inf if c == "dt" else 1.0 for c in columns], np.float32)
+    return low, high
+
+
+def _generation_loop(spec, columns, max_steps):
+    """The whole-sequence loop (LSTM step, sampling through `mixture_distribution`,
+    stop rules) as one XLA-compiled TensorFlow function; see `Generator.generate`."""
+    k, d = spec.components, spec.dim
+    dt_index = columns.index("dt") if "dt" in columns else None
+    bounds = _clip_bounds(columns)
+    scale_mask = np.zeros(spec.params_size, bool)
+    scale_mask[k + k * d : k + 2 * k * d] = True
+
+    def advance(x, hs, cs, kernels, biases, head_kernel, head_bias):
+        new_h, new_c = [], []
+        for kernel, bias, h, c in zip(kernels, biases, hs, cs):
+            z = tf.matmul(tf.concat([x, h], 1), kernel) + bias
+            i, f, g, o = tf.split(z, 4, axis=1)
+            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+            h = tf.sigmoid(o) * tf.tanh(c)
+            new_h.append(h)
+            new_c.append(c)
+            x = h
+        params = tf.matmul(x, head_kernel) + head_bias
+        params = tf.where(scale_mask, tf.nn.softplus(params) + MIN_SCALE, params)
+        return params, new_h, new_c
+
+    def decode(sample, mean, std):
+        values = sample[:, :d] * std + mean
+        if bounds is not None:
+            values = tf.minimum(tf.maximum(values, bounds[0]), bounds[1])
+        model_values = (values - mean) / std
+        if spec.pen is None:
+            return values, model_values, tf.zeros(tf.shape(values)[:1], tf.bool)
+        pen = sample[:, d]
+        if spec.pen == "bernoulli":
+            rows = tf.concat([values, pen[:, None]], 1)
+            return rows, tf.concat([model_values, pen[:, None]], 1), tf.zeros_like(pen, tf.bool)
+        end = tf.equal(pen, END_OF_DRAWING)
+        values = tf.where(end[:, None], 0.0, values)
+        model_values = tf.where(end[:, None], 0.0, model_values)
+        rows = tf.concat([values, tf.where(end, 1.0, pen)[:, None]], 1)
+        one_hot = tf.one_hot(tf.cast(pen, tf.int32), 3)
+        return rows, tf.concat([model_values, one_hot], 1), end
+
+    @tf.function(reduce_retracing=True, jit_compile=True)
+    def loop(kernels, biases, head_kernel, head_bias, mean, std,
+             hs, cs, params, seed, temperature, sigma_temperature, elapsed, limit, stop):
+        weights = (kernels, biases, head_kernel, head_bias)
+        batch = tf.shape(params)[0]
+        rows_out = tf.TensorArray(tf.float32, size=max_steps)
+        params_out = tf.TensorArray(tf.float32, size=max_steps)
+        lengths = tf.zeros([batch], tf.int32)
+        done = tf.zeros([batch], tf.bool)
+
+        def body(t, hs, cs, params, elapsed, lengths, done, rows_out, params_out):
+            step_seed = tf.random.experimental.stateless_fold_in(seed, t)
+            sample = mixture_distribution(params, spec, temperature, sigma_temperature).sample(seed=step_seed)
+            rows, model_rows, end = decode(sample, mean, std)
+            rows_out = rows_out.write(t, rows)
+            params_out = params_out.write(t, params)
+            ended = tf.logical_and(end, stop)
+            lengths = lengths + tf.cast(tf.logical_and(~done, ~ended), tf.int32)
+            if dt_index is not None:
+                elapsed = elapsed + tf.where(done, 0.0, rows[:, dt_index])
+                ended = tf.logical_or(ended, elapsed >= limit)
+            done = tf.logical_or(done, ended)
+            params, hs, cs = advance(model_rows, hs, cs, *weights)
+            return t + 1, hs, cs, params, elapsed, lengths, done, rows_out, params_out
+
+        def cond(t, hs, cs, params, elapsed, lengths, done, rows_out, params_out):
+            return tf.logical_and(t < max_steps, ~tf.reduce_all(done))
+
+        t, hs, cs, params, elapsed, lengths, done, rows_out, params_out = tf.while_loop(
+            cond, body, [0, hs, cs, params, elapsed, lengths, done, rows_out, params_out]
+        )
+        return hs, cs, params, rows_out.stack(), params_out.stack(), lengths, t
+
+    return loop
+
+
+def _fused_cell_kernel(kernel, bias):
+    """An LSTM cell's weights as one `(inputs + units + 1, 4 * units)` matrix.
+
+    Rows: input kernel, recurrent kernel, bias. Columns: gates in the order i, f, o, g
+    (Keras stores i, f, g, o), with the three sigmoid gates' columns halved so that
+    `sigmoid(z) = 0.5 * tanh(z / 2) + 0.5` needs no division (halving is exact).
+    """
+    fused = np.concatenate([kernel, bias[None]], 0).astype(np.float32)
+    i, f, g, o = np.split(fused, 4, axis=1)
+    return np.concatenate([0.5 * i, 0.5 * f, 0.5 * o, g], 1)

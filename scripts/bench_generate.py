@@ -1,0 +1,285 @@
+"""Generation speed: mdnrnn's `Generator` against keras-mdn-layer, side by side in one process.
+
+Two model sizes, both untrained (weights do not change the speed):
+- A, kanji-sized: 2 x 64 LSTM, 10 components. Ours: dim 2 + a categorical pen (stroke-5
+  rows in, stroke-3 rows out). keras-mdn-layer has no pen, so its model is the one of
+  its own kanji example and of IMPSY: stroke-3 rows with the pen lift as a third
+  Gaussian dimension (`output_dim = 3`, input width 3).
+- B, RoboJam-sized: 2 x 256 LSTM, 5 components, touch rows (x, y, dt): dim 3 for both.
+
+Measured:
+- Per-step latency at batch size 1 (median and 90th percentile of `time.perf_counter`
+  around each step, over `--steps` steps after a warm-up) for
+  - ours: `Generator.step()` (NumPy kernels);
+  - Keras: the IMPSY inference model (inputs `[x, h_1, c_1, h_2, c_2]`, LSTM layers with
+    explicit states, `mdn.MDN`) called as `model([x] + states)`, then
+    `mdn.sample_from_output` on the parameters;
+  - TFLite: that same Keras model converted with `tf.lite.TFLiteConverter.from_keras_model`
+    (builtin ops only, batch size fixed at 1 so that LiteRT can run it without the Flex
+    delegate) and run with `ai_edge_litert.interpreter.Interpreter`:
+    `set_tensor` x 5, `invoke`, `get_tensor` x 5, then `mdn.sample_from_output`.
+- Whole-sequence throughput, in points per second, for `--length`-step sequences:
+  ours through `Generator.generate(n=1)` and `generate(n=64)` (one compiled loop,
+  `stop=False` so every sequence runs its full length), and through a `step()` loop;
+  the baselines loop one sequence at a time from fresh states.
+
+Each measurement is repeated `--repeats` times; the tables give the best repeat (the
+lowest median step time, the highest points per second), and `--verbose` prints them all.
+
+The baseline packages are needed only here, so install them into a separate venv:
+
+    python3.11 -m venv /tmp/benchvenv
+    /tmp/benchvenv/bin/pip install -e . keras-mdn-layer==1.0.0 ai-edge-litert
+
+Run (from the repository root; about 2 minutes on 2 cores):
+
+    /tmp/benchvenv/bin/python scripts/bench_generate.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import platform
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+
+SETUP = (
+    "python3.11 -m venv /tmp/benchvenv\n"
+    "/tmp/benchvenv/bin/pip install -e . keras-mdn-layer==1.0.0 ai-edge-litert"
+)
+
+try:
+    import keras_mdn_layer as mdn
+    from ai_edge_litert.interpreter import Interpreter
+except ImportError as error:
+    sys.exit(
+        f"bench_generate.py needs the baseline packages ({error}). They are not project "
+        f"dependencies; install them into a separate venv and run from there:\n{SETUP}\n"
+        "/tmp/benchvenv/bin/python scripts/bench_generate.py"
+    )
+
+import keras
+import tensorflow as tf
+
+import mdnrnn
+
+# name -> (our preset and overrides, keras-mdn-layer output_dim, description)
+CONFIGS = {
+    "A": (("kanji", dict(units=64, layers=2, components=10)), 3, "kanji-sized: dim 2 + pen, 2 x 64 LSTM, 10 components"),
+    "B": (("touch", dict(units=256, layers=2, components=5)), 3, "RoboJam-sized: touch dim 3, 2 x 256 LSTM, 5 components"),
+}
+
+
+# ------------------------------------------------------------------- baselines
+def impsy_model(dim, units, layers, components, batch_size=None):
+    """IMPSY's inference model: one step in, `[params] + states` out.
+
+    With `batch_size=1` the batch axis is fixed, as TFLite's builtin LSTM lowering needs.
+    """
+    x_in = keras.Input(batch_shape=(batch_size, 1, dim), name="inputs")
+    state_in, state_out = [], []
+    x = x_in
+    for i in range(layers):
+        h_in = keras.Input(batch_shape=(batch_size, units), name=f"state_h_{i}")
+        c_in = keras.Input(batch_shape=(batch_size, units), name=f"state_c_{i}")
+        x, h, c = keras.layers.LSTM(
+            units, return_sequences=i < layers - 1, return_state=True, name=f"lstm_{i}"
+        )(x, initial_state=[h_in, c_in])
+        state_in += [h_in, c_in]
+        state_out += [h, c]
+    params = mdn.MDN(dim, components, name="mdn_outputs")(x)
+    return keras.Model([x_in] + state_in, [params] + state_out)
+
+
+class KerasBaseline:
+    """keras-mdn-layer called the IMPSY way: `model([x] + states)`, then NumPy sampling."""
+
+    def __init__(self, model, dim, units, layers, components):
+        self.model, self.dim, self.components = model, dim, components
+        self.units, self.layers = units, layers
+        self.reset()
+
+    def reset(self):
+        self.states = [tf.zeros((1, self.units))] * (2 * self.layers)
+        self.x = np.zeros(self.dim, np.float32)
+
+    def step(self):
+        x = tf.convert_to_tensor(self.x.reshape(1, 1, self.dim).astype(np.float32))
+        outputs = self.model([x] + self.states)
+        params = outputs[0][0].numpy()
+        self.states = outputs[1:]
+        self.x = mdn.sample_from_output(params, self.dim, self.components, temp=1.0, sigma_temp=1.0)
+        return self.x
+
+
+class TFLiteBaseline:
+    """The same Keras model converted to TFLite and run with LiteRT, then NumPy sampling."""
+
+    def __init__(self, model, dim, units, layers, components):
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        with contextlib.redirect_stdout(io.StringIO()):  # the export's listing of endpoints
+            flatbuffer = converter.convert()
+        self.interpreter = Interpreter(model_content=flatbuffer)
+        self.interpreter.allocate_tensors()
+        names = ["inputs"] + [f"state_{k}_{i}" for i in range(layers) for k in "hc"]
+        by_name = {
+            d["name"].removeprefix("serving_default_").split(":")[0]: d["index"]
+            for d in self.interpreter.get_input_details()
+        }
+        self.inputs = [by_name[name] for name in names]
+        # Outputs are named "...:k" with k the position in the Keras model's outputs.
+        self.outputs = [
+            d["index"]
+            for d in sorted(self.interpreter.get_output_details(), key=lambda d: int(d["name"].rsplit(":", 1)[1]))
+        ]
+        self.dim, self.components, self.units, self.layers = dim, components, units, layers
+        self.reset()
+
+    def reset(self):
+        self.states = [np.zeros((1, self.units), np.float32)] * (2 * self.layers)
+        self.x = np.zeros((1, 1, self.dim), np.float32)
+
+    def run(self, x, states):
+        interpreter = self.interpreter
+        for index, value in zip(self.inputs, [x] + states):
+            interpreter.set_tensor(index, value)
+        interpreter.invoke()
+        return [interpreter.get_tensor(index) for index in self.outputs]
+
+    def step(self):
+        outputs = self.run(self.x, self.states)
+        params = outputs[0][0]
+        self.states = outputs[1:]
+        sample = mdn.sample_from_output(params, self.dim, self.components, temp=1.0, sigma_temp=1.0)
+        self.x = sample.reshape(1, 1, self.dim).astype(np.float32)
+        return sample
+
+
+# ---------------------------------------------------------------- measurements
+def step_latency(step, steps, warmup):
+    """Median and p90 of one call of `step`, in microseconds."""
+    for _ in range(warmup):
+        step()
+    times = np.empty(steps)
+    clock = time.perf_counter
+    for i in range(steps):
+        start = clock()
+        step()
+        times[i] = clock() - start
+    return np.median(times) * 1e6, np.percentile(times, 90) * 1e6
+
+
+def sequence_throughput(reset, step, length, sequences):
+    """Points per second generating `sequences` sequences of `length` steps one at a time."""
+    start = time.perf_counter()
+    for _ in range(sequences):
+        reset()
+        for _ in range(length):
+            step()
+    return sequences * length / (time.perf_counter() - start)
+
+
+def generate_throughput(generator, batch_size, length):
+    """Points per second of one `generate` call (already compiled for this shape)."""
+    start = time.perf_counter()
+    sequences = generator.generate(n=batch_size, max_steps=length, stop=False)
+    elapsed = time.perf_counter() - start
+    points = sum(len(s) for s in sequences)
+    assert points == batch_size * length, "a sequence ended early; every one should run full length"
+    return points / elapsed
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--steps", type=int, default=2000, help="timed steps per latency run (Keras baseline: half)")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed steps before each latency run")
+    parser.add_argument("--length", type=int, default=200, help="steps per sequence for throughput")
+    parser.add_argument("--batch", type=int, default=64, help="large batch size for generate()")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of each measurement; the best is reported")
+    parser.add_argument("--verbose", action="store_true", help="print every repeat")
+    args = parser.parse_args(argv)
+
+    keras.utils.set_random_seed(0)
+    load_before = os.getloadavg()
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; Python "
+        f"{platform.python_version()}, NumPy {np.__version__}, TensorFlow {tf.__version__}, "
+        f"Keras {keras.__version__}, keras-mdn-layer 1.0.0, ai-edge-litert; "
+        f"load average before: {load_before[0]:.2f}"
+    )
+    latency_rows, throughput_rows = [], []
+    for name in args.configs:
+        (preset_name, overrides), dim, description = CONFIGS[name]
+        units, layers, components = overrides["units"], overrides["layers"], overrides["components"]
+        print(f"# config {name}: {description}", flush=True)
+        generator = mdnrnn.Generator(mdnrnn.build_model(mdnrnn.preset(preset_name, **overrides)), seed=0)
+        keras_baseline = KerasBaseline(impsy_model(dim, units, layers, components), dim, units, layers, components)
+        tflite_baseline = TFLiteBaseline(
+            impsy_model(dim, units, layers, components, batch_size=1), dim, units, layers, components
+        )
+
+        # Per-step latency, batch size 1. Rounds interleave the three so that a burst of
+        # load from elsewhere hits all of them alike.
+        latency = {"ours": [], "keras": [], "tflite": []}
+        generator.reset(1)
+        for repeat in range(args.repeats):
+            latency["ours"].append(step_latency(generator.step, args.steps, args.warmup))
+            latency["keras"].append(step_latency(keras_baseline.step, args.steps // 2, args.warmup // 4))
+            latency["tflite"].append(step_latency(tflite_baseline.step, args.steps, args.warmup))
+            if args.verbose:
+                print(f"  latency repeat {repeat}: " + ", ".join(f"{k} {m:.1f}/{p:.1f} us" for k, (m, p) in ((k, v[-1]) for k, v in latency.items())))
+        for who, label in (("ours", "mdnrnn `Generator.step()`"), ("keras", "keras-mdn-layer, Keras call (IMPSY)"), ("tflite", "keras-mdn-layer, TFLite (LiteRT)")):
+            median, p90 = min(latency[who], key=lambda r: r[0])  # the repeat with the lowest median
+            latency_rows.append((name, label, median, p90))
+
+        # Whole sequences: points per second.
+        throughput = {"gen1": [], "genB": [], "steploop": [], "keras": [], "tflite": []}
+        generator.generate(n=1, max_steps=args.length, stop=False)  # compile (not timed)
+        generator.generate(n=args.batch, max_steps=args.length, stop=False)
+        for repeat in range(args.repeats):
+            throughput["gen1"].append(generate_throughput(generator, 1, args.length))
+            throughput["genB"].append(generate_throughput(generator, args.batch, args.length))
+            throughput["steploop"].append(
+                sequence_throughput(lambda: generator.reset(1), generator.step, args.length, 5)
+            )
+            throughput["keras"].append(sequence_throughput(keras_baseline.reset, keras_baseline.step, args.length, 2))
+            throughput["tflite"].append(sequence_throughput(tflite_baseline.reset, tflite_baseline.step, args.length, 5))
+            if args.verbose:
+                print(f"  throughput repeat {repeat}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in throughput.items()))
+        for who, label, batch in (
+            ("gen1", "mdnrnn `generate(n=1)`", 1),
+            ("genB", f"mdnrnn `generate(n={args.batch})`", args.batch),
+            ("steploop", "mdnrnn `step()` loop", 1),
+            ("keras", "keras-mdn-layer, Keras call (IMPSY)", 1),
+            ("tflite", "keras-mdn-layer, TFLite (LiteRT)", 1),
+        ):
+            throughput_rows.append((name, label, batch, max(throughput[who])))
+
+    print(f"\n### Per-step latency, batch size 1 (best of {args.repeats} runs of {args.steps} steps; Keras call {args.steps // 2})\n")
+    print("| config | implementation | median (us) | p90 (us) | vs Keras call | vs TFLite |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for name, label, median, p90 in latency_rows:
+        reference = {r[1]: r[2] for r in latency_rows if r[0] == name}
+        keras_median = reference["keras-mdn-layer, Keras call (IMPSY)"]
+        tflite_median = reference["keras-mdn-layer, TFLite (LiteRT)"]
+        print(f"| {name} | {label} | {median:.1f} | {p90:.1f} | {keras_median / median:.1f}x | {tflite_median / median:.2f}x |")
+
+    print(f"\n### Whole sequences of {args.length} steps (best of {args.repeats}; baselines one sequence at a time)\n")
+    print("| config | implementation | batch | points/s | vs TFLite |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for name, label, batch, rate in throughput_rows:
+        tflite_rate = [r[3] for r in throughput_rows if r[0] == name and r[1].endswith("(LiteRT)")][0]
+        print(f"| {name} | {label} | {batch} | {rate:,.0f} | {rate / tflite_rate:.1f}x |")
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
