@@ -100,7 +100,8 @@ class Summary:
             lines.append(f"values clipped: {text}")
         for reason, names in self.skipped.items():
             shown = ", ".join(names[:_NAMES_SHOWN])
-            more = f" ... and {len(names) - _NAMES_SHOWN} more" if len(names) > _NAMES_SHOWN else ""
+            hidden = len(names) - _NAMES_SHOWN
+            more = f" ... and {hidden} more" if hidden > 0 else ""
             lines.append(f"skipped {len(names):,}: {reason}: {shown}{more}")
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)

@@ -160,7 +160,8 @@ def _from_npz(path, writer, summary, progress):
         size = shape[0] if len(shape) else 0
         summary.points_read += size
         if len(shape) != 2 or shape[1] < 2 or shape[1] != (width or shape[1]):
-            summary.skip(f"array not of shape (n, {width or 'D >= 2'})", f"perfs[{i}]", points=size)
+            expected = f"(n, {width or 'D >= 2'})"
+            summary.skip(f"array not of shape {expected}", f"perfs[{i}]", points=size)
             continue
         width = shape[1]
         rows = np.asarray(perf, dtype=np.float32)

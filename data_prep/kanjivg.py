@@ -242,7 +242,9 @@ def convert(
     files = files[:limit]
     summary = Summary(source=f"KanjiVG SVGs in {directory}")
     if n_variants:
-        summary.notes.append(f"{n_variants:,} variant files left out (--include-variants keeps them)")
+        summary.notes.append(
+            f"{n_variants:,} variant files left out (--include-variants keeps them)"
+        )
     summary.notes.append(f"RDP epsilon {epsilon:g}, sample step {sample_step:g} (viewBox units)")
     with open_writer(
         out, kind="stroke3", force=force, source=summary.source, licence=LICENCE,

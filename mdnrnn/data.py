@@ -31,6 +31,7 @@ Legend for shapes: B batch, T time, C columns, D continuous columns.
 """
 
 import dataclasses
+import functools
 import itertools
 import logging
 import os
@@ -82,7 +83,8 @@ class SequenceStore:
     """A read-only view of a sequence store file; open it with `open_store`.
 
     Sequences are read lazily from the file: `store[i]` reads one sequence.
-    Offsets, labels, splits and statistics are loaded on opening.
+    Offsets and statistics are loaded on opening (about 8 bytes per
+    sequence); splits are read by `split()`, labels and lengths on first use.
 
     Attributes:
         path: `pathlib.Path` of the file.
@@ -94,8 +96,10 @@ class SequenceStore:
         seed: the seed the random splits were drawn with.
         offsets: int64 array `(n_sequences + 1,)`; sequence `i` is rows
             `offsets[i]:offsets[i + 1]`.
-        lengths: int64 array `(n_sequences,)` of sequence lengths.
-        labels: array of str `(n_sequences,)`, or `None` if unlabelled.
+        lengths: int64 array `(n_sequences,)` of sequence lengths (computed
+            on first use).
+        labels: array of str `(n_sequences,)`, or `None` if unlabelled (read
+            on first use).
         mean, std: float64 arrays `(D,)`, computed on the train split. For
             stroke-3, mean is 0 and both entries of std are one shared value.
         split_names: the names of the splits present.
@@ -129,16 +133,28 @@ class SequenceStore:
             raise
 
     def _load(self, check_values):
+        self._read_header()
+        self._read_sequences()
+        self._read_splits()
+        d = self.n_continuous
+        self.mean = self._stat(_MEAN, d)
+        self.std = self._stat(_STD, d)
+        if np.any(self.std <= 0):
+            raise _store_error(self.path, "/" + _STD, f"must be positive; found {self.std}")
+        if check_values:
+            self._check_values()
+
+    def _read_header(self):
         f, path = self._file, self.path
         version = f.attrs.get("format_version")
+        field = "attribute format_version"
         if version is None:
-            raise _store_error(path, "attribute format_version", "missing (not a sequence store?)")
+            raise _store_error(path, field, "missing (not a sequence store?)")
         if not isinstance(version, (int, np.integer)) or version < 1:
-            raise _store_error(path, "attribute format_version", f"invalid value {version!r}")
+            raise _store_error(path, field, f"invalid value {version!r}")
         if version > FORMAT_VERSION:
             raise _store_error(
-                path,
-                "attribute format_version",
+                path, field,
                 f"{int(version)} is newer than this mdnrnn reads ({FORMAT_VERSION}); "
                 "upgrade mdnrnn",
             )
@@ -161,6 +177,8 @@ class SequenceStore:
         self.licence = _str_attr(f, "licence", default="")
         self.seed = int(f.attrs.get("seed", 0))
 
+    def _read_sequences(self):
+        f, path = self._file, self.path
         values = _dataset(f, path, _VALUES, ndim=2, dtype=np.float32)
         if values.shape[1] != len(self.columns):
             raise _store_error(
@@ -176,64 +194,63 @@ class SequenceStore:
                 path, "/" + _OFFSETS,
                 f"ends at {offsets[-1]} but /{_VALUES} has {values.shape[0]} rows",
             )
-        steps = np.diff(offsets)
-        if np.any(steps <= 0):
-            i = int(np.flatnonzero(steps <= 0)[0])
+        i = _first_not_increasing(offsets)
+        if i is not None:
             raise _store_error(
                 path, "/" + _OFFSETS,
                 f"not strictly increasing: offsets[{i}]={offsets[i]}, "
                 f"offsets[{i + 1}]={offsets[i + 1]}",
             )
         self.offsets = offsets
-        self.lengths = steps
-        n = len(steps)
-
-        self.labels = None
+        self._labels = None
         if _LABELS in f:
             labels = f[_LABELS]
-            if not isinstance(labels, h5py.Dataset) or h5py.check_string_dtype(labels.dtype) is None:
+            strings = isinstance(labels, h5py.Dataset) and h5py.check_string_dtype(labels.dtype)
+            if not strings:
                 raise _store_error(path, "/" + _LABELS, "must be a dataset of strings")
-            if labels.shape != (n,):
+            if labels.shape != (len(self),):
                 raise _store_error(
-                    path, "/" + _LABELS, f"has shape {labels.shape}, expected ({n},)"
+                    path, "/" + _LABELS, f"has shape {labels.shape}, expected ({len(self)},)"
                 )
-            self.labels = np.array(labels.asstr()[:], dtype=str)
+            self._labels = labels
 
-        self._splits = {}
-        if "splits" in f:
-            seen = np.zeros(n, dtype=bool)
-            unknown = sorted(set(f["splits"]) - set(SPLITS))
-            if unknown:
-                raise _store_error(
-                    path, f"/splits/{unknown[0]}", f"unknown split; expected one of {SPLITS}"
-                )
-            for name in (s for s in SPLITS if s in f["splits"]):
-                field = f"/splits/{name}"
-                idx = _dataset(f, path, field[1:], ndim=1, dtype=np.int64)[:]
-                if len(idx) and (idx[0] < 0 or idx[-1] >= n or np.any(np.diff(idx) <= 0)):
+    def _read_splits(self):
+        f, path, n = self._file, self.path, len(self)
+        self._splits = {}  # name -> h5py dataset, read by split()
+        if "splits" not in f:
+            return
+        unknown = sorted(set(f["splits"]) - set(SPLITS))
+        if unknown:
+            raise _store_error(
+                path, f"/splits/{unknown[0]}", f"unknown split; expected one of {SPLITS}"
+            )
+        seen = np.zeros(n, dtype=bool)
+        for name in (s for s in SPLITS if s in f["splits"]):
+            field = f"/splits/{name}"
+            ds = _dataset(f, path, field[1:], ndim=1, dtype=np.int64)
+            # Checked slice by slice (with one element of overlap), not kept.
+            for start in range(0, len(ds), _SCAN_ROWS):
+                idx = ds[max(0, start - 1) : start + _SCAN_ROWS]
+                if idx[0] < 0 or idx[-1] >= n or _first_not_increasing(idx) is not None:
                     raise _store_error(
                         path, field, f"indices must be sorted, unique and in [0, {n})"
                     )
+                idx = idx[1:] if start else idx
                 if np.any(seen[idx]):
                     raise _store_error(path, field, "overlaps another split")
                 seen[idx] = True
-                self._splits[name] = idx
-
-        d = self.n_continuous
-        self.mean = self._stat(_MEAN, d)
-        self.std = self._stat(_STD, d)
-        if np.any(self.std <= 0):
-            raise _store_error(path, "/" + _STD, f"must be positive; found {self.std}")
-        if check_values:
-            self._check_values()
+            self._splits[name] = ds
 
     def _stat(self, name, d):
         ds = _dataset(self._file, self.path, name, ndim=1)
         if ds.dtype.kind != "f":
-            raise _store_error(self.path, "/" + name, f"has dtype {ds.dtype}, expected a float dtype")
+            raise _store_error(
+                self.path, "/" + name, f"has dtype {ds.dtype}, expected a float dtype"
+            )
         if ds.shape != (d,):
             raise _store_error(
-                self.path, "/" + name, f"has shape {ds.shape}, expected ({d},) (continuous columns)"
+                self.path, "/" + name,
+                f"has shape {ds.shape}, expected ({d},) (continuous columns)",
             )
         values = ds[:].astype(np.float64)
         if not np.all(np.isfinite(values)):
@@ -262,7 +279,24 @@ class SequenceStore:
                 )
 
     def __len__(self):
-        return len(self.lengths)
+        return len(self.offsets) - 1
+
+    @functools.cached_property
+    def lengths(self):
+        """Int64 array `(n_sequences,)` of sequence lengths."""
+        return np.diff(self.offsets)
+
+    @functools.cached_property
+    def labels(self):
+        """Array of str `(n_sequences,)`, or `None` for an unlabelled store."""
+        if self._labels is None:
+            return None
+        return np.array(self._labels.asstr()[:], dtype=str)
+
+    @property
+    def labelled(self):
+        """Whether the store has per-sequence labels (without reading them)."""
+        return self._labels is not None
 
     def __getitem__(self, index):
         """Reads sequence `index` as a float32 array `(length, columns)`."""
@@ -291,7 +325,8 @@ class SequenceStore:
             name: `"train"`, `"valid"` or `"test"`.
 
         Returns:
-            An int64 array; empty if the store has no such split.
+            An int64 array, read from the file; empty if the store has no
+            such split.
 
         Raises:
             ValueError: if `name` is not one of `SPLITS`.
@@ -301,7 +336,9 @@ class SequenceStore:
                 f"Received an invalid value for `split`, expected one of {SPLITS}. "
                 f"Received: split={name!r}"
             )
-        return self._splits.get(name, np.zeros(0, dtype=np.int64)).copy()
+        if name not in self._splits:
+            return np.zeros(0, dtype=np.int64)
+        return self._splits[name][:]
 
     def close(self):
         """Closes the file; the store is unusable afterwards."""
@@ -319,6 +356,28 @@ class SequenceStore:
             f"<SequenceStore {str(self.path)!r} kind={self.kind} sequences={len(self)} "
             f"points={self.n_points} {sizes}>"
         )
+
+
+def _first_not_increasing(a):
+    """Index `i` of the first `a[i + 1] <= a[i]`, or `None`; small temporaries."""
+    for start in range(0, len(a) - 1, _SCAN_ROWS):
+        bad = np.flatnonzero(np.diff(a[start : start + _SCAN_ROWS + 1]) <= 0)
+        if len(bad):
+            return start + int(bad[0])
+    return None
+
+
+def _split_lengths(offsets, indices):
+    """Lengths of sequences `indices`, computed in slices to keep temporaries small.
+
+    Int32 (half the memory) unless the store has 2**31 rows or more.
+    """
+    dtype = np.int32 if offsets[-1] < 2**31 else np.int64
+    lengths = np.empty(len(indices), dtype=dtype)
+    for start in range(0, len(indices), _SCAN_ROWS):
+        idx = indices[start : start + _SCAN_ROWS]
+        lengths[start : start + len(idx)] = offsets[idx + 1] - offsets[idx]
+    return lengths
 
 
 def _str_attr(f, name, default=None):
@@ -475,32 +534,33 @@ class StoreWriter:
         self.kind, self.columns = kind, columns
         self.source, self.licence, self.seed = attrs
         self.valid_fraction, self.test_fraction = fractions
-        if existing is None:
-            self._offsets, self._labels, self._labelled, self._old_splits = [0], None, None, {}
-        else:
-            self._offsets = existing.offsets.tolist()
-            self._labelled = existing.labels is not None
-            self._labels = existing.labels.tolist() if self._labelled else None
-            self._old_splits = {s: existing.split(s) for s in existing.split_names}
-        self._n_old = len(self._offsets) - 1
-        self._new_splits = []
-        self._pending, self._pending_rows = [], 0
+        self._n_old = 0 if existing is None else len(existing)
+        self._count = self._n_old
+        self._rows = 0 if existing is None else existing.n_points
+        self._labelled = None if existing is None else existing.labelled
+        self._old_splits = {} if existing is None else {
+            s: existing.split(s) for s in existing.split_names
+        }
+        # Per new sequence: 0 = draw a split at commit, else index in SPLITS + 1.
+        self._split_codes = bytearray()
+        self._pending, self._pending_rows, self._pending_labels = [], 0, []
         self._file = None
         self._tmp = _temp_path(self.path)
         try:
             if existing is None:
                 self._file = h5py.File(self._tmp, "w")
+                _extend(self._file, _OFFSETS, np.zeros(1, dtype=np.int64), np.int64)
             else:
                 shutil.copyfile(self.path, self._tmp)
                 shutil.copymode(self.path, self._tmp)
                 self._file = h5py.File(self._tmp, "r+")
         except BaseException:
-            self._tmp.unlink(missing_ok=True)
+            self.abort()
             raise
 
     def __len__(self):
         """Number of sequences in the store so far (old and new)."""
-        return len(self._offsets) - 1
+        return self._count
 
     def add(self, sequence, *, label=None, split=None):
         """Adds one sequence.
@@ -522,7 +582,7 @@ class StoreWriter:
         """
         if self._file is None:
             raise ValueError(f"{self.path}: the writer is already committed or aborted")
-        index = len(self)
+        index = self._count
         rows = np.asarray(sequence, dtype=np.float32)
         if self.columns is None and rows.ndim == 2 and rows.shape[1] >= 2:
             self.columns = formats.default_columns(self.kind, rows.shape[1])
@@ -544,18 +604,17 @@ class StoreWriter:
         has_label = label is not None
         if self._labelled is None:
             self._labelled = has_label
-            self._labels = [] if has_label else None
         if has_label != self._labelled:
             raise ValueError(
                 f"Sequence {index}: either every sequence has a label or none does; "
                 f"received label={label!r}"
             )
         if has_label:
-            self._labels.append(str(label))
-        self._new_splits.append(split)
-        self._offsets.append(self._offsets[-1] + len(rows))
+            self._pending_labels.append(str(label))
+        self._split_codes.append(0 if split is None else SPLITS.index(split) + 1)
         self._pending.append(rows)
         self._pending_rows += len(rows)
+        self._count += 1
         if self._pending_rows >= 8 * _chunk_rows(width):
             self._flush()
         return index
@@ -583,14 +642,20 @@ class StoreWriter:
         return self._file[_VALUES]
 
     def _flush(self):
+        """Moves pending rows, offsets and labels into the temporary file."""
         if not self._pending:
             return
         block = np.concatenate(self._pending)
         values = self._values()
-        start = values.shape[0]
-        values.resize(start + len(block), axis=0)
-        values[start:] = block
-        self._pending, self._pending_rows = [], 0
+        values.resize(self._rows + len(block), axis=0)
+        values[self._rows :] = block
+        ends = self._rows + np.cumsum([len(rows) for rows in self._pending])
+        _extend(self._file, _OFFSETS, ends.astype(np.int64), np.int64)
+        if self._labelled:
+            labels = np.array(self._pending_labels, dtype=object)
+            _extend(self._file, _LABELS, labels, h5py.string_dtype("utf-8"))
+        self._rows += len(block)
+        self._pending, self._pending_rows, self._pending_labels = [], 0, []
 
     def commit(self):
         """Finishes the store and moves it onto `path` atomically.
@@ -606,22 +671,18 @@ class StoreWriter:
         if self._file is None:
             raise ValueError(f"{self.path}: the writer is already committed or aborted")
         try:
-            if len(self) == 0:
+            if self._count == 0:
                 raise ValueError(f"{self.path}: no sequences to write")
             self._flush()
             f = self._file
-            offsets = np.asarray(self._offsets, dtype=np.int64)
-            _write_resizable(f, _OFFSETS, offsets, np.int64)
-            if self._labelled:
-                _write_resizable(f, _LABELS, np.array(self._labels, dtype=object),
-                                 h5py.string_dtype("utf-8"))
             splits = self._final_splits()
             if "splits" in f:
                 del f["splits"]
             for name in SPLITS:
                 if len(splits[name]):
                     f.create_dataset(f"splits/{name}", data=splits[name], dtype=np.int64)
-            mean, std = _train_stats(f[_VALUES], offsets, splits["train"], self.kind, self.path)
+            mean, std = _train_stats(f[_VALUES], f[_OFFSETS][:], splits["train"], self.kind,
+                                     self.path)
             for name, stat in ((_MEAN, mean), (_STD, std)):
                 if name in f:
                     del f[name]
@@ -641,20 +702,18 @@ class StoreWriter:
         return self.path
 
     def _final_splits(self):
-        names = np.array(self._new_splits, dtype=object)
-        free = np.array([i for i, s in enumerate(self._new_splits) if s is None], dtype=np.int64)
-        rng = np.random.default_rng([self.seed, self._n_old])
-        free = rng.permutation(free)
+        codes = np.frombuffer(bytes(self._split_codes), dtype=np.uint8).copy()
+        free = np.flatnonzero(codes == 0)
+        free = np.random.default_rng([self.seed, self._n_old]).permutation(free)
         n_valid = int(round(self.valid_fraction * len(free)))
         n_test = int(round(self.test_fraction * len(free)))
-        names[free[:n_valid]] = "valid"
-        names[free[n_valid : n_valid + n_test]] = "test"
-        names[free[n_valid + n_test :]] = "train"
-        empty = np.zeros(0, dtype=np.int64)
+        codes[free[:n_valid]] = SPLITS.index("valid") + 1
+        codes[free[n_valid : n_valid + n_test]] = SPLITS.index("test") + 1
+        codes[free[n_valid + n_test :]] = SPLITS.index("train") + 1
         return {
-            s: np.union1d(self._old_splits.get(s, empty), self._n_old + np.flatnonzero(names == s))
-            .astype(np.int64)
-            for s in SPLITS
+            s: np.union1d(self._old_splits.get(s, np.zeros(0, dtype=np.int64)),
+                          self._n_old + np.flatnonzero(codes == k + 1)).astype(np.int64)
+            for k, s in enumerate(SPLITS)
         }
 
     def abort(self):
@@ -715,16 +774,21 @@ def _temp_path(path):
     return Path(name)
 
 
-def _write_resizable(f, name, data, dtype):
-    """Writes a 1-D dataset that later appends extend in place."""
+def _extend(f, name, data, dtype):
+    """Appends `data` to a resizable 1-D dataset, creating it if needed.
+
+    A dataset written fixed-size by another tool is first rewritten resizable.
+    """
     if name in f and f[name].maxshape != (None,):
-        del f[name]  # written fixed-size by another tool: replace it
+        existing = f[name][:]
+        del f[name]
+        _extend(f, name, existing, dtype)
     if name not in f:
         f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(4096,))
     ds = f[name]
     start = ds.shape[0]
-    ds.resize(len(data), axis=0)
-    ds[start:] = data[start:]
+    ds.resize(start + len(data), axis=0)
+    ds[start:] = data
 
 
 def _train_stats(values, offsets, train, kind, path):
@@ -886,29 +950,46 @@ class ExampleCount:
 
 @dataclasses.dataclass
 class _Plan:
-    """Everything the batch generator needs, computed once from the store."""
+    """What the batch generator reads, computed once from the store.
+
+    The split's examples are grouped into *chunks* in file order: in drawing
+    and whole-sequence modes a chunk is one sequence; in window mode it is a
+    run of at most `block_rows // stride` consecutive windows of one sequence,
+    so a very long stream is read piece by piece. Chunks whose first row falls
+    in the same `block_rows`-aligned stretch of the file form a block, read
+    with one contiguous HDF5 read of at most about `2 * block_rows` rows (or
+    one whole sequence, if longer).
+    """
 
     path: Path
-    kind: str
     n_columns: int
     mean: np.ndarray
     std: np.ndarray
-    offsets: np.ndarray
-    sequences: np.ndarray  # sorted indices of the usable sequences
     mode: str  # "categorical", "bernoulli", "window" or "next"
-    window: int | None
-    stride: int | None
-    block_bounds: np.ndarray  # block b = sequences[block_bounds[b]:block_bounds[b + 1]]
+    stride: int | None  # window mode: rows between window starts
+    span: int | None  # window mode: rows per window (window + 1)
+    row0: np.ndarray  # first row of each chunk, increasing
+    size: np.ndarray  # rows per sequence (whole modes) or windows per chunk (window mode)
+    block_bounds: np.ndarray  # block b = chunks block_bounds[b]:block_bounds[b + 1]
 
-    def examples(self, starts, lengths):
-        """Example (start, length) pairs, in rows of a block, for sequences there."""
+    def rows(self, lo, hi):
+        """The file rows `[first, end)` covering chunks `lo:hi`."""
+        last = hi - 1
+        extent = (
+            (self.size[last] - 1) * self.stride + self.span
+            if self.mode == "window"
+            else self.size[last]
+        )
+        return int(self.row0[lo]), int(self.row0[last] + extent)
+
+    def examples(self, lo, hi, shift):
+        """Example starts (rows shifted by `shift`) and lengths of chunks `lo:hi`."""
+        row0, size = self.row0[lo:hi] + shift, self.size[lo:hi]
         if self.mode != "window":
-            return starts, lengths
-        span = self.window + 1
-        per_seq = (lengths - span) // self.stride + 1  # windows per sequence
-        first = np.cumsum(per_seq) - per_seq
-        k = np.arange(per_seq.sum()) - np.repeat(first, per_seq)
-        return np.repeat(starts, per_seq) + k * self.stride, np.full(per_seq.sum(), span)
+            return row0, size
+        first = np.cumsum(size) - size
+        k = np.arange(size.sum()) - np.repeat(first, size)  # window index in its chunk
+        return np.repeat(row0, size) + k * self.stride, np.full(size.sum(), self.span)
 
 
 def _usable(lengths, mode, window):
@@ -919,10 +1000,8 @@ def _usable(lengths, mode, window):
     return lengths >= 1
 
 
-def _n_examples(lengths, mode, window, stride):
-    if mode == "window":
-        return int(((lengths - window - 1) // stride + 1).sum())
-    return len(lengths)
+def _n_windows(lengths, window, stride):
+    return (lengths - window - 1) // stride + 1
 
 
 def _resolve_mode(kind, pen, window, stride):
@@ -978,48 +1057,67 @@ def count_examples(store, split, *, pen=None, window=None, stride=None):
         with open_store(store, check_values=False) as opened:
             return count_examples(opened, split, pen=pen, window=window, stride=stride)
     mode = _resolve_mode(store.kind, pen, window, stride)
-    stride = stride or window
-    lengths = store.lengths[store.split(split)]
+    lengths = _split_lengths(store.offsets, store.split(split))
     usable = _usable(lengths, mode, window)
+    lengths = lengths[usable]
+    if mode == "window":
+        examples = _n_windows(lengths, window, stride or window).sum()
+    else:
+        examples = len(lengths)
     return ExampleCount(
-        sequences=len(lengths),
-        used=int(usable.sum()),
+        sequences=len(usable),
+        used=len(lengths),
         skipped=int((~usable).sum()),
-        examples=_n_examples(lengths[usable], mode, window, stride),
+        examples=int(examples),
     )
 
 
 def _plan(store, split, mode, window, stride, block_rows):
     indices = store.split(split)
-    lengths = store.lengths[indices]
-    sequences = indices[_usable(lengths, mode, window)]
-    starts = store.offsets[sequences]
-    ends = store.offsets[sequences + 1]
-    # Greedy blocks of consecutive usable sequences whose file span stays
-    # within block_rows rows (a longer sequence forms a block on its own).
-    bounds = [0]
-    block_start = None
-    for i in range(len(sequences)):
-        if block_start is None:
-            block_start = starts[i]
-        elif ends[i] - block_start > block_rows:
-            bounds.append(i)
-            block_start = starts[i]
-    if len(sequences):
-        bounds.append(len(sequences))
+    lengths = _split_lengths(store.offsets, indices)
+    usable = _usable(lengths, mode, window)
+    if not usable.all():
+        indices, lengths = indices[usable], lengths[usable]
+    del usable
+    row0 = store.offsets[indices]
+    size = lengths
+    if mode == "window":
+        # Cut each sequence's windows into chunks of at most per_chunk windows.
+        per_chunk = max(1, block_rows // stride)
+        n = _n_windows(lengths, window, stride)  # windows per sequence
+        chunks = -(-n // per_chunk)  # chunks per sequence
+        seq = np.repeat(np.arange(len(n)), chunks)
+        k = np.arange(len(seq)) - np.repeat(np.cumsum(chunks) - chunks, chunks)
+        row0 = row0[seq] + k * per_chunk * stride
+        size = np.minimum(per_chunk, n[seq] - k * per_chunk).astype(np.int32)
+        del n, chunks, seq, k
+    del indices, lengths
     return _Plan(
         path=store.path,
-        kind=store.kind,
         n_columns=len(store.columns),
         mean=store.mean.astype(np.float32),
         std=store.std.astype(np.float32),
-        offsets=store.offsets,
-        sequences=sequences,
         mode=mode,
-        window=window,
         stride=stride,
-        block_bounds=np.asarray(bounds, dtype=np.int64),
+        span=None if window is None else window + 1,
+        row0=row0,
+        size=size,
+        block_bounds=_block_bounds(row0, block_rows),
     )
+
+
+def _block_bounds(row0, block_rows):
+    """Chunk indices where a new block starts: where `row0 // block_rows` changes.
+
+    Computed in slices to keep temporaries small. Returns `[0, ..., len(row0)]`.
+    """
+    bounds = [np.zeros(1, dtype=np.int64)]
+    for start in range(0, len(row0), _SCAN_ROWS):
+        block = row0[max(0, start - 1) : start + _SCAN_ROWS] // block_rows
+        changes = np.flatnonzero(block[1:] != block[:-1]) + max(1, start)
+        bounds.append(changes)
+    bounds.append(np.array([len(row0)], dtype=np.int64))
+    return np.concatenate(bounds)
 
 
 def _batches(plan, batch_size, shuffle, drop_remainder, shuffle_blocks, seed):
@@ -1035,15 +1133,13 @@ def _batches(plan, batch_size, shuffle, drop_remainder, shuffle_blocks, seed):
             parts, starts, lengths = [carry], [carry_starts], [carry_lengths]
             base = len(carry)
             for b in order[g : g + shuffle_blocks]:
-                seqs = plan.sequences[plan.block_bounds[b] : plan.block_bounds[b + 1]]
-                first, last = plan.offsets[seqs[0]], plan.offsets[seqs[-1] + 1]
-                parts.append(values[first:last])  # one contiguous read per block
-                ex_starts, ex_lengths = plan.examples(
-                    plan.offsets[seqs] - first + base, plan.offsets[seqs + 1] - plan.offsets[seqs]
-                )
+                lo, hi = plan.block_bounds[b], plan.block_bounds[b + 1]
+                first, end = plan.rows(lo, hi)
+                parts.append(values[first:end])  # one contiguous read per block
+                ex_starts, ex_lengths = plan.examples(lo, hi, base - first)
                 starts.append(ex_starts)
                 lengths.append(ex_lengths)
-                base += last - first
+                base += end - first
             rows = np.concatenate(parts)
             starts, lengths = np.concatenate(starts), np.concatenate(lengths)
             if shuffle:
@@ -1115,15 +1211,17 @@ def make_dataset(
 ):
     """A `tf.data.Dataset` of `(inputs, targets, weights)` batches from a store.
 
-    Sequences stream from the file: each epoch reads the split in blocks of
-    consecutive sequences (one contiguous HDF5 read of at most `block_rows`
-    rows each); with `shuffle`, the block order is drawn at random and the
-    examples of `shuffle_blocks` blocks at a time are shuffled together. Memory
-    stays bounded by `shuffle_blocks * block_rows` rows whatever the store's
-    size. Every continuous column is normalised with the store's train
-    statistics. Each epoch (each new iterator) draws a new order from
-    `(seed, epoch)`, so two datasets made with the same seed give the same
-    batches.
+    Sequences stream from the file: each epoch reads the split in blocks, one
+    contiguous HDF5 read of up to about `2 * block_rows` rows each (a longer
+    drawing or sequence is read whole; long streams in window mode are cut
+    into pieces); with `shuffle`, the block order is drawn at random and the
+    examples of `shuffle_blocks` blocks at a time are shuffled together. Rows
+    in memory stay bounded by about `2 * shuffle_blocks * block_rows`
+    whatever the store's size; the bookkeeping takes about 12 bytes per
+    drawing (or run of windows) in the split. Every continuous column is
+    normalised with the store's train statistics. Each epoch (each new
+    iterator) draws a new order from `(seed, epoch)`, so two datasets made
+    with the same seed give the same batches.
 
     Modes (see `mdnrnn.formats` for the row formats):
 

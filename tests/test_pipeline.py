@@ -6,6 +6,7 @@ NumPy statistics, never with the pipeline's own helpers.
 
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -55,7 +56,8 @@ def _expected_stroke3(rows, scale):
 
 
 @pytest.mark.parametrize(
-    "pen, expected, extra", [("categorical", _expected_stroke5, 1), ("bernoulli", _expected_stroke3, 0)]
+    "pen, expected, extra",
+    [("categorical", _expected_stroke5, 1), ("bernoulli", _expected_stroke3, 0)],
 )
 def test_drawing_batches_match_hand_built_examples(stroke_store, pen, expected, extra):
     path, seqs, scale = stroke_store
@@ -124,6 +126,11 @@ def test_same_seed_same_batches_and_epochs_differ(tmp_path):
     assert not all(np.array_equal(x[1], y[1]) for x, y in zip(a0, _batches(c)))
 
 
+def _in_order(windows):
+    """Windows sorted lexicographically: a canonical order to compare multisets."""
+    return windows[np.lexsort(windows.reshape(len(windows), -1).T[::-1])]
+
+
 def _touch(lengths, seed=0):
     rng = np.random.default_rng(seed)
     return [rng.random((n, 3), dtype=np.float32) for n in lengths]
@@ -181,7 +188,9 @@ def test_whole_touch_sequences_padded(tmp_path):
 
 
 @pytest.mark.parametrize("shuffle", [True, False])
-def test_small_blocks_yield_every_example_once(tmp_path, shuffle):
+def test_small_blocks_yield_every_example_once(tmp_path, monkeypatch, shuffle):
+    # Tiny slices for the bookkeeping computed slice by slice, too.
+    monkeypatch.setattr(data, "_SCAN_ROWS", 7)
     lengths = np.random.default_rng(3).integers(1, 30, 300)
     seqs = _touch(lengths, seed=4)
     splits = ["train" if i % 3 else "valid" for i in range(300)]
@@ -203,12 +212,37 @@ def test_small_blocks_yield_every_example_once(tmp_path, shuffle):
         np.concatenate([x, y[-1:]]) for inputs, targets, _ in batches
         for x, y in zip(inputs, targets)
     ])
+    np.testing.assert_allclose(_in_order(got), _in_order(expected), rtol=1e-5, atol=1e-6)
 
-    def in_order(windows):  # a canonical order, to compare as multisets
-        flat = windows.reshape(len(windows), -1)
-        return windows[np.lexsort(flat.T[::-1])]
 
-    np.testing.assert_allclose(in_order(got), in_order(expected), rtol=1e-5, atol=1e-6)
+def test_long_stream_is_read_in_bounded_pieces(tmp_path, monkeypatch):
+    seqs = _touch([5000, 40], seed=6)
+    path = data.write_store(tmp_path / "t.h5", seqs, kind="touch", splits=["train"] * 2)
+    with data.open_store(path) as store:
+        mean, std = store.mean, store.std
+    window, stride, block_rows = 8, 3, 64
+    expected = np.array([
+        (rows[s : s + window + 1] - mean) / std
+        for rows in seqs
+        for s in range(0, len(rows) - window, stride)
+    ])
+    ds = data.make_dataset(path, "train", 16, window=window, stride=stride, seed=2,
+                           block_rows=block_rows, shuffle_blocks=2)
+    reads = []
+    read = h5py.Dataset.__getitem__
+
+    def recording_read(dataset, key):
+        out = read(dataset, key)
+        if dataset.name == "/sequences/values":
+            reads.append(len(out))
+        return out
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", recording_read)
+    batches = _batches(ds)
+    assert max(reads) <= 2 * block_rows + window
+    assert sum(reads) >= 5040
+    got = np.concatenate([np.concatenate([x, y[:, -1:]], axis=1) for x, y, _ in batches])
+    np.testing.assert_allclose(_in_order(got), _in_order(expected), rtol=1e-5, atol=1e-6)
 
 
 def test_drop_remainder(stroke_store):

@@ -246,7 +246,8 @@ def test_kanjivg_bad_files_are_skipped_counted_and_named(kanji_dir, tmp_path, ca
     (folder / "06f22.svg").write_text(broken, encoding="utf-8")
     (folder / "04e00.svg").write_text("<svg><g>unclosed", encoding="utf-8")
     (folder / "05c71.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
-    arc = text.replace('d="M20,19.5c3.62,1.47,8.62,5.38,10.25,8.34"', 'd="M20,19.5 A5,5 0 0 1 30,28"')
+    first_stroke = 'd="M20,19.5c3.62,1.47,8.62,5.38,10.25,8.34"'
+    arc = text.replace(first_stroke, 'd="M20,19.5 A5,5 0 0 1 30,28"')
     (folder / "06c38.svg").write_text(arc, encoding="utf-8")
     rc = data_prep.main(["kanjivg", "--dir", str(folder), "--out", str(tmp_path / "k.h5"),
                          "--no-progress"])
@@ -372,7 +373,8 @@ def test_cli_refuses_to_overwrite_without_force(tmp_path, capsys):
     assert "sequences:" in summary and "points read 172,261 = kept 172,261 + dropped 0" in summary
     before = _digest(out)
     assert data_prep.main(args) == 1
-    assert capsys.readouterr().err == f"error: {out} already exists; pass --force to overwrite it\n"
+    err = capsys.readouterr().err
+    assert err == f"error: {out} already exists; pass --force to overwrite it\n"
     assert _digest(out) == before
     assert data_prep.main(args + ["--force", "--seed", "5"]) == 0
     assert _digest(out) != before

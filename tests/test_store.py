@@ -347,6 +347,21 @@ def test_nan_found_in_a_later_scan_block(touch_store, monkeypatch):
         data.open_store(path)
 
 
+def test_split_checks_run_slice_by_slice(touch_store, monkeypatch):
+    monkeypatch.setattr(data, "_SCAN_ROWS", 3)
+    path = touch_store[0]
+    with data.open_store(path) as store:
+        np.testing.assert_array_equal(store.split("train"), np.arange(20))
+    repeated = np.r_[0:3, 2:20]  # 2 twice, across a slice boundary
+    _edit(path, lambda f: _replace(f, "splits/train", repeated))
+    with pytest.raises(data.StoreError, match="/splits/train: indices must be sorted, unique"):
+        data.open_store(path)
+    late_overlap = np.r_[0:20, 25]  # 25 is a valid sequence
+    _edit(path, lambda f: _replace(f, "splits/train", late_overlap))
+    with pytest.raises(data.StoreError, match="/splits/valid: overlaps another split"):
+        data.open_store(path)
+
+
 def test_missing_file_and_non_store_file(tmp_path):
     with pytest.raises(data.StoreError, match="no such store file"):
         data.open_store(tmp_path / "absent.h5")
