@@ -37,13 +37,6 @@ from mdnrnn import formats
 SVG_NS = "{http://www.w3.org/2000/svg}"
 LICENCE = "CC BY-SA 3.0, KanjiVG by Ulrich Apel (http://kanjivg.tagaini.net)"
 
-# Degree elevation to cubic Beziers: rows weight the original control points.
-_TO_CUBIC = {
-    2: np.array([[1, 0], [2 / 3, 1 / 3], [1 / 3, 2 / 3], [0, 1]]),
-    3: np.array([[1, 0, 0], [1 / 3, 2 / 3, 0], [0, 2 / 3, 1 / 3], [0, 0, 1]]),
-    4: np.eye(4),
-}
-
 
 class SvgError(ValueError):
     """A KanjiVG file that cannot be converted; the message says why."""
@@ -113,63 +106,76 @@ def read_strokes(path, *, sample_step=0.5, epsilon=1.0):
     paths = list(root.iter(SVG_NS + "path"))
     if not paths:
         raise SvgError("no stroke <path> elements")
-    cubics = []
+    controls, per_stroke = [], []
     for number, element in enumerate(paths, start=1):
         name = element.get("id") or f"path {number}"
         try:
             parsed = svgpathtools.parse_path(element.get("d") or "")
         except (ValueError, IndexError) as exc:
             raise SvgError(f"{name}: broken path data ({exc})") from None
-        cubics.append(_as_cubics(parsed, name))
-    polylines = _sample(cubics, sample_step)
+        segments = _as_cubics(parsed, name)
+        controls.extend(segments)
+        per_stroke.append(len(segments))
+    cubic = np.array(controls, dtype=complex)  # [S, 4] control points of all segments
+    if not np.all(np.isfinite(cubic)):
+        raise SvgError("non-finite coordinates in path data")
+    polylines = _sample(cubic, np.array(per_stroke), sample_step)
     if epsilon > 0:
         polylines = [simplify_coords(line, epsilon) for line in polylines]
     return [np.asarray(line, dtype=np.float64) for line in polylines]
 
 
 def _as_cubics(parsed, name):
-    """The segments of one stroke path as cubic control points `[S, 4]` (complex)."""
+    """The segments of one stroke path as cubic control points (4-tuples of complex).
+
+    Lines and quadratic Beziers are raised to cubics exactly (degree elevation).
+    """
     if len(parsed) == 0:
         raise SvgError(f"{name}: path data draws nothing")
     if not parsed.iscontinuous():
         raise SvgError(f"{name}: unsupported: several subpaths in one stroke")
-    controls = []
+    cubics = []
     for segment in parsed:
         points = () if isinstance(segment, svgpathtools.Arc) else segment.bpoints()
-        if len(points) not in _TO_CUBIC:
+        if len(points) == 4:
+            cubics.append(points)
+        elif len(points) == 3:
+            p0, p1, p2 = points
+            cubics.append((p0, (p0 + 2 * p1) / 3, (2 * p1 + p2) / 3, p2))
+        elif len(points) == 2:
+            p0, p1 = points
+            cubics.append((p0, (2 * p0 + p1) / 3, (p0 + 2 * p1) / 3, p1))
+        else:
             raise SvgError(f"{name}: unsupported segment {type(segment).__name__}")
-        controls.append(_TO_CUBIC[len(points)] @ np.asarray(points))
-    cubic = np.array(controls)
-    if not np.all(np.isfinite(cubic)):
-        raise SvgError(f"{name}: non-finite coordinates")
-    return cubic
+    return cubics
 
 
-def _sample(cubics, step):
+def _sample(cubic, per_stroke, step):
     """Samples each stroke's cubic segments into a polyline `(n_i, 2)`.
 
     All strokes of a file are evaluated in one vectorised pass: segment `j` is
-    sampled at `t = 1/m_j, 2/m_j, ..., 1` with `m_j = ceil(polygon_j / step)`,
-    and each stroke starts with its first control point.
+    sampled at `t = 1/m_j, 2/m_j, ..., 1` with `m_j = ceil(polygon_j / step)`;
+    the first segment of each stroke also at `t = 0` (the stroke's start).
+
+    Args:
+        cubic: complex array `[S, 4]`, the control points of every segment.
+        per_stroke: int array, number of segments of each stroke.
+        step: sampling step in viewBox units.
     """
-    cubic = np.concatenate(cubics)  # [S, 4] complex, all strokes
     polygon = np.abs(np.diff(cubic, axis=1)).sum(axis=1)  # [S]
+    first_of_stroke = np.zeros(len(cubic), dtype=np.int64)
+    first_of_stroke[np.cumsum(per_stroke) - per_stroke] = 1
     per_segment = np.maximum(1, np.ceil(polygon / step)).astype(np.int64)  # m_j
-    segment = np.repeat(np.arange(len(cubic)), per_segment)  # [M]
-    first = np.cumsum(per_segment) - per_segment
-    t = (np.arange(len(segment)) - first[segment] + 1) / per_segment[segment]  # [M]
+    samples = per_segment + first_of_stroke  # one more for each stroke's start
+    segment = np.repeat(np.arange(len(cubic)), samples)  # [M]
+    k = np.arange(len(segment)) - np.repeat(np.cumsum(samples) - samples, samples)
+    t = (k + 1 - first_of_stroke[segment]) / per_segment[segment]  # [M], in [0, 1]
     s = 1.0 - t
     basis = np.stack([s**3, 3 * s**2 * t, 3 * s * t**2, t**3], axis=1)  # [M, 4]
     curve = (basis * cubic[segment]).sum(axis=1)  # [M] complex
     xy = np.stack([curve.real, curve.imag], axis=1)  # [M, 2]
-    starts = np.cumsum([0] + [len(c) for c in cubics])  # stroke -> first segment
-    samples = np.cumsum(np.concatenate([[0], per_segment]))  # segment -> first sample
-    polylines = []
-    for k, c in enumerate(cubics):
-        begin, end = samples[starts[k]], samples[starts[k + 1]]
-        head = np.array([[c[0, 0].real, c[0, 0].imag]])
-        polylines.append(np.concatenate([head, xy[begin:end]]))
-    return polylines
+    stroke_ends = np.cumsum(samples)[np.cumsum(per_stroke) - 1]
+    return np.split(xy, stroke_ends[:-1])
 
 
 def list_files(directory, include_variants=False):

@@ -172,16 +172,13 @@ def strokes_to_stroke3(strokes, origin=(0.0, 0.0)):
     """
     if len(strokes) == 0:
         raise ValueError("Received no strokes; a drawing needs at least one.")
-    pieces = []
-    for i, stroke in enumerate(strokes):
-        stroke = np.asarray(stroke, dtype=np.float64).reshape(-1, 2)
-        if len(stroke) == 0:
-            raise ValueError(f"Stroke {i} has no points.")
-        pen = np.zeros((len(stroke), 1))
-        pen[-1] = 1.0
-        pieces.append(np.concatenate([stroke, pen], axis=1))
-    rows = np.concatenate(pieces)  # [n, 3] absolute x, y, pen_lift
-    rows[:, :2] = points_to_offsets(rows[:, :2], origin)
+    strokes = [np.asarray(stroke, dtype=np.float64).reshape(-1, 2) for stroke in strokes]
+    sizes = np.array([len(stroke) for stroke in strokes])
+    if np.any(sizes == 0):
+        raise ValueError(f"Stroke {int(np.flatnonzero(sizes == 0)[0])} has no points.")
+    rows = np.zeros((sizes.sum(), 3))  # [n, 3]
+    rows[:, :2] = points_to_offsets(np.concatenate(strokes), origin)
+    rows[np.cumsum(sizes) - 1, 2] = 1.0  # the pen lifts after each stroke's last point
     return rows.astype(np.float32)
 
 
