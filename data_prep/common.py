@@ -120,14 +120,15 @@ def open_writer(out, *, kind, force, **kwargs):
         A `StoreWriter`.
 
     Raises:
-        PrepError: if `out` exists (without `force`) or its folder is missing.
+        PrepError: if `out` exists (without `force`), its folder is missing, or
+            the seed or split fractions are invalid.
     """
     out = Path(out)
     try:
         return data.StoreWriter(out, kind=kind, overwrite=force, **kwargs)
     except FileExistsError:
         raise PrepError(f"{out} already exists; pass --force to overwrite it") from None
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         raise PrepError(str(exc)) from None
 
 

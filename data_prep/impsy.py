@@ -117,8 +117,6 @@ def _log_files(directory, dimension):
         dimension = named.pop()
     if dimension is None:
         dimension = _dimension_from_lines(files)
-    if dimension < 2:
-        raise PrepError(f"--dimension must be at least 2 (dt and one value), received {dimension}")
     return files, dimension
 
 
@@ -207,6 +205,8 @@ def convert(
             dimensions, an `.npz` without `perfs`, an existing `out` without
             `force`, or nothing usable.
     """
+    if dimension is not None and dimension < 2:
+        raise PrepError(f"--dimension must be at least 2 (dt and one value), received {dimension}")
     source = Path(source)
     if not source.exists():
         raise PrepError(f"{source}: no such folder or file")

@@ -449,7 +449,7 @@ class StoreWriter:
     Raises:
         FileExistsError: if `path` exists and `overwrite` is `False`.
         FileNotFoundError: if the destination folder does not exist.
-        ValueError: for an unknown kind, bad columns or fractions.
+        ValueError: for an unknown kind, bad columns, fractions or seed.
 
     Example:
 
@@ -479,6 +479,7 @@ class StoreWriter:
                 f"Received: kind={kind!r}"
             )
         _check_fractions(valid_fraction, test_fraction)
+        _check_seed(seed)
         self.path = Path(path)
         _check_destination(self.path, overwrite)
         if columns is not None:
@@ -518,6 +519,8 @@ class StoreWriter:
             StoreError: if the existing store is missing or invalid.
         """
         _check_fractions(valid_fraction, test_fraction)
+        if seed is not None:
+            _check_seed(seed)
         with open_store(path) as store:
             writer = cls.__new__(cls)
             writer.path = Path(path)
@@ -744,6 +747,14 @@ def _check_fractions(valid_fraction, test_fraction):
         raise ValueError(
             "valid_fraction + test_fraction must be below 1 to leave a train split. "
             f"Received: {valid_fraction} + {test_fraction}"
+        )
+
+
+def _check_seed(seed):
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(
+            f"Received an invalid value for `seed`, expected a non-negative integer. "
+            f"Received: seed={seed!r}"
         )
 
 

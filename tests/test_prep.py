@@ -387,6 +387,21 @@ def test_cli_usage_errors_exit_2(tmp_path, capsys):
     assert "usage:" in capsys.readouterr().err
 
 
+def test_cli_bad_option_values_are_one_line_errors(tmp_path, capsys):
+    corpus = str(DATA / "TinyPerformanceCorpus.h5")
+    out = str(tmp_path / "o.h5")
+    assert data_prep.main(["robojam", corpus, "--out", out, "--valid-fraction", "1.5"]) == 1
+    assert data_prep.main(["robojam", corpus, "--out", out, "--seed", "-1"]) == 1
+    assert data_prep.main(["kanjivg", "--out", out, "--epsilon", "-1"]) == 1
+    assert data_prep.main(["impsy", str(tmp_path), "--out", out, "--dimension", "1"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in err] == ["error"] * 4
+    assert "valid_fraction=1.5" in err[0] and "seed=-1" in err[1]
+    assert "--epsilon must be a non-negative number" in err[2]
+    assert "--dimension must be at least 2" in err[3]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_user_mistakes_are_one_line(tmp_path, capsys):
     assert data_prep.main(["sketch-npz", str(tmp_path / "absent.npz"), "--out",
                            str(tmp_path / "o.h5")]) == 1
