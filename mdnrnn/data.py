@@ -1253,8 +1253,9 @@ def make_dataset(
     Batches are padded to their longest example: all-zero rows in inputs
     (what `keras.layers.Masking(mask_value=0.0)` treats as padding), zero rows
     in targets, and `weights` is 1.0 on real steps and 0.0 on padding. Note
-    that in Bernoulli mode a real stroke-3 row `(0, 0, 0)` (a repeated point)
-    is indistinguishable from padding for a masking layer; stroke-5 inputs and
+    that in Bernoulli mode a real stroke-3 row `(0, 0, 0)` (a repeated point,
+    or a stroke starting where the previous one ended; rare) is
+    indistinguishable from padding for a masking layer; stroke-5 inputs and
     touch windows have no such ambiguity.
 
     Args:
