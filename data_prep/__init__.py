@@ -25,14 +25,15 @@ __all__ = ["PrepError", "Summary", "main", "impsy", "kanjivg", "robojam", "sketc
 
 
 def _common(parser, *, split=True):
-    parser.add_argument("--out", required=True, help="the store (.h5) to write")
+    parser.add_argument("--out", required=True, metavar="STORE", help="the store (.h5) to write")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     if split:
-        parser.add_argument("--seed", type=int, default=0, help="seed of the random split (0)")
-        parser.add_argument("--valid-fraction", type=float, default=0.05,
+        parser.add_argument("--seed", type=int, default=0, metavar="N",
+                            help="seed of the random split (0)")
+        parser.add_argument("--valid-fraction", type=float, default=0.05, metavar="F",
                             help="share of sequences in valid (0.05)")
-        parser.add_argument("--test-fraction", type=float, default=0.05,
+        parser.add_argument("--test-fraction", type=float, default=0.05, metavar="F",
                             help="share of sequences in test (0.05)")
 
 
@@ -74,10 +75,10 @@ def build_parser():
 
     p = sources.add_parser("kanjivg", help="KanjiVG SVGs (the kanjivg package or a folder)")
     p.add_argument("--dir", help="folder of KanjiVG SVGs (default: the kanjivg package's)")
-    p.add_argument("--limit", type=int, help="convert only the first N files")
-    p.add_argument("--epsilon", type=float, default=1.0,
+    p.add_argument("--limit", type=int, metavar="N", help="convert only the first N files")
+    p.add_argument("--epsilon", type=float, default=1.0, metavar="E",
                    help="RDP tolerance in viewBox units (1.0)")
-    p.add_argument("--sample-step", type=float, default=0.5,
+    p.add_argument("--sample-step", type=float, default=0.5, metavar="S",
                    help="curve sampling step in viewBox units (0.5)")
     p.add_argument("--include-variants", action="store_true",
                    help="also convert variant files (-Kaisho, ...)")
@@ -96,7 +97,7 @@ def build_parser():
 
     p = sources.add_parser("impsy", help="IMPSY log folder or IMPSY dataset .npz")
     p.add_argument("source", metavar="DIR_OR_NPZ")
-    p.add_argument("--dimension", type=int,
+    p.add_argument("--dimension", type=int, metavar="D",
                    help="IMPSY dimension D (dt + D-1 values): read only *-Dd-mdrnn.log")
     _common(p)
     p.set_defaults(run=_run_impsy)
