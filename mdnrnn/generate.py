@@ -269,8 +269,13 @@ class Generator:
         k, d = self.spec.components, self.spec.dim
         columns = self._columns()[:d]
         self._clip_bounds = _clip_bounds(columns)
+        # Columns of the mixture logits, then of a categorical pen's logits.
+        self._logit_columns = np.arange(k)
+        if self.spec.pen == "categorical":
+            self._logit_columns = np.r_[self._logit_columns, self.spec.params_size - 3 : self.spec.params_size]
         # Component -> its loc and scale columns in a params row: [K, 2D].
-        self._loc_scale_columns = k + np.arange(k)[:, None] * d + np.concatenate([np.arange(d), k * d + np.arange(d)])
+        offsets = np.concatenate([np.arange(d), k * d + np.arange(d)])  # component 0's loc, scale
+        self._loc_scale_columns = k + np.arange(k)[:, None] * d + offsets
         # Stroke-5 pen class (down, up, end of drawing) -> data row and model row, with
         # the offsets multiplied in: "end of drawing" zeroes them and reads as a pen lift.
         self._pen_rows = np.array([[1, 1, 0], [1, 1, 1], [0, 0, 1]], np.float32)
@@ -289,7 +294,8 @@ class Generator:
             z = np.empty((batch_size, 4 * units), np.float32)  # gates [i, f, o, g]
             tanh_c = np.empty((batch_size, units), np.float32)
             i, f, o, g = (z[:, j * units : (j + 1) * units] for j in range(4))
-            layers.append((kernel, xh, xh[:, :inputs], xh[:, inputs:-1], z, z[:, : 3 * units], i, f, o, g, tanh_c))
+            sigmoid = z[:, : 3 * units]
+            layers.append((kernel, xh, xh[:, :inputs], xh[:, inputs:-1], z, sigmoid, i, f, o, g, tanh_c))
         row_starts = np.arange(batch_size)[:, None] * self.spec.params_size  # [B, 1]
         self._work = (batch_size, layers, row_starts)
         return self._work
@@ -310,8 +316,8 @@ class Generator:
             h_slot[...] = self._h[layer]
             np.matmul(xh, kernel, out=z)
             np.tanh(z, out=z)
-            sigmoid *= 0.5
-            sigmoid += 0.5
+            np.multiply(sigmoid, _HALF, out=sigmoid)
+            np.add(sigmoid, _HALF, out=sigmoid)
             c = f * self._c[layer]  # c = f * c + i * g
             g *= i
             c += g
@@ -320,16 +326,17 @@ class Generator:
         params = x @ self._head_kernel
         params += self._head_bias
         scale = params[:, self._scale_slice]
-        np.logaddexp(0.0, scale, out=scale)  # softplus
-        scale += MIN_SCALE
+        np.logaddexp(_ZERO, scale, out=scale)  # softplus
+        np.add(scale, _MIN_SCALE, out=scale)
         return params
 
     def _sample_numpy(self, params):
         """One draw per row of `params`, the same distribution as `mixture_distribution`.
 
-        Categorical draws are Gumbel-max draws: `argmax(logits / temperature + G)`, with
-        `G = -log(E)` standard Gumbel noise (`E` standard exponential), is distributed
-        as `softmax(logits / temperature)`.
+        Categorical draws are Gumbel-max draws: with `G` standard Gumbel noise,
+        `argmax(logits / temperature + G)`, or equally `argmax(logits + temperature * G)`,
+        is distributed as `softmax(logits / temperature)`; `G = -log(E)` with `E`
+        standard exponential.
 
         Returns:
             `(values, pen)`: model-space values `(B, D)`, and the pen `(B,)` (a class
@@ -338,27 +345,27 @@ class Generator:
         k, d = self.spec.components, self.spec.dim
         batch = len(params)
         rng = self._rng
-        inverse_temperature = 1.0 / self.temperature
         categorical_pen = self.spec.pen == "categorical"
-        log_noise = rng.standard_exponential((batch, k + 3 if categorical_pen else k))
-        np.log(log_noise, out=log_noise)  # -G
-        scores = params[:, :k] * inverse_temperature
-        scores -= log_noise[:, :k]
-        columns = self._loc_scale_columns[scores.argmax(axis=1)]  # [B, 2D] of the chosen component
+        # Drawn in float64, whose exponential draws are never 0 in practice (log(0) warns).
+        noise = rng.standard_exponential((batch, k + 3 if categorical_pen else k))
+        scores = np.log(noise, out=noise).astype(np.float32)  # -G
+        if self.temperature != 1.0:
+            scores *= np.float32(self.temperature)
+        # scores = logits - temperature * log(E), for the components and the pen together.
+        np.subtract(params.take(self._logit_columns, axis=1), scores, out=scores)
+        columns = self._loc_scale_columns[scores[:, :k].argmax(axis=1)]  # [B, 2D], chosen component
         if batch > 1:
             columns += self._work_arrays(batch)[2]
         loc_scale = params.take(columns)  # [B, 2D]
-        values = rng.standard_normal((batch, d), dtype=np.float32)
+        values = rng.standard_normal((batch, d), np.float32)
         if self.sigma_temperature != 1.0:
             values *= np.float32(np.sqrt(self.sigma_temperature))
         values *= loc_scale[:, d:]
         values += loc_scale[:, :d]
         if categorical_pen:
-            scores = params[:, -3:] * inverse_temperature
-            scores -= log_noise[:, k:]
-            return values, scores.argmax(axis=1)
+            return values, scores[:, k:].argmax(axis=1)
         if self.spec.pen == "bernoulli":
-            probability = 0.5 * np.tanh(0.5 * inverse_temperature * params[:, -1]) + 0.5  # sigmoid
+            probability = 0.5 * np.tanh(0.5 / self.temperature * params[:, -1]) + 0.5  # sigmoid
             return values, (rng.random(batch) < probability).astype(np.float32)
         return values, None
 
@@ -384,7 +391,7 @@ class Generator:
             return rows, model_rows
         rows = self._pen_rows[pen]
         rows[:, :2] *= values
-        rows[:, :2] += 0.0  # 0.0, not -0.0, where "end of drawing" zeroed a negative offset
+        np.add(rows[:, :2], _ZERO, out=rows[:, :2])  # -0.0 -> 0.0 where "end of drawing" zeroed them
         model_rows = self._pen_model_rows[pen]
         model_rows[:, :2] *= model_values
         return rows, model_rows
@@ -407,6 +414,10 @@ class Generator:
         )
         return lambda *state: loop(*weights, *state)
 
+
+# Constants of the NumPy path as 0-d float32 arrays: NumPy applies these faster than
+# Python floats, and they keep every array float32.
+_ZERO, _HALF, _MIN_SCALE = (np.array(value, np.float32) for value in (0.0, 0.5, MIN_SCALE))
 
 # (spec, columns, max_steps) -> the compiled generation loop they need.
 _LOOPS = {}
@@ -508,4 +519,6 @@ def _fused_cell_kernel(kernel, bias):
     """
     fused = np.concatenate([kernel, bias[None]], 0).astype(np.float32)
     i, f, g, o = np.split(fused, 4, axis=1)
-    return np.concatenate([0.5 * i, 0.5 * f, 0.5 * o, g], 1)
+    # Stored transposed (a Fortran-ordered view of a C-ordered array): at batch size 1,
+    # OpenBLAS's matrix-vector product is faster on this layout for the larger LSTMs.
+    return np.ascontiguousarray(np.concatenate([0.5 * i, 0.5 * f, 0.5 * o, g], 1).T).T

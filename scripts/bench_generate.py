@@ -45,6 +45,7 @@ import os
 import platform
 import sys
 import time
+from importlib.metadata import version
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -196,10 +197,16 @@ def generate_throughput(generator, batch_size, length):
     return points / elapsed
 
 
+OURS_STEP = "mdnrnn `Generator.step()`"
+KERAS = "keras-mdn-layer, Keras call (IMPSY)"
+TFLITE = "keras-mdn-layer, TFLite (LiteRT)"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--steps", type=int, default=2000, help="timed steps per latency run (Keras baseline: half)")
+    parser.add_argument("--steps", type=int, default=2000, help="timed steps per latency run")
+    parser.add_argument("--keras-steps", type=int, default=1000, help="timed steps of the Keras call (one run)")
     parser.add_argument("--warmup", type=int, default=200, help="untimed steps before each latency run")
     parser.add_argument("--length", type=int, default=200, help="steps per sequence for throughput")
     parser.add_argument("--batch", type=int, default=64, help="large batch size for generate()")
@@ -208,76 +215,72 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(0)
-    load_before = os.getloadavg()
     print(
-        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; Python "
-        f"{platform.python_version()}, NumPy {np.__version__}, TensorFlow {tf.__version__}, "
-        f"Keras {keras.__version__}, keras-mdn-layer 1.0.0, ai-edge-litert; "
-        f"load average before: {load_before[0]:.2f}"
+        f"# {platform.machine()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+        f"NumPy {np.__version__}, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
+        f"keras-mdn-layer {version('keras-mdn-layer')}, ai-edge-litert {version('ai-edge-litert')}; "
+        f"load average before: {os.getloadavg()[0]:.2f}"
     )
-    latency_rows, throughput_rows = [], []
+    latency_rows, throughput_rows = {}, {}  # (config, implementation) -> (median, p90) / points per second
     for name in args.configs:
         (preset_name, overrides), dim, description = CONFIGS[name]
-        units, layers, components = overrides["units"], overrides["layers"], overrides["components"]
+        sizes = (dim, overrides["units"], overrides["layers"], overrides["components"])
         print(f"# config {name}: {description}", flush=True)
         generator = mdnrnn.Generator(mdnrnn.build_model(mdnrnn.preset(preset_name, **overrides)), seed=0)
-        keras_baseline = KerasBaseline(impsy_model(dim, units, layers, components), dim, units, layers, components)
-        tflite_baseline = TFLiteBaseline(
-            impsy_model(dim, units, layers, components, batch_size=1), dim, units, layers, components
-        )
+        keras_baseline = KerasBaseline(impsy_model(*sizes), *sizes)
+        tflite_baseline = TFLiteBaseline(impsy_model(*sizes, batch_size=1), *sizes)
 
-        # Per-step latency, batch size 1. Rounds interleave the three so that a burst of
-        # load from elsewhere hits all of them alike.
-        latency = {"ours": [], "keras": [], "tflite": []}
+        # Per-step latency at batch size 1. The three take turns in each repeat, so that
+        # a burst of load from elsewhere falls on all of them alike.
+        runs = {OURS_STEP: [], KERAS: [], TFLITE: []}
         generator.reset(1)
         for repeat in range(args.repeats):
-            latency["ours"].append(step_latency(generator.step, args.steps, args.warmup))
-            latency["keras"].append(step_latency(keras_baseline.step, args.steps // 2, args.warmup // 4))
-            latency["tflite"].append(step_latency(tflite_baseline.step, args.steps, args.warmup))
+            runs[OURS_STEP].append(step_latency(generator.step, args.steps, args.warmup))
+            if repeat == 0:  # the slow one: one run
+                runs[KERAS].append(step_latency(keras_baseline.step, args.keras_steps, args.warmup // 4))
+            runs[TFLITE].append(step_latency(tflite_baseline.step, args.steps, args.warmup))
             if args.verbose:
-                print(f"  latency repeat {repeat}: " + ", ".join(f"{k} {m:.1f}/{p:.1f} us" for k, (m, p) in ((k, v[-1]) for k, v in latency.items())))
-        for who, label in (("ours", "mdnrnn `Generator.step()`"), ("keras", "keras-mdn-layer, Keras call (IMPSY)"), ("tflite", "keras-mdn-layer, TFLite (LiteRT)")):
-            median, p90 = min(latency[who], key=lambda r: r[0])  # the repeat with the lowest median
-            latency_rows.append((name, label, median, p90))
+                print(f"  latency repeat {repeat}: " + ", ".join(f"{who} {r[-1][0]:.1f}/{r[-1][1]:.1f} us" for who, r in runs.items()))
+        for who, results in runs.items():
+            latency_rows[name, who] = min(results, key=lambda r: r[0])  # the repeat with the lowest median
 
-        # Whole sequences: points per second.
-        throughput = {"gen1": [], "genB": [], "steploop": [], "keras": [], "tflite": []}
-        generator.generate(n=1, max_steps=args.length, stop=False)  # compile (not timed)
-        generator.generate(n=args.batch, max_steps=args.length, stop=False)
+        # Whole sequences, in points per second.
+        ours = {1: f"mdnrnn `generate(n=1)`", args.batch: f"mdnrnn `generate(n={args.batch})`"}
+        for batch in ours:  # the first call for a shape traces and compiles (XLA): not timed
+            start = time.perf_counter()
+            generator.generate(n=batch, max_steps=args.length, stop=False)
+            print(f"  first generate(n={batch}, max_steps={args.length}) call: {time.perf_counter() - start:.1f} s")
+        runs = {label: [] for label in [*ours.values(), "mdnrnn `step()` loop", KERAS, TFLITE]}
         for repeat in range(args.repeats):
-            throughput["gen1"].append(generate_throughput(generator, 1, args.length))
-            throughput["genB"].append(generate_throughput(generator, args.batch, args.length))
-            throughput["steploop"].append(
+            for batch, label in ours.items():
+                runs[label].append(generate_throughput(generator, batch, args.length))
+            runs["mdnrnn `step()` loop"].append(
                 sequence_throughput(lambda: generator.reset(1), generator.step, args.length, 5)
             )
-            throughput["keras"].append(sequence_throughput(keras_baseline.reset, keras_baseline.step, args.length, 2))
-            throughput["tflite"].append(sequence_throughput(tflite_baseline.reset, tflite_baseline.step, args.length, 5))
+            if repeat == 0:
+                runs[KERAS].append(sequence_throughput(keras_baseline.reset, keras_baseline.step, args.length, 1))
+            runs[TFLITE].append(sequence_throughput(tflite_baseline.reset, tflite_baseline.step, args.length, 5))
             if args.verbose:
-                print(f"  throughput repeat {repeat}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in throughput.items()))
-        for who, label, batch in (
-            ("gen1", "mdnrnn `generate(n=1)`", 1),
-            ("genB", f"mdnrnn `generate(n={args.batch})`", args.batch),
-            ("steploop", "mdnrnn `step()` loop", 1),
-            ("keras", "keras-mdn-layer, Keras call (IMPSY)", 1),
-            ("tflite", "keras-mdn-layer, TFLite (LiteRT)", 1),
-        ):
-            throughput_rows.append((name, label, batch, max(throughput[who])))
+                print(f"  throughput repeat {repeat}: " + ", ".join(f"{who} {r[-1]:,.0f}" for who, r in runs.items()))
+        for who, results in runs.items():
+            throughput_rows[name, who] = max(results)
 
-    print(f"\n### Per-step latency, batch size 1 (best of {args.repeats} runs of {args.steps} steps; Keras call {args.steps // 2})\n")
-    print("| config | implementation | median (us) | p90 (us) | vs Keras call | vs TFLite |")
+    print(
+        f"\n### Per-step latency, batch size 1 (us; best of {args.repeats} runs of {args.steps} steps; "
+        f"the Keras call: one run of {args.keras_steps})\n"
+    )
+    print("| config | implementation | median | p90 | Keras call / this | TFLite / this |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
-    for name, label, median, p90 in latency_rows:
-        reference = {r[1]: r[2] for r in latency_rows if r[0] == name}
-        keras_median = reference["keras-mdn-layer, Keras call (IMPSY)"]
-        tflite_median = reference["keras-mdn-layer, TFLite (LiteRT)"]
-        print(f"| {name} | {label} | {median:.1f} | {p90:.1f} | {keras_median / median:.1f}x | {tflite_median / median:.2f}x |")
+    for (name, who), (median, p90) in latency_rows.items():
+        keras_median, tflite_median = latency_rows[name, KERAS][0], latency_rows[name, TFLITE][0]
+        print(f"| {name} | {who} | {median:.1f} | {p90:.1f} | {keras_median / median:.1f}x | {tflite_median / median:.2f}x |")
 
-    print(f"\n### Whole sequences of {args.length} steps (best of {args.repeats}; baselines one sequence at a time)\n")
-    print("| config | implementation | batch | points/s | vs TFLite |")
+    print(f"\n### Whole sequences of {args.length} steps (points/s; best of {args.repeats}, the Keras call once; baselines one sequence at a time)\n")
+    print("| config | implementation | points/s | this / Keras call | this / TFLite |")
     print("| --- | --- | ---: | ---: | ---: |")
-    for name, label, batch, rate in throughput_rows:
-        tflite_rate = [r[3] for r in throughput_rows if r[0] == name and r[1].endswith("(LiteRT)")][0]
-        print(f"| {name} | {label} | {batch} | {rate:,.0f} | {rate / tflite_rate:.1f}x |")
+    for (name, who), rate in throughput_rows.items():
+        keras_rate, tflite_rate = throughput_rows[name, KERAS], throughput_rows[name, TFLITE]
+        print(f"| {name} | {who} | {rate:,.0f} | {rate / keras_rate:.1f}x | {rate / tflite_rate:.1f}x |")
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 
