@@ -23,17 +23,21 @@ Measured:
   `stop=False` so every sequence runs its full length), and through a `step()` loop;
   the baselines loop one sequence at a time from fresh states.
 
-Each measurement is repeated `--repeats` times; the tables give the best repeat (the
-lowest median step time, the highest points per second), and `--verbose` prints them all.
+Each measurement is repeated `--repeats` times (the slow Keras call: once); the tables
+give the best repeat (the lowest median step time, the highest points per second), and
+`--verbose` prints them all. Results and the targets they were held to are in
+docs/benchmarks.md ("Generation").
 
 The baseline packages are needed only here, so install them into a separate venv:
 
     python3.11 -m venv /tmp/benchvenv
     /tmp/benchvenv/bin/pip install -e . keras-mdn-layer==1.0.0 ai-edge-litert
 
-Run (from the repository root; about 2 minutes on 2 cores):
+Run (from the repository root; 3 to 5 minutes on 2 cores, most of it the Keras call):
 
-    /tmp/benchvenv/bin/python scripts/bench_generate.py
+    /tmp/benchvenv/bin/python scripts/bench_generate.py --verbose
+
+`OPENBLAS_NUM_THREADS=1` in front gives steadier `step()` latency on a busy machine.
 """
 
 from __future__ import annotations
@@ -73,8 +77,14 @@ import mdnrnn
 
 # name -> (our preset and overrides, keras-mdn-layer output_dim, description)
 CONFIGS = {
-    "A": (("kanji", dict(units=64, layers=2, components=10)), 3, "kanji-sized: dim 2 + pen, 2 x 64 LSTM, 10 components"),
-    "B": (("touch", dict(units=256, layers=2, components=5)), 3, "RoboJam-sized: touch dim 3, 2 x 256 LSTM, 5 components"),
+    "A": (
+        ("kanji", dict(units=64, layers=2, components=10)), 3,
+        "kanji-sized: dim 2 + pen, 2 x 64 LSTM, 10 components",
+    ),
+    "B": (
+        ("touch", dict(units=256, layers=2, components=5)), 3,
+        "RoboJam-sized: touch dim 3, 2 x 256 LSTM, 5 components",
+    ),
 }
 
 
@@ -240,7 +250,8 @@ def main(argv=None):
                 runs[KERAS].append(step_latency(keras_baseline.step, args.keras_steps, args.warmup // 4))
             runs[TFLITE].append(step_latency(tflite_baseline.step, args.steps, args.warmup))
             if args.verbose:
-                print(f"  latency repeat {repeat}: " + ", ".join(f"{who} {r[-1][0]:.1f}/{r[-1][1]:.1f} us" for who, r in runs.items()))
+                medians = (f"{who} {r[-1][0]:.1f}/{r[-1][1]:.1f} us" for who, r in runs.items())
+                print(f"  latency repeat {repeat}: " + ", ".join(medians))
         for who, results in runs.items():
             latency_rows[name, who] = min(results, key=lambda r: r[0])  # the repeat with the lowest median
 
@@ -273,9 +284,15 @@ def main(argv=None):
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for (name, who), (median, p90) in latency_rows.items():
         keras_median, tflite_median = latency_rows[name, KERAS][0], latency_rows[name, TFLITE][0]
-        print(f"| {name} | {who} | {median:.1f} | {p90:.1f} | {keras_median / median:.1f}x | {tflite_median / median:.2f}x |")
+        print(
+            f"| {name} | {who} | {median:.1f} | {p90:.1f} | {keras_median / median:.1f}x "
+            f"| {tflite_median / median:.2f}x |"
+        )
 
-    print(f"\n### Whole sequences of {args.length} steps (points/s; best of {args.repeats}, the Keras call once; baselines one sequence at a time)\n")
+    print(
+        f"\n### Whole sequences of {args.length} steps (points/s; best of {args.repeats}, the Keras "
+        "call once; baselines one sequence at a time)\n"
+    )
     print("| config | implementation | points/s | this / Keras call | this / TFLite |")
     print("| --- | --- | ---: | ---: | ---: |")
     for (name, who), rate in throughput_rows.items():
