@@ -276,8 +276,9 @@ class Generator:
         # Component -> its loc and scale columns in a params row: [K, 2D].
         offsets = np.concatenate([np.arange(d), k * d + np.arange(d)])  # component 0's loc, scale
         self._loc_scale_columns = k + np.arange(k)[:, None] * d + offsets
-        # Stroke-5 pen class (down, up, end of drawing) -> data row and model row, with
-        # the offsets multiplied in: "end of drawing" zeroes them and reads as a pen lift.
+        # Stroke-5 pen class (down, up, end of drawing) -> its data row (dx, dy, pen_lift)
+        # and model row (dx, dy, one-hot). dx and dy hold the factor the sampled offsets are
+        # multiplied by: 0 for "end of drawing", which also reads as a pen lift.
         self._pen_rows = np.array([[1, 1, 0], [1, 1, 1], [0, 0, 1]], np.float32)
         self._pen_model_rows = np.array([[1, 1, 1, 0, 0], [1, 1, 0, 1, 0], [0, 0, 0, 0, 1]], np.float32)
 
