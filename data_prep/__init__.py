@@ -75,7 +75,7 @@ def build_parser():
 
     p = sources.add_parser("kanjivg", help="KanjiVG SVGs (the kanjivg package or a folder)")
     p.add_argument("--dir", help="folder of KanjiVG SVGs (default: the kanjivg package's)")
-    p.add_argument("--limit", type=int, metavar="N", help="convert only the first N files")
+    p.add_argument("--limit", type=int, metavar="N", help="convert N files drawn at random with --seed (all)")
     p.add_argument("--epsilon", type=float, default=1.0, metavar="E",
                    help="RDP tolerance in viewBox units (1.0)")
     p.add_argument("--sample-step", type=float, default=0.5, metavar="S",

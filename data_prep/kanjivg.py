@@ -220,7 +220,8 @@ def convert(
     Args:
         out: the store to write.
         directory: folder of KanjiVG SVGs; defaults to the `kanjivg` package's.
-        limit: convert only the first `limit` files (sorted by name).
+        limit: convert only `limit` files, drawn at random with `seed` (sorted by
+            name, the first files are punctuation, digits and kana, not kanji).
         epsilon: RDP tolerance in viewBox units. Defaults to 1.0.
         sample_step: curve sampling step in viewBox units. Defaults to 0.5.
         include_variants: also convert variant files. Defaults to `False`.
@@ -245,7 +246,9 @@ def convert(
         raise PrepError(f"--limit must be a positive integer, received {limit}")
     directory = package_dir() if directory is None else Path(directory)
     files, n_variants = list_files(directory, include_variants)
-    files = files[:limit]
+    if limit is not None and limit < len(files):
+        chosen = np.random.default_rng(seed).choice(len(files), size=limit, replace=False)
+        files = [files[i] for i in sorted(chosen)]
     summary = Summary(source=f"KanjiVG SVGs in {directory}")
     if n_variants:
         summary.notes.append(

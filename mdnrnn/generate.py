@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from mdnrnn import formats
 from mdnrnn.mixture import MIN_SCALE, mixture_distribution, split_params
 from mdnrnn.models import MixtureRNN
 
@@ -55,6 +56,8 @@ class Generator:
             )
         self.config = config = model.config
         self.spec = config.spec
+        # The data's columns (see `mdnrnn.formats`): what prefixes hold and outputs give.
+        self.columns = list(formats.default_columns(config.data_kind, config.spec.target_size))
         self.temperature = temperature
         self.sigma_temperature = sigma_temperature
         self._rng = np.random.default_rng(seed)
@@ -132,8 +135,8 @@ class Generator:
                 self._h[layer] = np.where(active[:, None], self._h[layer], h[layer])
                 self._c[layer] = np.where(active[:, None], self._c[layer], c[layer])
             self._params = np.where(active[:, None], params, self._params)
-            if "dt" in self._columns():
-                self._elapsed += np.where(active, rows[:, self._columns().index("dt")], 0.0)
+            if "dt" in self.columns:
+                self._elapsed += np.where(active, rows[:, self.columns.index("dt")], 0.0)
 
     def _zero_state(self, batch_size):
         units = self.config.units
@@ -159,8 +162,8 @@ class Generator:
         sample = self._sample_numpy(params)
         rows, model_rows = self._decode_numpy(sample)
         self._params = self._advance(model_rows)
-        if "dt" in self._columns():
-            self._elapsed += rows[:, self._columns().index("dt")]
+        if "dt" in self.columns:
+            self._elapsed += rows[:, self.columns.index("dt")]
         return (rows, params) if return_params else rows
 
     # ------------------------------------------------------- whole sequences
@@ -215,21 +218,13 @@ class Generator:
         params = params.numpy()[:steps].transpose(1, 0, 2)  # [B, steps, P]
         lengths = lengths.numpy()
         sequences = [rows[i, : lengths[i]] for i in range(len(lengths))]
-        if "dt" in self._columns():
-            self._elapsed += np.array([s[:, self._columns().index("dt")].sum() for s in sequences])
+        if "dt" in self.columns:
+            self._elapsed += np.array([s[:, self.columns.index("dt")].sum() for s in sequences])
         if return_params:
             return sequences, [params[i, : lengths[i]] for i in range(len(lengths))]
         return sequences
 
     # -------------------------------------------------------------- helpers
-    def _columns(self):
-        kind = self.config.data_kind
-        if kind == "stroke3":
-            return ["dx", "dy", "pen_lift"]
-        if kind == "touch":
-            return ["x", "y", "dt"]
-        return ["dt"] + [f"x_{i}" for i in range(1, self.spec.dim)]
-
     def _start_rows(self, batch_size):
         """Model rows fed first: stroke-5 (0,0,1,0,0), stroke-3 (0,0,1), else the data mean."""
         rows = np.zeros((batch_size, self.config.input_size), np.float32)
@@ -239,26 +234,20 @@ class Generator:
 
     def _check_rows(self, rows, name):
         rows = np.asarray(rows, dtype=np.float32)
-        width = len(self._columns())
+        width = len(self.columns)
         if rows.ndim != 2 or rows.shape[1] != width or len(rows) == 0:
             raise ValueError(
                 f"`{name}` has shape {rows.shape}; expected (length >= 1, {width}) rows of "
-                f"{', '.join(self._columns())}."
+                f"{', '.join(self.columns)}."
             )
         if not np.isfinite(rows).all():
             raise ValueError(f"`{name}` contains NaN or inf values.")
         return rows
 
     def _encode(self, rows):
-        """Data rows -> model input rows (normalised; pen as stroke-5 one-hot or bit)."""
-        dim = self.spec.dim
-        values = (rows[:, :dim] - self._mean) / self._std
-        if self.spec.pen is None:
-            return values.astype(np.float32)
-        pen = rows[:, dim]
-        if self.spec.pen == "bernoulli":
-            return np.concatenate([values, pen[:, None]], 1).astype(np.float32)
-        return np.concatenate([values, 1.0 - pen[:, None], pen[:, None], np.zeros_like(pen)[:, None]], 1).astype(np.float32)
+        """Data rows -> model input rows: normalised, the pen as a stroke-5 one-hot or bit."""
+        rows = formats.normalize(rows, self._mean, self._std)
+        return formats.stroke3_to_stroke5(rows) if self.spec.pen == "categorical" else rows
 
     # The NumPy path below runs once per `step`, so at batch size 1 its cost is mostly
     # the fixed overhead of each NumPy call: it keeps calls few, works in place in
@@ -267,7 +256,7 @@ class Generator:
     def _init_numpy_tables(self):
         """Constants of the NumPy sampler and decoder, made once."""
         k, d = self.spec.components, self.spec.dim
-        columns = self._columns()[:d]
+        columns = self.columns[:d]
         self._clip_bounds = _clip_bounds(columns)
         # Columns of the mixture logits, then of a categorical pen's logits.
         self._logit_columns = np.arange(k)
@@ -403,10 +392,10 @@ class Generator:
         The loop is compiled with XLA once per kind of model and shared by every
         generator of that kind: weights and normalisation are arguments, not constants.
         """
-        key = (self.spec, tuple(self._columns()), max_steps)
+        key = (self.spec, tuple(self.columns), max_steps)
         loop = _LOOPS.get(key)
         if loop is None:
-            loop = _LOOPS[key] = _generation_loop(self.spec, self._columns(), max_steps)
+            loop = _LOOPS[key] = _generation_loop(self.spec, self.columns, max_steps)
         weights = (
             [tf.constant(kernel) for kernel, _ in self._lstm],
             [tf.constant(bias) for _, bias in self._lstm],
