@@ -250,6 +250,12 @@ def build_model(config: ModelConfig, learning_rate: float = 1e-3, clipnorm: floa
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm),
         loss=MixtureNLL(config.spec),
+        # XLA (Keras leaves it off on CPU): touch and IMPSY models train on fixed-length
+        # windows, where it made RoboJam-sized training steps about 1.2x faster on CPU
+        # (scripts/bench_train.py, docs/benchmarks.md). Drawings come in batches of many
+        # lengths and XLA compiles once per shape (kanji training ran 10x slower), so
+        # they keep Keras' default.
+        jit_compile=True if config.spec.pen is None else "auto",
     )
     return model
 

@@ -1,0 +1,414 @@
+"""Training throughput and held-out NLL: mdnrnn against keras-mdn-layer 1.0.0 (RoboJam).
+
+The RoboJam configuration: 2 x 256 LSTM, 5 mixture components, windows of 30 steps
+of touch data (x, y, dt), batches of 256, from `../shared/data/TinyPerformanceCorpus.h5`.
+
+- ours: `mdnrnn.build_model(mdnrnn.preset("touch", units=256, layers=2, components=5))`
+  (Masking -> LSTM x 2 -> MixtureDensity, loss `MixtureNLL`, Adam with clipnorm 1.0).
+- anchor: the RoboJam model built with keras-mdn-layer 1.0.0: `keras.Sequential` of
+  `LSTM(256, return_sequences=True)` x 2 -> `TimeDistributed(MDN(3, 5))`, loss
+  `get_mixture_loss_func(3, 5)`, `Adam()`.
+
+Both models train in this one process on the very same batches: the batches of
+`mdnrnn.data.make_dataset(store, "train", 256, window=30)` are materialised as NumPy
+arrays once and every model runs `fit` over them (`shuffle=False`, so batch i is the
+same for all). Timed rounds are interleaved between the models (round r times every
+model once, in an order that rotates from round to round, before round r + 1 starts)
+after one untimed warm-up round (tracing, XLA compiling), so a change in machine load
+hits all models alike. A round is a few batches (default 4), timed from the start of
+the first batch to the end of the last (Keras' epoch callbacks). The report gives the
+median and best ms/step over the rounds, the process CPU time per step, and the speed-up
+over the anchor taken round by round (anchor ms / model ms in the same round, median
+over rounds), which is the steadiest of these numbers on a shared machine.
+
+Quality: every model starts from the same seed and trains the same number of steps on
+the same batch sequence (epochs of the train split, reshuffled each epoch), and is
+then scored on the same held-out windows (the store's valid split, every window of
+31 rows, `stride = window`). Both scores are the mean negative log-likelihood per
+step, in nats, of the same normalised continuous 3-D targets (x, y, dt normalised
+with the store's train statistics): ours with `MixtureNLL` (all weights are 1: the
+windows have no padding), the anchor with its own `get_mixture_loss_func(3, 5)`,
+which is `mean(-log p)` over every (sequence, step) row too. As a check that the two
+numbers measure the same thing, the anchor's parameters are also rearranged into
+mdnrnn's layout and scored with `mdnrnn.mixture.mixture_distribution`; the script
+prints the difference (it should be ~1e-6).
+
+keras-mdn-layer is a benchmark-only dependency: keep it out of the project venv.
+Either a separate venv (`python3.11 -m venv /tmp/benchvenv-train &&
+/tmp/benchvenv-train/bin/pip install -e . keras-mdn-layer==1.0.0`) or the project
+venv plus the unpacked wheel on `PYTHONPATH`:
+
+    pip download --no-deps keras-mdn-layer==1.0.0 -d /tmp/kmdn && \\
+        (cd /tmp/kmdn && unzip -o -q keras_mdn_layer-1.0.0-py3-none-any.whl)
+    PYTHONPATH=/tmp/kmdn flock /tmp/mdnrnn-bench.lock \\
+        .venv/bin/python scripts/bench_train.py --json /tmp/bench_train.json
+
+Variants (`--variants`, comma-separated) name a model and compile overrides:
+`ours` is `build_model` exactly as shipped (XLA on for touch models); `ours:jit=1` /
+`ours:jit=0` recompiles it with `jit_compile` on / off, `ours:spe=8` with
+`steps_per_execution=8`, and `ours:mask=0` drops the Masking layer (to price it; the
+shipped model keeps it). Options combine: `ours:jit=0:mask=0`.
+`anchor` and `anchor:jit=1` are the keras-mdn-layer model.
+`--check-xla` compares `MixtureNLL` eagerly and under XLA for every pen kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "data" / "TinyPerformanceCorpus.h5"
+sys.path.insert(0, str(ROOT))
+
+
+def _parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--store", help="a touch store (default: made from TinyPerformanceCorpus.h5 in a temp dir)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--window", type=int, default=30)
+    p.add_argument("--units", type=int, default=256)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--components", type=int, default=5)
+    p.add_argument("--variants", default="ours,anchor", help="comma-separated (see the module docstring)")
+    p.add_argument("--timing-batches", type=int, default=4, help="batches per timed round (4)")
+    p.add_argument("--rounds", type=int, default=20, help="timed rounds after one warm-up round (20)")
+    p.add_argument("--quality-steps", type=int, default=400, help="training steps before the NLL (400; 0 skips)")
+    p.add_argument("--eval-every", type=int, default=100, help="held-out NLL every this many steps (100)")
+    p.add_argument("--check-xla", action="store_true", help="compare MixtureNLL eagerly and under XLA")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="also write the results here")
+    return p.parse_args(argv)
+
+
+# ------------------------------------------------------------------- data
+def _make_store(directory):
+    path = Path(directory) / "robojam.h5"
+    subprocess.run(
+        [sys.executable, "-m", "data_prep", "robojam", str(CORPUS), "--out", str(path)],
+        check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
+    )
+    return path
+
+
+def _materialise(dataset, n_batches=None):
+    """The first `n_batches` (inputs, targets, weights) batches, as stacked NumPy arrays."""
+    parts = []
+    for batch in dataset:
+        parts.append([np.asarray(t) for t in batch])
+        if n_batches is not None and len(parts) == n_batches:
+            break
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+
+
+def _train_batches(store, args, n_batches):
+    """`n_batches` full training batches: epoch after epoch, each in a new order."""
+    from mdnrnn import data
+
+    dataset = data.make_dataset(store, "train", args.batch_size, window=args.window,
+                                seed=args.seed, drop_remainder=True)
+    parts, have = [], 0
+    while have < n_batches:
+        arrays = _materialise(dataset, n_batches - have)  # a new iterator: a new epoch
+        parts.append(arrays)
+        have += len(arrays[0]) // args.batch_size
+    arrays = tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+    if not np.all(arrays[2] == 1.0):
+        raise RuntimeError("windows should have no padding (all weights 1)")
+    return arrays
+
+
+# ----------------------------------------------------------------- models
+class _Variant:
+    """A model to time and score: its name, how to build it, how to score it."""
+
+    def __init__(self, name, args, config):
+        self.name = name
+        base, *options = name.split(":")
+        self.base = base
+        self.options = dict(o.split("=") for o in options)
+        self.args, self.config = args, config
+        unknown = set(self.options) - {"jit", "spe", "mask"}
+        if base not in ("ours", "anchor") or unknown:
+            raise SystemExit(f"unknown variant {name!r}")
+
+    def build(self):
+        import keras
+
+        if self.base == "anchor":
+            import keras_mdn_layer as mdn
+
+            k, d = self.config.spec.components, self.config.spec.dim
+            model = keras.Sequential([keras.Input((None, self.config.input_size))]
+                                     + [keras.layers.LSTM(self.config.units, return_sequences=True)
+                                        for _ in range(self.config.layers)]
+                                     + [keras.layers.TimeDistributed(mdn.MDN(d, k))])
+            model.compile(loss=mdn.get_mixture_loss_func(d, k), optimizer=keras.optimizers.Adam(),
+                          jit_compile=self.options.get("jit") == "1")
+            return model
+        from mdnrnn.models import build_model
+
+        model = _unmasked(self.config) if self.options.get("mask") == "0" else build_model(self.config)
+        overrides = {}
+        if "jit" in self.options:
+            overrides["jit_compile"] = self.options["jit"] == "1"
+        if "spe" in self.options:
+            overrides["steps_per_execution"] = int(self.options["spe"])
+        if overrides:
+            _recompile(model, **overrides)
+        return model
+
+    def fit(self, model, arrays, callbacks=()):
+        inputs, targets, weights = arrays
+        extra = {} if self.base == "anchor" else {"sample_weight": weights}
+        model.fit(inputs, targets, batch_size=self.args.batch_size, epochs=1, shuffle=False,
+                  verbose=0, callbacks=list(callbacks), **extra)
+
+    def heldout_nll(self, model, arrays):
+        """Mean NLL per step (nats) over all held-out steps, with the model's own loss."""
+        import tensorflow as tf
+
+        inputs, targets, weights = arrays
+        params = model.predict(inputs, batch_size=self.args.batch_size, verbose=0)
+        if self.base == "anchor":
+            import keras_mdn_layer as mdn
+
+            k, d = self.config.spec.components, self.config.spec.dim
+            own = float(mdn.get_mixture_loss_func(d, k)(tf.constant(targets), tf.constant(params)))
+            return own, _anchor_nll_in_our_layout(params, targets, self.config.spec) - own
+        from mdnrnn.mixture import MixtureNLL
+
+        loss = MixtureNLL(self.config.spec)
+        return float(loss(tf.constant(targets), tf.constant(params), sample_weight=weights)), None
+
+
+def _recompile(model, **overrides):
+    """Compiles `model` again as `build_model` did, with `overrides` on top."""
+    import keras
+
+    optimizer = type(model.optimizer).from_config(model.optimizer.get_config())
+    settings = {"jit_compile": model.jit_compile, "steps_per_execution": model.steps_per_execution}
+    settings.update(overrides)
+    model.compile(optimizer=optimizer, loss=model.loss, **settings)
+    return model
+
+
+def _unmasked(config):
+    """`build_model(config)` without the Masking layer (the LSTMs get no mask)."""
+    from mdnrnn.models import MixtureRNN, build_model
+
+    class Unmasked(MixtureRNN):
+        def call(self, inputs, training=False):
+            x = inputs
+            for lstm in self.lstms:
+                x = lstm(x, training=training)
+            return self.head(x)
+
+        def compute_mask(self, inputs, mask=None):
+            return None
+
+    model = Unmasked(config)  # first, so that a seed gives it the same weights as `ours`
+    model.build((None, None, config.input_size))
+    shipped = build_model(config)  # for its compile settings only
+    model.compile(optimizer=type(shipped.optimizer).from_config(shipped.optimizer.get_config()),
+                  loss=shipped.loss, jit_compile=shipped.jit_compile,
+                  steps_per_execution=shipped.steps_per_execution)
+    return model
+
+
+def _anchor_nll_in_our_layout(params, targets, spec):
+    """The anchor's NLL recomputed by mdnrnn: [loc | scale | logits] -> [logits | loc | scale]."""
+    from mdnrnn.mixture import mixture_distribution
+
+    k, d = spec.components, spec.dim
+    ours = np.concatenate([params[..., 2 * k * d:], params[..., : 2 * k * d]], axis=-1)
+    return float(-np.mean(mixture_distribution(ours, spec).log_prob(targets)))
+
+
+class _RoundTimer:
+    """Wall and CPU time from the start of the epoch (first batch) to its end."""
+
+    def __init__(self):
+        import keras
+
+        timer = self
+
+        class Callback(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                timer.start = (time.perf_counter(), time.process_time())
+
+            def on_epoch_end(self, epoch, logs=None):
+                wall, cpu = time.perf_counter(), time.process_time()
+                timer.wall, timer.cpu = wall - timer.start[0], cpu - timer.start[1]
+
+        self.callback = Callback()
+
+
+# ---------------------------------------------------------------- phases
+def time_variants(variants, arrays, args):
+    """Median wall ms/step, CPU ms/step and sequences/s per variant, interleaved rounds.
+
+    The order of the variants rotates from round to round, and each variant's speed-up
+    over the anchor is also taken round by round (anchor ms / variant ms within the
+    same round) before the median: on a shared machine that ratio is steadier than
+    either time alone.
+    """
+    n = len(arrays[0]) // args.batch_size
+    models = {v.name: v.build() for v in variants}
+    walls = {v.name: [] for v in variants}
+    cpus = {v.name: [] for v in variants}
+    for round_ in range(args.rounds + 1):  # round 0 is the warm-up (tracing, compiling)
+        last = {}
+        shift = round_ % len(variants)
+        for v in variants[shift:] + variants[:shift]:
+            timer = _RoundTimer()
+            v.fit(models[v.name], arrays, [timer.callback])
+            last[v.name] = 1000 * timer.wall / n
+            if round_:
+                walls[v.name].append(last[v.name])
+                cpus[v.name].append(1000 * timer.cpu / n)
+        print(f"  round {round_}{' (warm-up)' if not round_ else ''}: "
+              + ", ".join(f"{v.name} {last[v.name]:.0f}" for v in variants) + " ms/step", flush=True)
+    results = {}
+    for v in variants:
+        ms = statistics.median(walls[v.name])
+        results[v.name] = {
+            "ms_per_step": ms,
+            "ms_per_step_rounds": [round(x, 1) for x in walls[v.name]],
+            "best_ms_per_step": min(walls[v.name]),
+            "cpu_ms_per_step": statistics.median(cpus[v.name]),
+            "sequences_per_s": args.batch_size * 1000 / ms,
+        }
+        if "anchor" in walls:
+            results[v.name]["paired_speedup"] = statistics.median(
+                a / b for a, b in zip(walls["anchor"], walls[v.name]))
+    return results
+
+
+def score_variants(variants, train_arrays, valid_arrays, args):
+    """Held-out NLL after every `eval_every` steps, all variants on the same batches."""
+    import keras
+
+    results = {}
+    b = args.batch_size
+    for v in variants:
+        keras.utils.set_random_seed(args.seed)
+        model = v.build()
+        curve = []
+        for start in range(0, args.quality_steps, args.eval_every):
+            stop = min(start + args.eval_every, args.quality_steps)
+            chunk = tuple(a[start * b : stop * b] for a in train_arrays)
+            started = time.perf_counter()
+            v.fit(model, chunk)
+            nll, check = v.heldout_nll(model, valid_arrays)
+            curve.append({"steps": stop, "valid_nll": nll, "train_s": time.perf_counter() - started})
+            print(f"  {v.name}: {stop} steps, held-out NLL {nll:.4f} nats/step", flush=True)
+        results[v.name] = {"valid_nll": curve[-1]["valid_nll"], "curve": curve,
+                           "layout_check": check}
+    return results
+
+
+def check_xla():
+    """Max |eager - XLA| of MixtureNLL for each pen kind, on random parameters and targets."""
+    import tensorflow as tf
+
+    from mdnrnn.mixture import MixtureNLL, MixtureSpec
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for spec in (MixtureSpec(3, 5), MixtureSpec(2, 10, "bernoulli"), MixtureSpec(2, 10, "categorical")):
+        params = tf.constant(rng.normal(size=(8, 30, spec.params_size)), tf.float32)
+        k, d = spec.components, spec.dim
+        params = tf.concat([params[..., : k + k * d], tf.nn.softplus(params[..., k + k * d : k + 2 * k * d]),
+                            params[..., k + 2 * k * d :]], -1)
+        targets = rng.normal(size=(8, 30, spec.target_size))
+        if spec.pen == "bernoulli":
+            targets[..., -1] = rng.integers(0, 2, size=(8, 30))
+        elif spec.pen == "categorical":
+            targets[..., -1] = rng.integers(0, 3, size=(8, 30))
+        targets = tf.constant(targets, tf.float32)
+        weights = tf.constant(rng.integers(0, 2, size=(8, 30)), tf.float32)
+        loss = MixtureNLL(spec)
+        eager = loss.call(targets, params).numpy()
+        xla = tf.function(loss.call, jit_compile=True)(targets, params).numpy()
+        mean_eager = float(loss(targets, params, sample_weight=weights))
+        mean_xla = float(tf.function(lambda t, p, w: loss(t, p, sample_weight=w), jit_compile=True)(targets, params, weights))
+        out[f"dim={spec.dim} K={spec.components} pen={spec.pen}"] = {
+            "max_abs_diff_per_step": float(np.max(np.abs(eager - xla))),
+            "mean_eager": mean_eager, "mean_xla": mean_xla,
+        }
+    return out
+
+
+def main(argv=None):
+    args = _parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    from mdnrnn import data
+    from mdnrnn.models import preset
+    from mdnrnn.train import prepare_config
+
+    results = {"load_before": os.getloadavg(), "cpus": os.cpu_count(),
+               "tensorflow": tf.__version__, "keras": keras.__version__}
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        store = Path(args.store) if args.store else _make_store(tmp)
+        config = prepare_config(store, preset("touch", units=args.units, layers=args.layers,
+                                              components=args.components))
+        variants = [_Variant(name, args, config) for name in args.variants.split(",")]
+        results["settings"] = {k: v for k, v in vars(args).items()}
+        if args.check_xla:
+            results["xla_check"] = check_xla()
+            print("MixtureNLL eager vs XLA:", json.dumps(results["xla_check"], indent=1))
+        if args.timing_batches and args.rounds:
+            arrays = _train_batches(store, args, args.timing_batches)
+            print(f"timing {len(variants)} models, {args.timing_batches} batches of "
+                  f"{args.batch_size} x {args.window} per round, {args.rounds} rounds", flush=True)
+            results["timing"] = time_variants(variants, arrays, args)
+        if args.quality_steps:
+            train_arrays = _train_batches(store, args, args.quality_steps)
+            valid = data.make_dataset(store, "valid", args.batch_size, window=args.window, shuffle=False)
+            valid_arrays = _materialise(valid)
+            results["valid_steps"] = int(valid_arrays[2].sum())
+            print(f"scoring after {args.quality_steps} steps on {len(valid_arrays[0])} held-out windows "
+                  f"({results['valid_steps']} steps)", flush=True)
+            results["quality"] = score_variants(variants, train_arrays, valid_arrays, args)
+    results["load_after"] = os.getloadavg()
+    _print_table(results, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def _print_table(results, args):
+    timing, quality = results.get("timing", {}), results.get("quality", {})
+    names = list(timing or quality)
+    anchor = timing.get("anchor")
+    print()
+    print(f"| model | sequences/s | ms/step (median) | ms/step (best) | CPU ms/step | vs anchor (paired) | "
+          f"held-out NLL after {args.quality_steps} steps |")
+    print("|---|---|---|---|---|---|---|")
+    for name in names:
+        t, q = timing.get(name), quality.get(name)
+        speed = f"{t['paired_speedup']:.2f}x" if t and anchor else "-"
+        print(f"| {name} | {t['sequences_per_s']:.0f} | {t['ms_per_step']:.0f} | {t['best_ms_per_step']:.0f} | "
+              f"{t['cpu_ms_per_step']:.0f} | {speed} | " if t else f"| {name} | - | - | - | - | - | ", end="")
+        print(f"{q['valid_nll']:.4f} |" if q else "- |")
+    for name, q in quality.items():
+        if q.get("layout_check") is not None:
+            print(f"{name}: its NLL recomputed with mdnrnn.mixture differs by {q['layout_check']:.2e} nats/step")
+    print(f"load average before {results['load_before']}, after {results['load_after']} ({results['cpus']} CPUs)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
