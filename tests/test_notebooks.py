@@ -11,13 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import mido
+import nbclient
+import nbformat
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-CORPUS = NOTEBOOKS.parents[1] / "shared" / "data" / "TinyPerformanceCorpus.h5"
 CELL_TIMEOUT = 300  # seconds per cell; quick mode needs well under a minute in all
 PREFIX_MARK = "KERNEL SYS.PREFIX="
 
@@ -110,7 +109,6 @@ def test_touch_performances_notebook_runs(tmp_path, monkeypatch):
     assert any("polyline" in svg or "circle" in svg for svg in svgs)
     midi_files = sorted(tmp_path.glob("touch-*/midi/performance_*.mid"))
     assert len(midi_files) == 4
-    mido = pytest.importorskip("mido")
     for path in midi_files:
         assert any(m.type == "note_on" for m in mido.MidiFile(path)), f"{path.name} has no notes"
     assert text.count("generated performance") == 4
