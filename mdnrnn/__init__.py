@@ -1,65 +1,49 @@
-"""mdnrnn: mixture density recurrent networks for drawings and performances."""
+"""mdnrnn: mixture density recurrent networks for drawings and performances.
 
+The public names below load lazily: `import mdnrnn` is instant and TensorFlow is imported
+the first time one of them is used (so `mdnrnn --help` answers at once). Plain
+`keras.models.load_model(path)` needs mdnrnn's layers registered with Keras: use
+`mdnrnn.load_model(path)`, or touch any public name first (`import mdnrnn.models` does it).
+"""
+
+import importlib
 import os
 import sys
 
-# Keras runs as Keras 3 on TensorFlow; quieten TensorFlow's C++ start-up logs.
+# Keras runs as Keras 3 on TensorFlow; quieten TensorFlow's C++ logs (the CLI mutes the rest).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def _import_tensorflow_quietly():
-    """Imports TensorFlow with native stderr muted: its C++ start-up lines (CUDA probing
-    on a machine without a GPU) ignore every logging setting. Python errors still show."""
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow
-
-        tensorflow.config.list_physical_devices()  # device probing logs here, too
-    finally:
-        os.dup2(saved, 2)
-        os.close(devnull)
-        os.close(saved)
-
-
-_import_tensorflow_quietly()
-
-from mdnrnn.mixture import (  # noqa: E402
-    MixtureDensity,
-    MixtureNLL,
-    MixtureSpec,
-    mixture_distribution,
-)
-from mdnrnn.generate import Generator  # noqa: E402
-from mdnrnn.models import (  # noqa: E402
-    PRESETS,
-    MixtureRNN,
-    ModelConfig,
-    build_model,
-    StepModel,
-    build_step_model,
-    load_model,
-    preset,
-)
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Generator",
-    "MixtureDensity",
-    "MixtureNLL",
-    "MixtureRNN",
-    "MixtureSpec",
-    "ModelConfig",
-    "PRESETS",
-    "build_model",
-    "StepModel",
-    "build_step_model",
-    "load_model",
-    "mixture_distribution",
-    "preset",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "MixtureDensity": "mdnrnn.mixture",
+    "MixtureNLL": "mdnrnn.mixture",
+    "MixtureSpec": "mdnrnn.mixture",
+    "mixture_distribution": "mdnrnn.mixture",
+    "Generator": "mdnrnn.generate",
+    "PRESETS": "mdnrnn.models",
+    "MixtureRNN": "mdnrnn.models",
+    "ModelConfig": "mdnrnn.models",
+    "StepModel": "mdnrnn.models",
+    "build_model": "mdnrnn.models",
+    "build_step_model": "mdnrnn.models",
+    "load_model": "mdnrnn.models",
+    "preset": "mdnrnn.models",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mdnrnn' has no attribute {name!r}")
+    from mdnrnn import _tf  # noqa: F401  (TensorFlow, quietly)
+
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -14,8 +14,8 @@ stroke-3 (dx, dy, pen_lift), touch (x, y, dt) or IMPSY (dt, x_1 ... x_n).
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
+from mdnrnn._tf import tf
 from mdnrnn import formats
 from mdnrnn.mixture import MIN_SCALE, mixture_distribution, split_params
 from mdnrnn.models import MixtureRNN

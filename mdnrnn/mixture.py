@@ -9,9 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import keras
-import tensorflow as tf
-import tensorflow_probability as tfp
+from mdnrnn._tf import keras, tf, tfp
 
 tfd = tfp.distributions
 

@@ -15,9 +15,9 @@ import dataclasses
 import os
 import zipfile
 
-import keras
 import numpy as np
 
+from mdnrnn._tf import keras
 from mdnrnn.mixture import MixtureDensity, MixtureNLL, MixtureSpec
 
 DATA_KINDS = ("stroke3", "touch", "impsy")

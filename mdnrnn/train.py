@@ -24,11 +24,10 @@ import math
 import os
 from pathlib import Path
 
-import keras
 import numpy as np
 import svgwrite
-import tensorflow as tf
 
+from mdnrnn._tf import keras, tf
 from mdnrnn import data
 from mdnrnn.models import MixtureRNN, ModelConfig, build_model, load_model
 
