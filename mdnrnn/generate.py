@@ -41,6 +41,10 @@ class Generator:
 
     Both temperatures are live knobs: set `generator.temperature = 0.5` between steps.
 
+    Raises:
+        ValueError: If `model` is not a `MixtureRNN`, or a temperature is not a finite
+            number above 0 (when made, or when set later).
+
     Example:
 
     >>> generator = Generator(model, temperature=0.8, seed=1)
@@ -79,6 +83,25 @@ class Generator:
         self._work = None  # preallocated NumPy work arrays for one batch size
         self._compiled = {}
         self.reset(1)
+
+    # ----------------------------------------------------------- temperatures
+    @property
+    def temperature(self) -> float:
+        """Divides the mixture and pen logits; a finite number above 0."""
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value):
+        self._temperature = _check_temperature(value, "temperature")
+
+    @property
+    def sigma_temperature(self) -> float:
+        """Multiplies every component's variance; a finite number above 0."""
+        return self._sigma_temperature
+
+    @sigma_temperature.setter
+    def sigma_temperature(self, value):
+        self._sigma_temperature = _check_temperature(value, "sigma_temperature")
 
     # ----------------------------------------------------------------- state
     @property
@@ -411,6 +434,20 @@ _ZERO, _HALF, _MIN_SCALE = (np.array(value, np.float32) for value in (0.0, 0.5, 
 
 # (spec, columns, max_steps) -> the compiled generation loop they need.
 _LOOPS = {}
+
+
+def _check_temperature(value, name):
+    """`value` as a float if it is a finite number above 0, else a ValueError naming it."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not (np.isfinite(number) and number > 0):
+        raise ValueError(
+            f"Received an invalid value for `{name}`, expected a finite number above 0. "
+            f"Received: {name}={value!r}"
+        )
+    return number
 
 
 def _clip_bounds(columns):

@@ -199,3 +199,16 @@ def test_bad_prefixes_raise():
         generator.prime([np.zeros((4, 3)), np.full((2, 3), np.nan)])
     with pytest.raises(ValueError, match="max_steps=0"):
         generator.generate(max_steps=0)
+
+
+@pytest.mark.parametrize("name", ["temperature", "sigma_temperature"])
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf"), "warm", None])
+def test_bad_temperatures_raise_when_made_and_when_set(name, value):
+    model = model_for("touch")
+    with pytest.raises(ValueError, match=f"`{name}`.*Received: {name}={value!r}"):
+        Generator(model, **{name: value})
+    generator = Generator(model, seed=0)
+    with pytest.raises(ValueError, match=f"`{name}`.*finite number above 0"):
+        setattr(generator, name, value)
+    assert getattr(generator, name) == 1.0  # the old value is kept
+    assert np.isfinite(generator.step()).all()
