@@ -212,3 +212,25 @@ def test_bad_temperatures_raise_when_made_and_when_set(name, value):
         setattr(generator, name, value)
     assert getattr(generator, name) == 1.0  # the old value is kept
     assert np.isfinite(generator.step()).all()
+
+
+@pytest.mark.parametrize("path", ["step", "generate"])
+def test_generator_made_before_training_samples_the_new_weights(path):
+    """Weights are read at reset() and prime(), not copied once when the generator is made."""
+    model = model_for("touch")
+    generator = Generator(model, seed=0)
+    before = generator.params
+    generator.generate(n=1, max_steps=1)  # compiles the loop with the old weights
+    rng = np.random.default_rng(0)
+    inputs = rng.uniform(0, 1, (8, 12, 3)).astype(np.float32)
+    model.fit(inputs[:, :-1], inputs[:, 1:], epochs=3, verbose=0)
+    expected = Generator(model).params[0]  # made after training
+    assert not np.allclose(before[0], expected, atol=1e-4)
+    if path == "step":
+        generator.reset(1)
+        np.testing.assert_allclose(generator.params[0], expected, atol=1e-5)
+    else:
+        _, params = generator.generate(n=1, max_steps=1, return_params=True)
+        np.testing.assert_allclose(params[0][0], expected, atol=1e-5)
+    generator.prime([inputs[0]])
+    np.testing.assert_allclose(generator.params[0], model(inputs[:1]).numpy()[0, -1], atol=1e-5)
