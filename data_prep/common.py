@@ -1,16 +1,44 @@
 """Shared parts of the importers: errors, the summary, the output writer."""
 
 import dataclasses
+import math
 import pickle
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from mdnrnn import data
 
+try:
+    from numpy._core.multiarray import _reconstruct  # NumPy 2
+except ImportError:  # pragma: no cover - NumPy 1.26
+    from numpy.core.multiarray import _reconstruct
+
 # Names listed per skip reason in a summary before "... and N more".
 _NAMES_SHOWN = 20
+
+# The largest array read from an input file (uncompressed .npz member or HDF5
+# dataset), in bytes: 1 GiB, some 40 times sketch-rnn's largest QuickDraw file.
+MAX_ARRAY_BYTES = 2**30
+
+# Bounds (inclusive) of the split options that every importer with a random
+# split takes; the command line refuses values outside them before any work.
+SEED_RANGE = (0, 2**32 - 1)
+FRACTION_RANGE = (0.0, 0.45)
+
+# dtype kinds accepted as numbers: signed and unsigned integers, floats.
+_NUMBER_KINDS = "iuf"
+
+# The globals an `.npy` object array's pickle may name: NumPy's array
+# reconstruction (under its NumPy 1 and NumPy 2 module names) and dtypes.
+_ARRAY_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
 
 
 class PrepError(Exception):
@@ -145,14 +173,51 @@ def finish(writer, summary):
             is aborted, nothing written).
     """
     if len(writer) == 0:
-        reasons = "; ".join(summary.skipped) or "the input holds no sequences"
-        raise PrepError(f"no sequences to write ({reasons}); nothing written")
+        reasons = "; ".join(
+            f"{reason}: {names[0]}" + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+            for reason, names in summary.skipped.items()
+        )
+        raise PrepError(
+            f"no sequences to write ({reasons or 'the input holds no sequences'}); "
+            "nothing written"
+        )
     try:
         path = writer.commit()
     except ValueError as exc:
         raise PrepError(str(exc)) from None
     summary.read_back(path)
     return summary
+
+
+def check_range(option, value, bounds):
+    """Raises `PrepError` unless `value` lies in `bounds` (inclusive; NaN never does).
+
+    Args:
+        option: the option's name, for the message (`--sample-step`).
+        value: the value received.
+        bounds: `(low, high)`.
+    """
+    low, high = bounds
+    if not low <= value <= high:
+        raise PrepError(f"{option} must be between {low} and {high}, received {value!r}")
+
+
+def check_split(seed, valid_fraction, test_fraction):
+    """Checks the split options against `SEED_RANGE` and `FRACTION_RANGE`."""
+    check_range("--seed", seed, SEED_RANGE)
+    check_range("--valid-fraction", valid_fraction, FRACTION_RANGE)
+    check_range("--test-fraction", test_fraction, FRACTION_RANGE)
+
+
+def sequence_list(path, key, array):
+    """The entries of an array that holds one sequence per entry, as a list.
+
+    Raises:
+        PrepError: if `array` is 0-d (a single value, no entries).
+    """
+    if array.ndim == 0:
+        raise PrepError(f"{path}: array {key!r} is 0-d (one value), expected one entry per sequence")
+    return list(array)
 
 
 def require_file(path, what):
@@ -164,22 +229,99 @@ def require_file(path, what):
 
 
 def load_npz(path):
-    """Loads every array of an `.npz` file (object arrays allowed).
+    """Loads every array of an `.npz` file without running code from it.
+
+    `np.load(..., allow_pickle=True)` would unpickle anything, and a crafted
+    file can run code that way. Here each `.npy` member's header is read
+    first; numeric arrays are read with `allow_pickle=False`, and object
+    arrays (sketch-rnn's and RoboJam's ragged lists, pickled, maybe by Python
+    2) are unpickled by `_ArrayUnpickler`, which can build nothing but NumPy
+    arrays. Only integer and float numbers are accepted: an object array must
+    hold numeric arrays only.
 
     Args:
         path: the file.
 
     Returns:
-        A dict from key to array.
+        A dict from key to array: integer or float arrays, or object arrays
+        whose elements are integer or float arrays.
 
     Raises:
-        PrepError: if the file is missing or not a readable `.npz`.
+        PrepError: if the file is missing, not a readable `.npz`, larger than
+            `MAX_ARRAY_BYTES` per array, or holds anything but numbers.
     """
     path = require_file(path, ".npz")
+    with open(path, "rb") as f:
+        if f.read(6) == b"\x93NUMPY":
+            raise PrepError(f"{path}: a single .npy array, not an .npz archive")
     try:
-        with np.load(path, allow_pickle=True, encoding="latin1") as npz:
-            return {key: npz[key] for key in npz.files}
-    except (zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError, EOFError) as exc:
+        with zipfile.ZipFile(path) as archive:
+            return {
+                name.removesuffix(".npy"): _read_member(path, archive, name)
+                for name in archive.namelist()
+            }
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError,
+            OSError, EOFError, ValueError) as exc:
         raise PrepError(f"{path}: not a readable .npz file ({exc})") from None
-    except AttributeError:  # np.load returned a bare array: a .npy, not an .npz
-        raise PrepError(f"{path}: a single .npy array, not an .npz archive") from None
+
+
+def _read_member(path, archive, name):
+    """One `.npy` member of an `.npz` archive, read as `load_npz` describes."""
+    key = name.removesuffix(".npy")
+    if not name.endswith(".npy"):
+        raise PrepError(f"{path}: member {name!r} is not an .npy array")
+    size = archive.getinfo(name).file_size
+    if size > MAX_ARRAY_BYTES:
+        raise PrepError(
+            f"{path}: array {key!r} is {size:,} bytes, more than the {MAX_ARRAY_BYTES:,} "
+            "bytes read from one array"
+        )
+    with archive.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise PrepError(f"{path}: array {key!r} has .npy format {version}, expected 1.0 or 2.0")
+        if dtype == object:
+            array = _unpickle_array(path, key, f, shape)
+        elif dtype.kind not in _NUMBER_KINDS:
+            raise PrepError(f"{path}: array {key!r} has dtype {dtype}, expected integers or floats")
+        elif math.prod(shape) * dtype.itemsize > size:
+            raise PrepError(f"{path}: array {key!r} is shorter than its shape {shape}")
+    if dtype != object:
+        with archive.open(name) as f:
+            array = np.lib.format.read_array(f, allow_pickle=False)
+    return array
+
+
+def _unpickle_array(path, key, f, shape):
+    """The object array pickled in `f`, checked to hold numeric arrays only."""
+    try:
+        array = _ArrayUnpickler(f, encoding="latin1").load()
+    except pickle.UnpicklingError as exc:
+        raise PrepError(f"{path}: array {key!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any failure to decode untrusted bytes
+        raise PrepError(
+            f"{path}: array {key!r} is not a readable object array ({type(exc).__name__}: {exc})"
+        ) from None
+    if not isinstance(array, np.ndarray) or array.dtype != object or array.shape != shape:
+        raise PrepError(f"{path}: array {key!r} does not hold the object array of its header")
+    for index, item in enumerate(array.flat):
+        if not isinstance(item, np.ndarray) or item.dtype.kind not in _NUMBER_KINDS:
+            what = item.dtype if isinstance(item, np.ndarray) else type(item).__name__
+            raise PrepError(
+                f"{path}: {key}[{index}] is {what}, expected an array of integers or floats"
+            )
+    return array
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that can build NumPy arrays and dtypes, and nothing else."""
+
+    def find_class(self, module, name):
+        allowed = _ARRAY_PICKLE_GLOBALS.get((module, name))
+        if allowed is None:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name} (only arrays are read)")
+        return allowed

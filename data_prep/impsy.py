@@ -7,7 +7,9 @@ Its log files are named `<date>-<D>d-mdrnn.log`, `D = n + 1` its "dimension"
 (dt plus the values).
 
 - **Log folder**: every `*.log` file (or, with `dimension=D`, every
-  `*-Dd-mdrnn.log`) becomes one sequence, labelled with the file's name. Only
+  `*-Dd-mdrnn.log`) becomes one sequence, labelled with the file's name.
+  Entries that are not regular files (folders, broken links), unreadable
+  files and files over `MAX_LOG_BYTES` are skipped and named. Only
   `interface` rows are kept. As in IMPSY's own `dataset` command, `dt` is the
   difference of consecutive kept timestamps, so each log's first row (which
   has no previous timestamp) is dropped. Lines that cannot be parsed (too few
@@ -15,14 +17,19 @@ Its log files are named `<date>-<D>d-mdrnn.log`, `D = n + 1` its "dimension"
   values) and rows whose timestamp goes backwards are dropped and counted by
   reason. A log left with no rows is skipped and named.
 - **IMPSY dataset** `.npz` (written by `impsy dataset`): key `perfs`, an
-  object array of `(n_i, D)` float arrays with `dt` first. Rows with NaN or inf
-  are dropped; arrays of another width than the first are skipped.
+  object array of `(n_i, D)` float arrays with `dt` first, read by
+  `data_prep.common.load_npz` (NumPy arrays of numbers only). Rows with NaN or
+  inf are dropped; empty arrays and arrays of another width than the first
+  are skipped.
+
+The dimension `D` lies in `DIMENSION_RANGE`.
 
 Values are kept as they are (IMPSY keeps them in [0, 1]). Sequences are split
 into train / valid / test at random with a seed.
 """
 
 import datetime
+import io
 import math
 import re
 from pathlib import Path
@@ -30,12 +37,26 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data_prep.common import PrepError, Summary, finish, load_npz, open_writer
+from data_prep.common import (
+    PrepError,
+    Summary,
+    check_range,
+    check_split,
+    finish,
+    load_npz,
+    open_writer,
+    sequence_list,
+)
 
 NPZ_KEY = "perfs"
 LICENCE = "see the logs' owner"
 _DIMENSION_IN_NAME = re.compile(r"-(\d+)d-mdrnn\.log$")
 _EPOCH = datetime.datetime(1970, 1, 1)
+
+# IMPSY dimensions read (dt plus D - 1 values; IMPSY's own go up to about 17).
+DIMENSION_RANGE = (2, 256)
+# The largest log file read: 64 MiB, hours of events at 100 per second.
+MAX_LOG_BYTES = 2**26
 
 
 def _seconds(stamp):
@@ -57,42 +78,45 @@ def parse_log(path, n_values, summary):
 
     Returns:
         Float32 array `(m, n_values + 1)`; `m` may be 0.
+
+    Raises:
+        OSError: if the file cannot be read (nothing is counted then).
     """
     times, values = [], []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            fields = line.strip().split(",")
-            if fields == [""]:
-                continue  # blank line
-            summary.points_read += 1
-            if len(fields) < 3:
-                summary.drop_points("log lines with too few fields", 1)
-                continue
-            try:
-                seconds = _seconds(fields[0].strip())
-            except ValueError:
-                summary.drop_points("log lines with a bad timestamp", 1)
-                continue
-            source = fields[1].strip()
-            if source != "interface":
-                summary.drop_points(f"log rows from source {source!r} (not 'interface')", 1)
-                continue
-            try:
-                row = [float(v) for v in fields[2:]]
-            except ValueError:
-                summary.drop_points("log lines with a non-numeric value", 1)
-                continue
-            if len(row) != n_values:
-                summary.drop_points(f"log lines without exactly {n_values} values", 1)
-                continue
-            if not all(math.isfinite(v) for v in row):
-                summary.drop_points("log lines with NaN or inf values", 1)
-                continue
-            if times and seconds < times[-1]:
-                summary.drop_points("log rows whose timestamp goes backwards", 1)
-                continue
-            times.append(seconds)
-            values.append(row)
+    text = path.read_text(encoding="utf-8", errors="replace")  # whole, so that
+    for line in io.StringIO(text):  # an OSError comes before any line is counted
+        fields = line.strip().split(",")
+        if fields == [""]:
+            continue  # blank line
+        summary.points_read += 1
+        if len(fields) < 3:
+            summary.drop_points("log lines with too few fields", 1)
+            continue
+        try:
+            seconds = _seconds(fields[0].strip())
+        except (ValueError, OverflowError):  # OverflowError: a zone moves it past year 1
+            summary.drop_points("log lines with a bad timestamp", 1)
+            continue
+        source = fields[1].strip()
+        if source != "interface":
+            summary.drop_points(f"log rows from source {source!r} (not 'interface')", 1)
+            continue
+        try:
+            row = [float(v) for v in fields[2:]]
+        except ValueError:
+            summary.drop_points("log lines with a non-numeric value", 1)
+            continue
+        if len(row) != n_values:
+            summary.drop_points(f"log lines without exactly {n_values} values", 1)
+            continue
+        if not all(math.isfinite(v) for v in row):
+            summary.drop_points("log lines with NaN or inf values", 1)
+            continue
+        if times and seconds < times[-1]:
+            summary.drop_points("log rows whose timestamp goes backwards", 1)
+            continue
+        times.append(seconds)
+        values.append(row)
     if not times:
         return np.zeros((0, n_values + 1), dtype=np.float32)
     summary.drop_points("first row of each log (no previous timestamp for dt)", 1)
@@ -100,10 +124,15 @@ def parse_log(path, n_values, summary):
     return np.column_stack([dt, np.asarray(values[1:])]).astype(np.float32)
 
 
-def _log_files(directory, dimension):
+def _log_files(directory, dimension, summary):
+    """The log files to read and their dimension; skips what cannot be read."""
     files = sorted(directory.glob("*.log"))
     if dimension is not None:
         files = [f for f in files if f.name.endswith(f"-{dimension}d-mdrnn.log")]
+    for path in files:
+        if not path.is_file():  # a folder, a broken link, a link loop, a device
+            summary.skip("not a regular file", path.name)
+    files = [f for f in files if f.is_file()]
     if not files:
         pattern = "*.log" if dimension is None else f"*-{dimension}d-mdrnn.log"
         raise PrepError(f"{directory}: no IMPSY log files ({pattern}) in this folder")
@@ -117,27 +146,44 @@ def _log_files(directory, dimension):
         dimension = named.pop()
     if dimension is None:
         dimension = _dimension_from_lines(files)
+    low, high = DIMENSION_RANGE
+    if not low <= dimension <= high:
+        raise PrepError(
+            f"{directory}: the logs have IMPSY dimension {dimension}, "
+            f"outside {low} to {high}"
+        )
     return files, dimension
 
 
 def _dimension_from_lines(files):
     """IMPSY dimension (values + 1) of the first parseable interface line."""
     for path in files:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                fields = line.strip().split(",")
-                if len(fields) >= 3 and fields[1].strip() == "interface":
-                    return len(fields) - 1
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    fields = line.strip().split(",")
+                    if len(fields) >= 3 and fields[1].strip() == "interface":
+                        return len(fields) - 1
+        except OSError:
+            continue  # skipped and named by _from_logs
     raise PrepError(f"{files[0].parent}: no 'interface' rows in any log")
 
 
 def _from_logs(directory, dimension, writer, summary, progress):
-    files, dimension = _log_files(directory, dimension)
+    files, dimension = _log_files(directory, dimension, summary)
     summary.notes.append(
         f"{len(files)} log files of dimension {dimension} (dt + {dimension - 1} values)"
     )
     for path in tqdm(files, desc="impsy", unit="log", disable=not progress):
-        rows = parse_log(path, dimension - 1, summary)
+        try:
+            size = path.stat().st_size
+            if size > MAX_LOG_BYTES:
+                summary.skip(f"log larger than {MAX_LOG_BYTES:,} bytes", path.name)
+                continue
+            rows = parse_log(path, dimension - 1, summary)
+        except OSError as exc:
+            summary.skip("unreadable log", f"{path.name} ({exc.strerror or exc})")
+            continue
         if len(rows) == 0:
             summary.skip("log with no usable interface rows", path.name)
             continue
@@ -151,15 +197,19 @@ def _from_npz(path, writer, summary, progress):
             f"{path}: no {NPZ_KEY!r} array (found keys: {', '.join(arrays) or 'none'}); "
             "expected an IMPSY dataset"
         )
+    perfs = sequence_list(path, NPZ_KEY, arrays[NPZ_KEY])
+    low, high = DIMENSION_RANGE
     width = None
-    for i, perf in enumerate(tqdm(arrays[NPZ_KEY], desc="impsy", unit="perf",
-                                  disable=not progress)):
+    for i, perf in enumerate(tqdm(perfs, desc="impsy", unit="perf", disable=not progress)):
         shape = np.shape(perf)
         size = shape[0] if len(shape) else 0
         summary.points_read += size
-        if len(shape) != 2 or shape[1] < 2 or shape[1] != (width or shape[1]):
-            expected = f"(n, {width or 'D >= 2'})"
+        if len(shape) != 2 or not low <= shape[1] <= high or shape[1] != (width or shape[1]):
+            expected = f"(n, {width})" if width else f"(n, D), {low} <= D <= {high}"
             summary.skip(f"array not of shape {expected}", f"perfs[{i}]", points=size)
+            continue
+        if size == 0:
+            summary.skip("empty array", f"perfs[{i}]")
             continue
         width = shape[1]
         rows = np.asarray(perf, dtype=np.float32)
@@ -202,11 +252,14 @@ def convert(
 
     Raises:
         PrepError: for a missing source, an empty folder, logs of mixed
-            dimensions, an `.npz` without `perfs`, an existing `out` without
-            `force`, or nothing usable.
+            dimensions, an `.npz` without `perfs` or with anything but
+            numbers, an option outside its bounds (`DIMENSION_RANGE`,
+            `common.SEED_RANGE`, `common.FRACTION_RANGE`), an existing `out`
+            without `force`, or nothing usable.
     """
-    if dimension is not None and dimension < 2:
-        raise PrepError(f"--dimension must be at least 2 (dt and one value), received {dimension}")
+    if dimension is not None:
+        check_range("--dimension", dimension, DIMENSION_RANGE)
+    check_split(seed, valid_fraction, test_fraction)
     source = Path(source)
     if not source.exists():
         raise PrepError(f"{source}: no such folder or file")

@@ -16,13 +16,14 @@ downwards), one `<path>` per stroke in stroke order. For every file:
 
 The label is the character, from the file name's hexadecimal code point
 (`06f22.svg` -> 漢). Variant files (`06f22-Kaisho.svg`, any name with a `-`)
-are left out unless asked for. Files that fail to parse, have no strokes, or
+are left out unless asked for. Files that fail to parse, have no strokes,
 use segments other than lines and Beziers (arcs, several subpaths in one
-stroke) are skipped and named in the summary.
+stroke), or are too big to be KanjiVG drawings (over `MAX_SVG_BYTES`,
+coordinates outside +-`MAX_COORDINATE`, more than `MAX_POINTS_PER_FILE`
+samples) are skipped and named in the summary.
 """
 
 import importlib.metadata
-import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -31,11 +32,22 @@ import svgpathtools
 from simplification.cutil import simplify_coords
 from tqdm import tqdm
 
-from data_prep.common import PrepError, Summary, finish, open_writer
+from data_prep.common import PrepError, Summary, check_range, check_split, finish, open_writer
 from mdnrnn import formats
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 LICENCE = "CC BY-SA 3.0, KanjiVG by Ulrich Apel (http://kanjivg.tagaini.net)"
+
+# Bounds (inclusive) of the options; the command line refuses others before any work.
+SAMPLE_STEP_RANGE = (0.01, 10.0)  # viewBox units
+EPSILON_RANGE = (0.0, 10.0)  # viewBox units
+LIMIT_RANGE = (1, 1_000_000)  # files; KanjiVG has about 11,000
+
+# Bounds on one file, so that a crafted file cannot take all memory. KanjiVG
+# files are a few kB, with coordinates inside the 0..109 viewBox.
+MAX_SVG_BYTES = 2**20
+MAX_COORDINATE = 1000.0
+MAX_POINTS_PER_FILE = 1_000_000  # curve samples, before RDP
 
 
 class SvgError(ValueError):
@@ -96,10 +108,14 @@ def read_strokes(path, *, sample_step=0.5, epsilon=1.0):
         viewBox coordinates.
 
     Raises:
-        SvgError: for a file that is not XML, has no stroke paths, or has a
-            path that is broken or unsupported.
+        SvgError: for a file that is not XML, has no stroke paths, has a path
+            that is broken or unsupported, or is beyond the bounds on one file
+            (`MAX_SVG_BYTES`, `MAX_COORDINATE`, `MAX_POINTS_PER_FILE`).
     """
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_SVG_BYTES:
+            raise SvgError(f"{size:,} bytes, more than the {MAX_SVG_BYTES:,} of a KanjiVG file")
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError) as exc:
         raise SvgError(f"not readable as XML ({exc})") from None
@@ -119,6 +135,12 @@ def read_strokes(path, *, sample_step=0.5, epsilon=1.0):
     cubic = np.array(controls, dtype=complex)  # [S, 4] control points of all segments
     if not np.all(np.isfinite(cubic)):
         raise SvgError("non-finite coordinates in path data")
+    largest = max(np.abs(cubic.real).max(), np.abs(cubic.imag).max())
+    if largest > MAX_COORDINATE:
+        raise SvgError(
+            f"coordinate {largest:g} outside +-{MAX_COORDINATE:g} "
+            "(KanjiVG's viewBox is 0 0 109 109)"
+        )
     polylines = _sample(cubic, np.array(per_stroke), sample_step)
     if epsilon > 0:
         polylines = [simplify_coords(line, epsilon) for line in polylines]
@@ -161,11 +183,20 @@ def _sample(cubic, per_stroke, step):
         cubic: complex array `[S, 4]`, the control points of every segment.
         per_stroke: int array, number of segments of each stroke.
         step: sampling step in viewBox units.
+
+    Raises:
+        SvgError: if that makes more than `MAX_POINTS_PER_FILE` samples.
     """
     polygon = np.abs(np.diff(cubic, axis=1)).sum(axis=1)  # [S]
     first_of_stroke = np.zeros(len(cubic), dtype=np.int64)
     first_of_stroke[np.cumsum(per_stroke) - per_stroke] = 1
-    per_segment = np.maximum(1, np.ceil(polygon / step)).astype(np.int64)  # m_j
+    per_segment = np.maximum(1, np.ceil(polygon / step))  # [S] m_j, float until bounded
+    total = per_segment.sum() + len(per_stroke)
+    if total > MAX_POINTS_PER_FILE:
+        raise SvgError(
+            f"{total:,.0f} curve samples at step {step:g}, more than {MAX_POINTS_PER_FILE:,}"
+        )
+    per_segment = per_segment.astype(np.int64)
     samples = per_segment + first_of_stroke  # one more for each stroke's start
     segment = np.repeat(np.arange(len(cubic)), samples)  # [M]
     k = np.arange(len(segment)) - np.repeat(np.cumsum(samples) - samples, samples)
@@ -236,14 +267,15 @@ def convert(
 
     Raises:
         PrepError: for a missing or empty folder, an existing `out` without
-            `force`, bad arguments, or no convertible file.
+            `force`, an option outside its bounds (`EPSILON_RANGE`,
+            `SAMPLE_STEP_RANGE`, `LIMIT_RANGE`, `common.SEED_RANGE`,
+            `common.FRACTION_RANGE`), or no convertible file.
     """
-    if epsilon < 0 or not math.isfinite(epsilon):
-        raise PrepError(f"--epsilon must be a non-negative number, received {epsilon}")
-    if sample_step <= 0 or not math.isfinite(sample_step):
-        raise PrepError(f"--sample-step must be a positive number, received {sample_step}")
-    if limit is not None and limit < 1:
-        raise PrepError(f"--limit must be a positive integer, received {limit}")
+    check_range("--epsilon", epsilon, EPSILON_RANGE)
+    check_range("--sample-step", sample_step, SAMPLE_STEP_RANGE)
+    if limit is not None:
+        check_range("--limit", limit, LIMIT_RANGE)
+    check_split(seed, valid_fraction, test_fraction)
     directory = package_dir() if directory is None else Path(directory)
     files, n_variants = list_files(directory, include_variants)
     if limit is not None and limit < len(files):

@@ -12,6 +12,10 @@ Two shapes of the corpus are read:
 - `TinyPerformanceArrays.npz`: one array `(n_i, 3)` per performance (the only
   array in the file, or `arr_0`), not cleaned.
 
+The corpus shipped with mdnrnn (`mdnrnn.datasets.path("robojam")`) is the
+`.h5` shape. Only integer or float values are read (no strings, no complex
+numbers), at most `common.MAX_ARRAY_BYTES` per array.
+
 **Cleaning**, applied to both: rows with NaN or inf are dropped (counted);
 `x` and `y` are clipped into [0, 1] and `dt` into [0, 5] seconds (clipped
 values are counted in the summary). Performances left empty are skipped and
@@ -23,7 +27,18 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from data_prep.common import PrepError, Summary, finish, load_npz, open_writer, require_file
+from data_prep.common import (
+    MAX_ARRAY_BYTES,
+    PrepError,
+    Summary,
+    check_split,
+    finish,
+    load_npz,
+    open_writer,
+    require_file,
+    sequence_list,
+)
+from mdnrnn import datasets
 
 H5_DATASET = "total_performances"
 MAX_DT = 5.0
@@ -76,12 +91,27 @@ def _read_h5(path):
                 raise PrepError(
                     f"{path}: no dataset {H5_DATASET!r} (found: {', '.join(f) or 'none'})"
                 )
-            rows = f[H5_DATASET][:]
+            rows = _read_dataset(path, f[H5_DATASET])
     except OSError as exc:
         raise PrepError(f"{path}: not a readable HDF5 file ({exc})") from None
-    if rows.ndim != 2 or rows.shape[1] != 3:
-        raise PrepError(f"{path}: /{H5_DATASET} has shape {rows.shape}, expected (N, 3)")
     return split_performances(rows), "split at rows with dt == 0 (see data_prep.robojam)"
+
+
+def _read_dataset(path, node):
+    """The `(N, 3)` numbers of `/total_performances`, checked before reading."""
+    name = f"{path}: /{H5_DATASET}"
+    if not isinstance(node, h5py.Dataset):
+        raise PrepError(f"{name} is a {type(node).__name__}, expected a dataset")
+    if node.dtype.kind not in "iuf":
+        raise PrepError(f"{name} has dtype {node.dtype}, expected integers or floats")
+    if node.ndim != 2 or node.shape[1] != 3:
+        raise PrepError(f"{name} has shape {node.shape}, expected (N, 3)")
+    if node.size * node.dtype.itemsize > MAX_ARRAY_BYTES:
+        raise PrepError(
+            f"{name} has shape {node.shape}, more than the {MAX_ARRAY_BYTES:,} bytes "
+            "read from one array"
+        )
+    return node[:]
 
 
 def _read_npz(path):
@@ -91,7 +121,7 @@ def _read_npz(path):
         raise PrepError(
             f"{path}: expected one array or 'arr_0' (found keys: {', '.join(arrays) or 'none'})"
         )
-    performances = list(arrays[key])
+    performances = sequence_list(path, key, arrays[key])
     for i, p in enumerate(performances):
         if np.ndim(p) != 2 or np.shape(p)[1] != 3:
             raise PrepError(f"{path}: performance {i} has shape {np.shape(p)}, expected (n, 3)")
@@ -102,6 +132,7 @@ def convert(
     source,
     out,
     *,
+    sample=False,
     seed=0,
     valid_fraction=0.05,
     test_fraction=0.05,
@@ -112,8 +143,11 @@ def convert(
 
     Args:
         source: `TinyPerformanceCorpus.h5`-like or `TinyPerformanceArrays.npz`-
-            like file.
+            like file; `None` with `sample=True`.
         out: the store to write.
+        sample: convert the corpus shipped with mdnrnn
+            (`mdnrnn.datasets.path("robojam")`) instead of `source`.
+            Defaults to `False`.
         seed: seed of the random split. Defaults to 0.
         valid_fraction: share of performances in `valid`. Defaults to 0.05.
         test_fraction: share in `test`. Defaults to 0.05.
@@ -124,9 +158,23 @@ def convert(
         A `data_prep.common.Summary`.
 
     Raises:
-        PrepError: for a missing, unreadable or wrongly shaped file, an
-            existing `out` without `force`, or no usable performance.
+        PrepError: for a missing, unreadable or wrongly shaped file, not
+            exactly one of `source` and `sample`, a seed or fraction outside
+            `common.SEED_RANGE` / `common.FRACTION_RANGE`, an existing `out`
+            without `force`, or no usable performance.
+
+    Example:
+
+    ```python
+    from data_prep import robojam
+    print(robojam.convert(None, "touch.h5", sample=True).format())
+    ```
     """
+    if (source is None) == (not sample):
+        raise PrepError("give exactly one of a corpus file and --sample")
+    check_split(seed, valid_fraction, test_fraction)
+    if sample:
+        source = datasets.path("robojam")
     source = require_file(source, "corpus")
     if source.suffix.lower() in (".h5", ".hdf5"):
         performances, rule = _read_h5(source)

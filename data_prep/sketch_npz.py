@@ -2,11 +2,15 @@
 
 A sketch-rnn dataset file (QuickDraw categories, `kanji.npz`, ...) holds
 object arrays `train`, `valid` and `test` of int16 or float arrays
-`(n_i, 3)` = `dx, dy, pen_lift`; it needs `allow_pickle=True` (and
-`encoding="latin1"` for files pickled by Python 2). Each drawing is copied as
-is (no rescaling) into the split it came from and labelled with its file's
-name (`cat.npz` -> `cat`). Drawings that are not `(n, 3)` numeric arrays with
+`(n_i, 3)` = `dx, dy, pen_lift`, pickled (by Python 2 for the original
+files). They are read by `data_prep.common.load_npz`, which unpickles NumPy
+arrays only and refuses a file holding anything but integer or float arrays
+(strings, complex numbers, other objects). Each drawing is copied as is (no
+rescaling) into the split it came from and labelled with its file's name
+(`cat.npz` -> `cat`). Drawings that are not non-empty `(n, 3)` arrays with
 finite values and pen values 0 / 1 are skipped and named in the summary.
+
+`mdnrnn.datasets.path("short_kanji")` is such a file, shipped with mdnrnn.
 """
 
 from pathlib import Path
@@ -14,8 +18,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data_prep.common import PrepError, Summary, finish, load_npz, open_writer
-from mdnrnn import data
+from data_prep.common import (
+    PrepError,
+    Summary,
+    finish,
+    load_npz,
+    open_writer,
+    require_file,
+    sequence_list,
+)
+from mdnrnn import data, datasets
 
 LICENCE = "see the source dataset (QuickDraw: CC BY 4.0; KanjiVG: CC BY-SA 3.0)"
 
@@ -27,15 +39,17 @@ def load_splits(path):
         path: the `.npz` file.
 
     Returns:
-        A dict from split name to object array of drawings, for the splits
-        present (at least one).
+        A dict from split name to list of drawings, for the splits present (at
+        least one).
 
     Raises:
-        PrepError: if the file is missing, not a readable `.npz`, or has none
-            of the keys `train`, `valid`, `test`.
+        PrepError: if the file is missing, not a readable `.npz` of numbers
+            (see `data_prep.common.load_npz`), has none of the keys `train`,
+            `valid`, `test`, or one of them is 0-d.
     """
     arrays = load_npz(path)
-    splits = {name: arrays[name] for name in data.SPLITS if name in arrays}
+    splits = {name: sequence_list(path, name, arrays[name])
+              for name in data.SPLITS if name in arrays}
     if not splits:
         raise PrepError(
             f"{path}: no 'train', 'valid' or 'test' array "
@@ -59,13 +73,19 @@ def _check_drawing(drawing):
     return rows, None
 
 
-def convert(files, out, *, force=False, progress=True):
+def convert(files, out, *, sample=False, force=False, progress=True):
     """Converts sketch-rnn `.npz` files into one labelled stroke-3 store.
 
+    The files are read one at a time; a bad file anywhere leaves nothing
+    written.
+
     Args:
-        files: one or more `.npz` paths; each file's drawings are labelled
-            with its stem.
+        files: `.npz` paths; each file's drawings are labelled with its stem.
+            Empty with `sample=True`.
         out: the store to write.
+        sample: convert the file shipped with mdnrnn
+            (`mdnrnn.datasets.path("short_kanji")`) instead of `files`.
+            Defaults to `False`.
         force: overwrite an existing `out`. Defaults to `False`.
         progress: show a progress bar. Defaults to `True`.
 
@@ -73,23 +93,37 @@ def convert(files, out, *, force=False, progress=True):
         A `data_prep.common.Summary`.
 
     Raises:
-        PrepError: for a missing or unreadable file, missing keys, an existing
-            `out` without `force`, or no usable drawing.
+        PrepError: for a missing or unreadable file, missing keys, not
+            exactly one of `files` and `sample`, an existing `out` without
+            `force`, or no usable drawing.
+
+    Example:
+
+    ```python
+    from data_prep import sketch_npz
+    print(sketch_npz.convert([], "kanji.h5", sample=True).format())
+    ```
     """
     files = [Path(f) for f in files]
-    loaded = [(f, load_splits(f)) for f in files]
+    if bool(files) == sample:
+        raise PrepError("give exactly one of .npz files and --sample")
+    if sample:
+        files = [datasets.path("short_kanji")]
+    for path in files:
+        require_file(path, ".npz")
     summary = Summary(source="sketch-rnn .npz: " + ", ".join(str(f) for f in files))
     summary.points_read = 0
     with open_writer(out, kind="stroke3", force=force, source=summary.source,
                      licence=LICENCE) as writer:
-        total = sum(len(a) for _, splits in loaded for a in splits.values())
-        bar = tqdm(total=total, desc="sketch-npz", unit="drawing", disable=not progress)
-        for path, splits in loaded:
+        bar = tqdm(total=0, desc="sketch-npz", unit="drawing", disable=not progress)
+        for path in files:
+            splits = load_splits(path)
+            bar.total += sum(len(drawings) for drawings in splits.values())
             for name, drawings in splits.items():
                 for i, drawing in enumerate(drawings):
                     bar.update()
                     rows, problem = _check_drawing(drawing)
-                    size = len(drawing) if hasattr(drawing, "__len__") else 0
+                    size = len(drawing) if np.ndim(drawing) else 0
                     summary.points_read += size
                     if problem:
                         summary.skip(problem, f"{path.name}:{name}[{i}]", points=size)

@@ -7,6 +7,7 @@ ElementTree and a regular expression, and hand-computed IMPSY rows.
 
 import hashlib
 import importlib.metadata
+import os
 import re
 import shutil
 import subprocess
@@ -19,12 +20,14 @@ import numpy as np
 import pytest
 
 import data_prep
-from data_prep import impsy, kanjivg, robojam, sketch_npz
-from data_prep.common import PrepError
-from mdnrnn import data
+from data_prep import common, impsy, kanjivg, robojam, sketch_npz
+from data_prep.common import PrepError, load_npz
+from mdnrnn import data, datasets
 
 ROOT = Path(__file__).parents[1]
-DATA = ROOT.parent / "shared" / "data"
+SHORT_KANJI = datasets.path("short_kanji")  # sketch-rnn stroke-3 .npz, shipped
+CORPUS = datasets.path("robojam")  # TinyPerformanceCorpus.h5, shipped
+ARRAYS = ROOT / "tests" / "data" / "TinyPerformanceArrays.npz"  # one array per performance
 SVG = "{http://www.w3.org/2000/svg}"
 
 
@@ -41,12 +44,92 @@ def _no_leftovers(folder):
     return not any(p.name.endswith(".tmp") for p in Path(folder).iterdir())
 
 
+def _one_error(capsys, argv, watched=()):
+    """Runs `data_prep.main(argv)` and checks that it failed cleanly.
+
+    Exit status 1, exactly one `error: ...` line on stderr, no `--out` (nor a
+    temporary file beside it), and the `watched` input files unchanged.
+
+    Returns:
+        The error line.
+    """
+    before = [_digest(path) for path in watched]
+    out = Path(argv[argv.index("--out") + 1])
+    assert data_prep.main([*argv, "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), captured.err
+    assert not out.exists() and _no_leftovers(out.parent)
+    assert [_digest(path) for path in watched] == before
+    return err[0]
+
+
+def _objects(*items):
+    """A 1-d object array holding `items` (as sketch-rnn and IMPSY files do)."""
+    array = np.empty(len(items), dtype=object)
+    array[:] = list(items)
+    return array
+
+
+class _Payload:
+    """Unpickles as a call to `os.system(command)`: what a crafted .npz can hold."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+# --- .npz files are read without running code from them ----------------------
+
+
+@pytest.mark.parametrize("command, key", [("sketch-npz", "train"), ("robojam", "arr_0"),
+                                          ("impsy", "perfs")])
+def test_npz_pickle_payload_does_not_run(tmp_path, capsys, command, key):
+    marker = tmp_path / "MARKER"
+    crafted = tmp_path / "crafted.npz"
+    drawing = np.zeros((2, 3), dtype=np.int16)
+    np.savez(crafted, **{key: _objects(drawing, _Payload(f"touch {marker}"))})
+    error = _one_error(capsys, [command, str(crafted), "--out", str(tmp_path / "o.h5")],
+                       watched=[crafted])
+    assert error == (f"error: {crafted}: array {key!r}: refused to load "
+                     f"{os.system.__module__}.system (only arrays are read)")
+    assert not marker.exists()
+    # The payload is real: NumPy's own unrestricted loading runs it.
+    with np.load(crafted, allow_pickle=True) as npz:
+        npz[key]
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("path", [SHORT_KANJI, ARRAYS], ids=["short_kanji", "arrays"])
+def test_shipped_npz_files_load_as_numpy_loads_them(path):
+    arrays = load_npz(path)
+    with np.load(path, allow_pickle=True, encoding="latin1") as npz:  # our own, trusted files
+        assert sorted(arrays) == sorted(npz.files)
+        for key in npz.files:
+            reference = npz[key]
+            assert arrays[key].dtype == reference.dtype == object
+            assert arrays[key].shape == reference.shape
+            for ours, theirs in zip(arrays[key], reference):
+                assert ours.dtype == theirs.dtype
+                np.testing.assert_array_equal(ours, theirs)
+
+
+def test_npz_numeric_arrays_load_without_pickle(tmp_path):
+    fortran = np.asfortranarray(np.arange(12, dtype=np.float64).reshape(3, 4))
+    np.savez_compressed(tmp_path / "plain.npz", a=fortran, b=np.arange(5, dtype=">i4"))
+    arrays = load_npz(tmp_path / "plain.npz")
+    np.testing.assert_array_equal(arrays["a"], fortran)
+    np.testing.assert_array_equal(arrays["b"], np.arange(5))
+
+
 # --- sketch-rnn .npz ---------------------------------------------------------
 
 
 def test_short_kanji_keeps_splits_and_points(tmp_path):
-    summary = sketch_npz.convert([DATA / "short_kanji.npz"], tmp_path / "k.h5", progress=False)
-    with np.load(DATA / "short_kanji.npz", allow_pickle=True, encoding="latin1") as npz:
+    summary = sketch_npz.convert([SHORT_KANJI], tmp_path / "k.h5", progress=False)
+    with np.load(SHORT_KANJI, allow_pickle=True, encoding="latin1") as npz:
         source = {name: list(npz[name]) for name in ("train", "valid", "test")}
     assert {k: len(v) for k, v in source.items()} == {"train": 10000, "valid": 600, "test": 500}
     with data.open_store(tmp_path / "k.h5") as store:
@@ -72,7 +155,7 @@ def test_sketch_npz_without_expected_keys(tmp_path):
 
 
 def test_sketch_npz_truncated_file(tmp_path):
-    raw = (DATA / "short_kanji.npz").read_bytes()
+    raw = (SHORT_KANJI).read_bytes()
     (tmp_path / "cut.npz").write_bytes(raw[: len(raw) // 3])
     with pytest.raises(PrepError, match="cut.npz: not a readable .npz file"):
         sketch_npz.convert([tmp_path / "cut.npz"], tmp_path / "out.h5", progress=False)
@@ -103,9 +186,9 @@ def test_sketch_npz_bad_drawings_are_skipped_and_named(tmp_path):
 
 
 def test_robojam_corpus_keeps_every_point_in_order(tmp_path):
-    summary = robojam.convert(DATA / "TinyPerformanceCorpus.h5", tmp_path / "t.h5",
+    summary = robojam.convert(CORPUS, tmp_path / "t.h5",
                               progress=False)
-    with h5py.File(DATA / "TinyPerformanceCorpus.h5", "r") as f:
+    with h5py.File(CORPUS, "r") as f:
         raw = f["total_performances"][:]
     assert len(raw) == 172261
     with data.open_store(tmp_path / "t.h5") as store:
@@ -123,9 +206,9 @@ def test_robojam_corpus_keeps_every_point_in_order(tmp_path):
 
 
 def test_robojam_arrays_cleaned_and_accounted(tmp_path):
-    summary = robojam.convert(DATA / "TinyPerformanceArrays.npz", tmp_path / "t.h5",
+    summary = robojam.convert(ARRAYS, tmp_path / "t.h5",
                               progress=False)
-    with np.load(DATA / "TinyPerformanceArrays.npz", allow_pickle=True) as npz:
+    with np.load(ARRAYS, allow_pickle=True) as npz:
         perfs = [p for p in npz["arr_0"]]
     everything = np.concatenate(perfs)
     assert summary.points_read == len(everything) == 249870
@@ -150,7 +233,7 @@ def test_robojam_bad_inputs(tmp_path):
         f["something"] = np.zeros((4, 3))
     with pytest.raises(PrepError, match="no dataset 'total_performances' .found: something"):
         robojam.convert(tmp_path / "wrong.h5", tmp_path / "o.h5", progress=False)
-    raw = (DATA / "TinyPerformanceCorpus.h5").read_bytes()
+    raw = (CORPUS).read_bytes()
     (tmp_path / "cut.h5").write_bytes(raw[:5000])
     with pytest.raises(PrepError, match="cut.h5: not a readable HDF5 file"):
         robojam.convert(tmp_path / "cut.h5", tmp_path / "o.h5", progress=False)
@@ -367,7 +450,7 @@ def test_impsy_bad_inputs(tmp_path):
 
 def test_cli_refuses_to_overwrite_without_force(tmp_path, capsys):
     out = tmp_path / "t.h5"
-    args = ["robojam", str(DATA / "TinyPerformanceCorpus.h5"), "--out", str(out), "--no-progress"]
+    args = ["robojam", str(CORPUS), "--out", str(out), "--no-progress"]
     assert data_prep.main(args) == 0
     summary = capsys.readouterr().out
     assert "sequences:" in summary and "points read 172,261 = kept 172,261 + dropped 0" in summary
@@ -387,39 +470,83 @@ def test_cli_usage_errors_exit_2(tmp_path, capsys):
     assert "usage:" in capsys.readouterr().err
 
 
-def test_cli_bad_option_values_are_one_line_errors(tmp_path, capsys):
-    corpus = str(DATA / "TinyPerformanceCorpus.h5")
-    out = str(tmp_path / "o.h5")
-    assert data_prep.main(["robojam", corpus, "--out", out, "--valid-fraction", "1.5"]) == 1
-    assert data_prep.main(["robojam", corpus, "--out", out, "--seed", "-1"]) == 1
-    assert data_prep.main(["kanjivg", "--out", out, "--epsilon", "-1"]) == 1
-    assert data_prep.main(["impsy", str(tmp_path), "--out", out, "--dimension", "1"]) == 1
+BOUNDED_OPTIONS = [  # (command, option, bounds, a value outside them)
+    ("kanjivg", "--sample-step", kanjivg.SAMPLE_STEP_RANGE, "1e-7"),
+    ("kanjivg", "--sample-step", kanjivg.SAMPLE_STEP_RANGE, "0"),
+    ("kanjivg", "--epsilon", kanjivg.EPSILON_RANGE, "-1"),
+    ("kanjivg", "--epsilon", kanjivg.EPSILON_RANGE, "nan"),
+    ("kanjivg", "--limit", kanjivg.LIMIT_RANGE, "0"),
+    ("kanjivg", "--limit", kanjivg.LIMIT_RANGE, "10000000"),
+    ("kanjivg", "--seed", common.SEED_RANGE, "99999999999999999999999"),
+    ("robojam", "--seed", common.SEED_RANGE, "-1"),
+    ("robojam", "--valid-fraction", common.FRACTION_RANGE, "1.5"),
+    ("robojam", "--test-fraction", common.FRACTION_RANGE, "0.5"),
+    ("impsy", "--dimension", impsy.DIMENSION_RANGE, "1"),
+    ("impsy", "--dimension", impsy.DIMENSION_RANGE, "100000"),
+]
+
+
+@pytest.mark.parametrize("command, option, bounds, value", BOUNDED_OPTIONS)
+def test_cli_options_out_of_bounds_are_usage_errors(tmp_path, capsys, command, option,
+                                                    bounds, value):
+    source = {"kanjivg": [], "robojam": [str(CORPUS)], "impsy": [str(tmp_path)]}[command]
+    argv = [command, *source, "--out", str(tmp_path / "o.h5"), option, value]
+    assert data_prep.main(argv, prog="mdnrnn prep") == 2
     err = capsys.readouterr().err.splitlines()
-    assert [line.split(":")[0] for line in err] == ["error"] * 4
-    assert "valid_fraction=1.5" in err[0] and "seed=-1" in err[1]
-    assert "--epsilon must be a non-negative number" in err[2]
-    assert "--dimension must be at least 2" in err[3]
+    assert err[0].startswith(f"usage: mdnrnn prep {command} ")
+    low, high = bounds
+    assert err[-1] == (f"mdnrnn prep {command}: error: argument {option}: "
+                       f"must be between {low} and {high}, received {value}")
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", ["kanjivg", "robojam", "impsy"])
+def test_cli_help_documents_the_bounds(capsys, command):
+    assert data_prep.main([command, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for kind, option, (low, high), _ in BOUNDED_OPTIONS:
+        if kind == command:
+            high = f"{high:,}" if option == "--limit" else high
+            assert f"{option} " in text and f"{low} to {high}" in text
+
+
+def test_convert_checks_the_same_bounds(tmp_path):
+    with pytest.raises(PrepError, match=r"--sample-step must be between 0.01 and 10.0, "
+                                        r"received 1e-07"):
+        kanjivg.convert(tmp_path / "k.h5", sample_step=1e-7, progress=False)
+    with pytest.raises(PrepError, match=r"--seed must be between 0 and 4294967295"):
+        robojam.convert(CORPUS, tmp_path / "t.h5", seed=10**23, progress=False)
+    with pytest.raises(PrepError, match=r"--dimension must be between 2 and 256, received 1"):
+        impsy.convert(tmp_path, tmp_path / "i.h5", dimension=1, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_prog_names_the_command(capsys):
+    assert data_prep.main(["--help"], prog="mdnrnn prep") == 0
+    assert capsys.readouterr().out.startswith("usage: mdnrnn prep [-h] SOURCE ...")
+    assert data_prep.main(["robojam", "--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: python -m data_prep robojam ")
+
+
 def test_cli_user_mistakes_are_one_line(tmp_path, capsys):
+    notes = tmp_path / "notes.md"
+    notes.write_text("# not a corpus\n")
     assert data_prep.main(["sketch-npz", str(tmp_path / "absent.npz"), "--out",
                            str(tmp_path / "o.h5")]) == 1
-    assert data_prep.main(["robojam", str(DATA / "README.md"), "--out",
-                           str(tmp_path / "o.h5")]) == 1
-    assert data_prep.main(["robojam", str(DATA / "TinyPerformanceCorpus.h5"), "--out",
+    assert data_prep.main(["robojam", str(notes), "--out", str(tmp_path / "o.h5")]) == 1
+    assert data_prep.main(["robojam", str(CORPUS), "--out",
                            str(tmp_path / "no" / "o.h5")]) == 1
     err = capsys.readouterr().err.splitlines()
     assert err == [
         f"error: {tmp_path / 'absent.npz'}: no such .npz file",
-        f"error: {DATA / 'README.md'}: expected a .h5 or .npz file",
+        f"error: {notes}: expected a .h5 or .npz file",
         f"error: {tmp_path / 'no' / 'o.h5'}: the folder {tmp_path / 'no'} does not exist",
     ]
 
 
 def test_interrupted_conversion_leaves_nothing(tmp_path, monkeypatch, capsys):
     out = tmp_path / "k.h5"
-    args = ["sketch-npz", str(DATA / "short_kanji.npz"), "--out", str(out), "--no-progress"]
+    args = ["sketch-npz", str(SHORT_KANJI), "--out", str(out), "--no-progress"]
     assert data_prep.main(args) == 0
     before = _digest(out)
     add = data.StoreWriter.add
