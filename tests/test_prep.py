@@ -7,6 +7,7 @@ ElementTree and a regular expression, and hand-computed IMPSY rows.
 
 import hashlib
 import importlib.metadata
+import math
 import os
 import re
 import shutil
@@ -182,6 +183,64 @@ def test_sketch_npz_bad_drawings_are_skipped_and_named(tmp_path):
         np.testing.assert_array_equal(store[1], other)
 
 
+def _sketch_case(folder, case):
+    """A bad sketch-rnn file for `case` and the start of its error message."""
+    path = folder / f"{case}.npz"
+    good = np.array([[1, 2, 1]], dtype=np.int16)
+    if case == "0-d drawing":
+        np.savez(path, train=_objects(np.array(5, dtype=np.int16)))
+        return path, (f"no sequences to write (not a non-empty (n, 3) array: "
+                      f"{path.name}:train[0]); nothing written")
+    if case == "npy renamed":
+        np.save(folder / "drawings.npy", np.zeros((2, 3)))
+        (folder / "drawings.npy").rename(path)
+        return path, f"{path}: a single .npy array, not an .npz archive"
+    if case == "complex array":
+        np.savez(path, train=np.ones((4, 2, 3), dtype=complex))
+        return path, f"{path}: array 'train' has dtype complex128, expected integers or floats"
+    if case == "complex drawing":
+        np.savez(path, train=_objects(good, good + 1j))
+        return path, f"{path}: train[1] is complex128, expected an array of integers or floats"
+    if case == "string array":
+        np.savez(path, train=np.array([["1", "2", "0"]]))
+        return path, f"{path}: array 'train' has dtype <U1, expected integers or floats"
+    if case == "string drawing":
+        np.savez(path, valid=_objects(good, "1,2,0"))
+        return path, f"{path}: valid[1] is str, expected an array of integers or floats"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["0-d drawing", "npy renamed", "complex array",
+                                  "complex drawing", "string array", "string drawing"])
+def test_sketch_npz_bad_files_are_one_line_errors(tmp_path, capsys, case):
+    path, message = _sketch_case(tmp_path, case)
+    error = _one_error(capsys, ["sketch-npz", str(path), "--out", str(tmp_path / "o.h5")],
+                       watched=[path])
+    assert error == f"error: {message}"
+
+
+def test_sketch_npz_a_bad_second_file_writes_nothing(tmp_path, capsys):
+    path, _ = _sketch_case(tmp_path, "complex drawing")
+    _one_error(capsys, ["sketch-npz", str(SHORT_KANJI), str(path), "--out",
+                        str(tmp_path / "o.h5")], watched=[SHORT_KANJI, path])
+
+
+def test_sketch_npz_sample_is_short_kanji(tmp_path, capsys):
+    assert data_prep.main(["sketch-npz", "--sample", "--out", str(tmp_path / "k.h5"),
+                           "--no-progress"]) == 0
+    assert "sequences: 11,100 (train 10,000, valid 600, test 500)" in capsys.readouterr().out
+    with data.open_store(tmp_path / "k.h5") as store, np.load(
+        SHORT_KANJI, allow_pickle=True, encoding="latin1"
+    ) as npz:
+        np.testing.assert_array_equal(store[store.split("test")[-1]], npz["test"][-1])
+    assert data_prep.main(["sketch-npz", str(SHORT_KANJI), "--sample", "--out",
+                           str(tmp_path / "x.h5")]) == 2
+    assert data_prep.main(["sketch-npz", "--out", str(tmp_path / "x.h5")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == "python -m data_prep sketch-npz: error: give exactly one of FILE.npz and --sample"
+    assert not (tmp_path / "x.h5").exists()
+
+
 # --- RoboJam -----------------------------------------------------------------
 
 
@@ -241,6 +300,62 @@ def test_robojam_bad_inputs(tmp_path):
     with pytest.raises(PrepError, match="expected one array or 'arr_0' .found keys: a, b"):
         robojam.convert(tmp_path / "two.npz", tmp_path / "o.h5", progress=False)
     assert not (tmp_path / "o.h5").exists()
+
+
+def _robojam_case(folder, case):
+    """A bad RoboJam corpus file for `case` and its error message."""
+    if case.startswith("h5"):
+        path = folder / "corpus.h5"
+        with h5py.File(path, "w") as f:
+            if case == "h5 group":
+                f.create_group("total_performances")
+            elif case == "h5 scalar":
+                f["total_performances"] = 0.5
+            elif case == "h5 strings":
+                f["total_performances"] = np.array([[b"0.1", b"0.2", b"0"]])
+            elif case == "h5 complex":
+                f["total_performances"] = np.ones((2, 3), dtype=complex)
+        name = f"{path}: /total_performances"
+        return path, {
+            "h5 group": f"{name} is a Group, expected a dataset",
+            "h5 scalar": f"{name} has shape (), expected (N, 3)",
+            "h5 strings": f"{name} has dtype |S3, expected integers or floats",
+            "h5 complex": f"{name} has dtype complex128, expected integers or floats",
+        }[case]
+    path = folder / "arrays.npz"
+    if case == "npz strings":
+        np.savez(path, arr_0=np.array([[["0.1", "0.2", "0"]]]))
+        return path, f"{path}: array 'arr_0' has dtype <U3, expected integers or floats"
+    if case == "npz 0-d":
+        np.savez(path, arr_0=np.array(0.5))
+        return path, f"{path}: array 'arr_0' is 0-d (one value), expected one entry per sequence"
+    if case == "npz complex":
+        np.savez(path, arr_0=_objects(np.ones((2, 3)), np.ones((2, 3), dtype=np.complex64)))
+        return path, f"{path}: arr_0[1] is complex64, expected an array of integers or floats"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["h5 group", "h5 scalar", "h5 strings", "h5 complex",
+                                  "npz strings", "npz 0-d", "npz complex"])
+def test_robojam_bad_files_are_one_line_errors(tmp_path, capsys, case):
+    path, message = _robojam_case(tmp_path, case)
+    error = _one_error(capsys, ["robojam", str(path), "--out", str(tmp_path / "o.h5")],
+                       watched=[path])
+    assert error == f"error: {message}"
+
+
+def test_robojam_sample_is_the_shipped_corpus(tmp_path, capsys):
+    assert data_prep.main(["robojam", "--sample", "--out", str(tmp_path / "t.h5"),
+                           "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"source:    RoboJam touch corpus {CORPUS}" in out
+    assert "points read 172,261 = kept 172,261 + dropped 0" in out
+    assert data_prep.main(["robojam", str(CORPUS), "--sample", "--out",
+                           str(tmp_path / "x.h5")]) == 2
+    assert data_prep.main(["robojam", "--out", str(tmp_path / "x.h5")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == "python -m data_prep robojam: error: give exactly one of FILE and --sample"
+    assert not (tmp_path / "x.h5").exists()
 
 
 # --- KanjiVG -----------------------------------------------------------------
@@ -355,6 +470,41 @@ def test_kanjivg_empty_or_missing_folder(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def _stroke_svg(*paths):
+    body = "".join(f'<path d="{d}"/>' for d in paths)
+    return f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 109 109">{body}</svg>'
+
+
+def test_kanjivg_absurd_coordinates_are_skipped_and_named(kanji_dir, tmp_path, capsys):
+    folder = tmp_path / "svgs"
+    folder.mkdir()
+    shutil.copy(kanji_dir / "04e8c.svg", folder)
+    for code, far in (("04e00", "1e12"), ("04e01", "1e20"), ("04e02", "1e300")):
+        (folder / f"{code}.svg").write_text(_stroke_svg(f"M10,10 L{far},20"))
+    argv = ["kanjivg", "--dir", str(folder), "--out", str(tmp_path / "k.h5"), "--no-progress"]
+    assert data_prep.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "skipped 3: malformed or unsupported SVG: " in out
+    for code, far in (("04e00", "1e+12"), ("04e01", "1e+20"), ("04e02", "1e+300")):
+        assert (f"{code}.svg (coordinate {far} outside +-1000 "
+                "(KanjiVG's viewBox is 0 0 109 109))") in out
+    with data.open_store(tmp_path / "k.h5") as store:
+        assert list(store.labels) == ["二"]
+
+
+def test_kanjivg_one_file_cannot_take_all_memory(tmp_path):
+    many = tmp_path / "04e00.svg"  # 5 strokes along the diagonal of the allowed square
+    many.write_text(_stroke_svg(*["M-1000,-1000 L1000,1000"] * 5))
+    samples = 5 * (math.ceil(2000 * math.sqrt(2) / 0.01) + 1)  # each stroke's start too
+    with pytest.raises(kanjivg.SvgError, match=rf"^{samples:,} curve samples at step 0.01, "
+                                               r"more than 1,000,000$"):
+        kanjivg.read_strokes(many, sample_step=0.01)
+    big = tmp_path / "04e01.svg"
+    big.write_text(_stroke_svg("M10,10 L20,20") + " " * kanjivg.MAX_SVG_BYTES)
+    with pytest.raises(kanjivg.SvgError, match=r"bytes, more than the 1,048,576 of a KanjiVG"):
+        kanjivg.read_strokes(big)
+
+
 # --- IMPSY ---------------------------------------------------------------------
 
 LOG = """\
@@ -443,6 +593,57 @@ def test_impsy_bad_inputs(tmp_path):
     with pytest.raises(PrepError, match="no 'interface' rows in any log"):
         impsy.convert(tmp_path, tmp_path / "i.h5", progress=False)
     assert not (tmp_path / "i.h5").exists()
+
+
+def test_impsy_folders_links_and_far_timestamps_in_logs(log_dir, tmp_path):
+    (log_dir / "x.log").mkdir()
+    (log_dir / "loop.log").symlink_to(log_dir / "loop.log")  # a link to itself
+    (log_dir / "2024-06-01T12-00-00-3d-mdrnn.log").write_text(
+        LOG + "0001-01-01T00:00:00+05:00,interface,0.1,0.2\n"  # before year 1 in UTC
+    )
+    summary = impsy.convert(log_dir, tmp_path / "i.h5", progress=False)
+    assert summary.skipped["not a regular file"] == ["loop.log", "x.log"]
+    assert summary.dropped_points["log lines with a bad timestamp"] == 2
+    with data.open_store(tmp_path / "i.h5") as store:
+        np.testing.assert_allclose(store[0], LOG_ROWS, rtol=1e-6)
+
+
+def test_impsy_folder_of_only_unreadable_logs(tmp_path, capsys):
+    (tmp_path / "x.log").mkdir()
+    (tmp_path / "loop.log").symlink_to(tmp_path / "loop.log")
+    error = _one_error(capsys, ["impsy", str(tmp_path), "--out", str(tmp_path / "o.h5")])
+    assert error == f"error: {tmp_path}: no IMPSY log files (*.log) in this folder"
+
+
+def test_impsy_dimension_named_in_logs_is_bounded(tmp_path, capsys):
+    (tmp_path / "a-999d-mdrnn.log").write_text("2024-06-01T12:00:00,interface,0.1\n")
+    error = _one_error(capsys, ["impsy", str(tmp_path), "--out", str(tmp_path / "o.h5")])
+    assert error == f"error: {tmp_path}: the logs have IMPSY dimension 999, outside 2 to 256"
+
+
+@pytest.mark.parametrize("case", ["0-d", "strings", "all empty"])
+def test_impsy_bad_npz_are_one_line_errors(tmp_path, capsys, case):
+    path = tmp_path / "training-dataset-9d.npz"
+    if case == "0-d":
+        np.savez(path, perfs=np.array(1.0))
+        message = f"{path}: array 'perfs' is 0-d (one value), expected one entry per sequence"
+    elif case == "strings":
+        np.savez(path, perfs=np.array([["0.5", "0.1"]]))
+        message = f"{path}: array 'perfs' has dtype <U3, expected integers or floats"
+    else:
+        np.savez(path, perfs=_objects(np.zeros((0, 9)), np.zeros((0, 9))))
+        message = "no sequences to write (empty array: perfs[0] and 1 more); nothing written"
+    error = _one_error(capsys, ["impsy", str(path), "--out", str(tmp_path / "o.h5")],
+                       watched=[path])
+    assert error == f"error: {message}"
+
+
+def test_impsy_empty_arrays_are_reported_as_empty(tmp_path):
+    path = tmp_path / "training-dataset-3d.npz"
+    np.savez(path, perfs=_objects(np.zeros((0, 3)), LOG_ROWS,
+                                  np.array([[np.nan, 0.1, 0.1]])))
+    summary = impsy.convert(path, tmp_path / "i.h5", progress=False)
+    assert summary.skipped == {"empty array": ["perfs[0]"], "no finite rows": ["perfs[2]"]}
 
 
 # --- the command line ----------------------------------------------------------
