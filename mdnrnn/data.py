@@ -4,14 +4,19 @@ A store holds a whole dataset of variable-length sequences (drawings or
 performances) in one HDF5 file: all points in one chunked, compressed
 `(total_points, columns)` float32 array, sequence boundaries as offsets, optional
 per-sequence labels, train/valid/test splits and normalisation statistics
-computed on the train split. The layout, version 1, is documented in
-`docs/store.md`; the row formats in `mdnrnn.formats`.
+computed on the train split. The layout, version 2, is documented in
+`docs/store.md`; the row formats in `mdnrnn.formats`. Every dataset carries
+HDF5 Fletcher-32 checksums and the file's metadata its own checksums, so a
+damaged file raises `StoreError` when read instead of giving wrong numbers.
 
 - Write with `write_store` / `append_store`, or stream with `StoreWriter`.
   Writes are atomic: everything goes to a temporary file in the destination's
   folder, which replaces the destination only once complete.
 - Read with `open_store`, which validates the file and raises `StoreError`
-  naming the file and the field at fault.
+  naming the file and the field at fault; a damaged file (checksum
+  mismatch) or a truncated one is a `StoreError` too. `store.require_split`
+  refuses a missing or empty split (`make_dataset` calls it).
+- Summarise sequence lengths with `describe_lengths`.
 - Train with `make_dataset`, which streams batches from the file with bounded
   memory.
 
@@ -44,7 +49,9 @@ import numpy as np
 
 from mdnrnn import formats
 
-FORMAT_VERSION = 1
+# Version 2 adds checksums everywhere (HDF5 1.10 file format, Fletcher-32 on
+# every dataset) and fixed-length UTF-8 strings; version 1 files still open.
+FORMAT_VERSION = 2
 SPLITS = ("train", "valid", "test")
 PEN_MODES = ("categorical", "bernoulli")
 
@@ -59,6 +66,16 @@ _CHUNK_BYTES = 1 << 18
 _SCAN_ROWS = 1 << 20
 # A standard deviation below this is replaced by 1 (a constant column).
 _MIN_STD = 1e-8
+# HDF5 file format written: 1.10's superblock, object headers, B-trees and
+# chunk indexes all carry checksums (read by HDF5 >= 1.10, h5py >= 2.8).
+_LIBVER = ("v110", "v110")
+# Filters of every dataset the writer creates: Fletcher-32 (which needs chunked
+# storage) detects damaged chunks on reading; gzip + shuffle keep files small.
+_FILTERS = dict(compression="gzip", compression_opts=4, shuffle=True, fletcher32=True)
+# Elements per chunk of the 1-D datasets (offsets, labels, splits).
+_CHUNK_1D = 4096
+# Quantiles printed by `describe_lengths`, in percent.
+_LENGTH_QUANTILES = ((0, "min"), (5, "p5"), (50, "median"), (95, "p95"), (100, "max"))
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +89,23 @@ class StoreError(ValueError):
 
 def _store_error(path, field, problem):
     return StoreError(f"{path}: {field}: {problem}")
+
+
+def _read(ds, selection, path, name=None):
+    """`ds[selection]`, with a damaged chunk as `StoreError` naming file and dataset.
+
+    HDF5 reports a Fletcher-32 mismatch, a corrupt compressed chunk or a chunk
+    past the end of a truncated file as `OSError`.
+    """
+    try:
+        return ds[selection]
+    except (OSError, RuntimeError) as exc:
+        raise _store_error(
+            path, name or ds.name, f"cannot be read: the file is damaged (checksum or "
+            f"decompression failed, or truncated): {exc}"
+        ) from None
+    except UnicodeDecodeError as exc:  # a damaged label in a version 1 store
+        raise _store_error(path, name or ds.name, f"invalid UTF-8: {exc}") from None
 
 
 def _chunk_rows(n_columns):
@@ -128,6 +162,12 @@ class SequenceStore:
             ) from None
         try:
             self._load(check_values)
+        except (OSError, RuntimeError, KeyError) as exc:
+            # HDF5 metadata (object headers, indexes) failing its checksum.
+            self._file.close()
+            raise StoreError(
+                f"{self.path}: the HDF5 structure cannot be read: the file is damaged: {exc}"
+            ) from None
         except BaseException:
             self._file.close()
             raise
@@ -139,8 +179,6 @@ class SequenceStore:
         d = self.n_continuous
         self.mean = self._stat(_MEAN, d)
         self.std = self._stat(_STD, d)
-        if np.any(self.std <= 0):
-            raise _store_error(self.path, "/" + _STD, f"must be positive; found {self.std}")
         if check_values:
             self._check_values()
 
@@ -186,7 +224,7 @@ class SequenceStore:
                 f"has {values.shape[1]} columns but attribute columns names {len(self.columns)}",
             )
         self._values = values
-        offsets = _dataset(f, path, _OFFSETS, ndim=1, dtype=np.int64)[:]
+        offsets = _read(_dataset(f, path, _OFFSETS, ndim=1, dtype=np.int64), (), path)
         if len(offsets) < 1 or offsets[0] != 0:
             raise _store_error(path, "/" + _OFFSETS, "must start with 0")
         if offsets[-1] != values.shape[0]:
@@ -230,7 +268,7 @@ class SequenceStore:
             ds = _dataset(f, path, field[1:], ndim=1, dtype=np.int64)
             # Checked slice by slice (with one element of overlap), not kept.
             for start in range(0, len(ds), _SCAN_ROWS):
-                idx = ds[max(0, start - 1) : start + _SCAN_ROWS]
+                idx = _read(ds, slice(max(0, start - 1), start + _SCAN_ROWS), path)
                 if idx[0] < 0 or idx[-1] >= n or _first_not_increasing(idx) is not None:
                     raise _store_error(
                         path, field, f"indices must be sorted, unique and in [0, {n})"
@@ -252,15 +290,24 @@ class SequenceStore:
                 self.path, "/" + name,
                 f"has shape {ds.shape}, expected ({d},) (continuous columns)",
             )
-        values = ds[:].astype(np.float64)
-        if not np.all(np.isfinite(values)):
-            raise _store_error(self.path, "/" + name, f"has non-finite values {values}")
+        values = _read(ds, (), self.path).astype(np.float64)
+        bad = ~np.isfinite(values)
+        if name == _STD:
+            bad |= ~(values > 0)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            must = "finite and > 0" if name == _STD else "finite"
+            raise _store_error(
+                self.path, "/" + name,
+                f"must be {must}; found {name.split('/')[-1]}[{k}] = {float(values[k])!r} "
+                f"(column {self.columns[k]!r})",
+            )
         return values
 
     def _check_values(self):
         values = self._values
         for start in range(0, values.shape[0], _SCAN_ROWS):
-            block = values[start : start + _SCAN_ROWS]
+            block = _read(values, slice(start, start + _SCAN_ROWS), self.path)
             bad = ~np.isfinite(block)
             problem = "non-finite value"
             if self.kind == "stroke3" and not bad.any():
@@ -291,7 +338,11 @@ class SequenceStore:
         """Array of str `(n_sequences,)`, or `None` for an unlabelled store."""
         if self._labels is None:
             return None
-        return np.array(self._labels.asstr()[:], dtype=str)
+        return self._read_labels(slice(None))
+
+    def _read_labels(self, selection):
+        labels = _read(self._labels.asstr(), selection, self.path, "/" + _LABELS)
+        return np.array(labels, dtype=str)
 
     @property
     def labelled(self):
@@ -306,7 +357,8 @@ class SequenceStore:
         if not -n <= index < n:
             raise IndexError(f"Sequence index {index} out of range for a store of {n}")
         index = int(index) % n
-        return self._values[self.offsets[index] : self.offsets[index + 1]]
+        rows = slice(self.offsets[index], self.offsets[index + 1])
+        return _read(self._values, rows, self.path)
 
     @property
     def n_points(self):
@@ -338,7 +390,35 @@ class SequenceStore:
             )
         if name not in self._splits:
             return np.zeros(0, dtype=np.int64)
-        return self._splits[name][:]
+        return _read(self._splits[name], (), self.path)
+
+    def require_split(self, name):
+        """Checks that split `name` has at least one sequence; training needs this.
+
+        Args:
+            name: `"train"`, `"valid"` or `"test"`.
+
+        Returns:
+            The split's sorted int64 indices.
+
+        Raises:
+            StoreError: if the store has no such split, or it is empty.
+            ValueError: if `name` is not one of `SPLITS`.
+
+        Example:
+
+        ```python
+        with open_store("kanji.h5") as store:
+            store.require_split("train")  # StoreError: kanji.h5 has no train split
+        ```
+        """
+        indices = self.split(name)
+        if len(indices) == 0:
+            raise StoreError(
+                f"{self.path} has no {name} split (/splits/{name} is missing or empty); "
+                f"rebuild the store with sequences in {name}"
+            )
+        return indices
 
     def close(self):
         """Closes the file; the store is unusable afterwards."""
@@ -388,9 +468,16 @@ def _str_attr(f, name, default=None):
 
 
 def _dataset(f, path, name, *, ndim, dtype=None):
-    if name not in f or not isinstance(f[name], h5py.Dataset):
+    if name not in f:
         raise _store_error(path, "/" + name, "missing dataset")
-    ds = f[name]
+    try:
+        ds = f[name]
+    except (OSError, RuntimeError, KeyError) as exc:
+        raise _store_error(
+            path, "/" + name, f"cannot be opened: the file is damaged: {exc}"
+        ) from None
+    if not isinstance(ds, h5py.Dataset):
+        raise _store_error(path, "/" + name, "missing dataset")
     if dtype is not None and ds.dtype != dtype:
         raise _store_error(
             path, "/" + name, f"has dtype {ds.dtype}, expected {np.dtype(dtype).name}"
@@ -418,6 +505,37 @@ def open_store(path, *, check_values=True):
             `format_version`.
     """
     return SequenceStore(path, check_values=check_values)
+
+
+def describe_lengths(lengths):
+    """One line summarising sequence lengths, the same wherever it is printed.
+
+    Each quantile is a length that occurs in the data: `pq` is the smallest
+    length with at least q% of the sequences no longer than it (NumPy's
+    `"inverted_cdf"` method), so it is always a whole number of rows.
+
+    Args:
+        lengths: array-like of sequence lengths (for example `store.lengths`).
+
+    Returns:
+        A str such as `"min 3, p5 10, median 40, p95 120, max 1,300"`, or
+        `"no sequences"` for an empty array.
+
+    Example:
+
+    ```python
+    with open_store("kanji.h5") as store:
+        print("lengths:  ", describe_lengths(store.lengths))
+    ```
+    """
+    lengths = np.asarray(lengths)
+    if lengths.size == 0:
+        return "no sequences"
+    q = [percent for percent, _ in _LENGTH_QUANTILES]
+    values = np.percentile(lengths, q, method="inverted_cdf")
+    return ", ".join(
+        f"{name} {int(v):,}" for (_, name), v in zip(_LENGTH_QUANTILES, values)
+    )
 
 
 class StoreWriter:
@@ -499,9 +617,11 @@ class StoreWriter:
     def appending(cls, path, *, seed=None, valid_fraction=0.05, test_fraction=0.05):
         """A writer that adds sequences to an existing store.
 
-        The store is validated and copied to a temporary file; new sequences
-        go there and `commit()` replaces the original (recomputing the train
-        statistics). Until then, and whatever happens, the original is intact.
+        The store is validated and rewritten, block by block, into a temporary
+        file in the current layout (so appending also upgrades a version 1
+        store); new sequences go there and `commit()` replaces the original
+        (recomputing the train statistics). Until then, and whatever happens,
+        the original is intact.
 
         Args:
             path: an existing store.
@@ -550,16 +670,29 @@ class StoreWriter:
         self._file = None
         self._tmp = _temp_path(self.path)
         try:
-            if existing is None:
-                self._file = h5py.File(self._tmp, "w")
-                _extend(self._file, _OFFSETS, np.zeros(1, dtype=np.int64), np.int64)
-            else:
-                shutil.copyfile(self.path, self._tmp)
+            self._file = h5py.File(self._tmp, "w", libver=_LIBVER)
+            _extend(self._file, _OFFSETS, np.zeros(1, dtype=np.int64), np.int64)
+            if existing is not None:
                 shutil.copymode(self.path, self._tmp)
-                self._file = h5py.File(self._tmp, "r+")
+                self._copy(existing)
         except BaseException:
             self.abort()
             raise
+
+    def _copy(self, store):
+        """Copies every sequence (and label) of `store` into the temporary file."""
+        n_rows = store.n_points
+        values = self._values()
+        values.resize(n_rows, axis=0)
+        for start in range(0, n_rows, _SCAN_ROWS):
+            values[start : start + _SCAN_ROWS] = _read(
+                store._values, slice(start, start + _SCAN_ROWS), store.path
+            )
+        _extend(self._file, _OFFSETS, store.offsets[1:], np.int64)
+        if store.labelled:
+            for start in range(0, len(store), _SCAN_ROWS):
+                block = slice(start, start + _SCAN_ROWS)
+                _extend_labels(self._file, store._read_labels(block))
 
     def __len__(self):
         """Number of sequences in the store so far (old and new)."""
@@ -623,12 +756,6 @@ class StoreWriter:
         return index
 
     def _values(self):
-        if _VALUES in self._file and self._file[_VALUES].maxshape[0] is not None:
-            raise _store_error(
-                self.path, "/" + _VALUES,
-                "has a fixed size; appending needs a store written by mdnrnn "
-                "(chunked, resizable); rewrite it with write_store",
-            )
         if _VALUES not in self._file:
             width = len(self.columns)
             self._file.create_dataset(
@@ -637,10 +764,7 @@ class StoreWriter:
                 maxshape=(None, width),
                 dtype=np.float32,
                 chunks=(_chunk_rows(width), width),
-                compression="gzip",
-                compression_opts=4,
-                shuffle=True,
-                fletcher32=True,
+                **_FILTERS,
             )
         return self._file[_VALUES]
 
@@ -655,8 +779,7 @@ class StoreWriter:
         ends = self._rows + np.cumsum([len(rows) for rows in self._pending])
         _extend(self._file, _OFFSETS, ends.astype(np.int64), np.int64)
         if self._labelled:
-            labels = np.array(self._pending_labels, dtype=object)
-            _extend(self._file, _LABELS, labels, h5py.string_dtype("utf-8"))
+            _extend_labels(self._file, self._pending_labels)
         self._rows += len(block)
         self._pending, self._pending_rows, self._pending_labels = [], 0, []
 
@@ -679,22 +802,18 @@ class StoreWriter:
             self._flush()
             f = self._file
             splits = self._final_splits()
-            if "splits" in f:
-                del f["splits"]
             for name in SPLITS:
                 if len(splits[name]):
-                    f.create_dataset(f"splits/{name}", data=splits[name], dtype=np.int64)
+                    _create_1d(f, f"splits/{name}", splits[name], np.int64)
             mean, std = _train_stats(f[_VALUES], f[_OFFSETS][:], splits["train"], self.kind,
                                      self.path)
             for name, stat in ((_MEAN, mean), (_STD, std)):
-                if name in f:
-                    del f[name]
-                f.create_dataset(name, data=stat, dtype=np.float64)
+                _create_1d(f, name, stat, np.float64)
             f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["kind"] = self.kind
-            f.attrs["columns"] = np.array(self.columns, dtype=h5py.string_dtype("utf-8"))
-            f.attrs["source"] = self.source
-            f.attrs["licence"] = self.licence
+            _str_attr_set(f, "kind", self.kind)
+            _str_attr_set(f, "columns", list(self.columns))
+            _str_attr_set(f, "source", self.source)
+            _str_attr_set(f, "licence", self.licence)
             f.attrs["seed"] = self.seed
             f.close()
             self._file = None
@@ -785,21 +904,64 @@ def _temp_path(path):
     return Path(name)
 
 
-def _extend(f, name, data, dtype):
-    """Appends `data` to a resizable 1-D dataset, creating it if needed.
+def _create_1d(f, name, data, dtype):
+    """Writes a fixed-size 1-D dataset, chunked so it can carry its checksum."""
+    f.create_dataset(
+        name, data=data, dtype=dtype, chunks=(min(len(data), _CHUNK_1D),), **_FILTERS
+    )
 
-    A dataset written fixed-size by another tool is first rewritten resizable.
-    """
-    if name in f and f[name].maxshape != (None,):
-        existing = f[name][:]
-        del f[name]
-        _extend(f, name, existing, dtype)
+
+def _extend(f, name, data, dtype):
+    """Appends `data` to a resizable, checksummed 1-D dataset, creating it if needed."""
     if name not in f:
-        f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(4096,))
+        f.create_dataset(
+            name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(_CHUNK_1D,), **_FILTERS
+        )
     ds = f[name]
     start = ds.shape[0]
     ds.resize(start + len(data), axis=0)
     ds[start:] = data
+
+
+def _utf8_dtype(encoded):
+    """Fixed-length UTF-8 string dtype wide enough for the byte strings `encoded`.
+
+    Fixed-length strings live inside the checksummed chunks (or object header);
+    variable-length ones would live in HDF5's global heap, which has no checksum.
+    """
+    return h5py.string_dtype("utf-8", max([1, *map(len, encoded)]))
+
+
+def _str_attr_set(f, name, value):
+    """Sets a str (or list of str) attribute as fixed-length UTF-8."""
+    if isinstance(value, str):
+        encoded = value.encode()
+        f.attrs.create(name, np.array(encoded, dtype=_utf8_dtype([encoded])))
+    else:
+        encoded = [v.encode() for v in value]
+        f.attrs.create(name, np.array(encoded, dtype=_utf8_dtype(encoded)))
+
+
+def _extend_labels(f, labels):
+    """Appends str `labels` to `/sequences/labels` (fixed-length UTF-8).
+
+    The width is a power of two bytes, at least 16; a longer label rewrites the
+    dataset wider, in blocks.
+    """
+    encoded = [label.encode() for label in labels]
+    need = max([16, *map(len, encoded)])
+    width = 1 << (need - 1).bit_length()
+    if _LABELS in f and f[_LABELS].dtype.itemsize >= width:
+        width = f[_LABELS].dtype.itemsize
+    dtype = h5py.string_dtype("utf-8", width)
+    if _LABELS in f and f[_LABELS].dtype.itemsize < width:
+        narrow = _LABELS + "_narrow"
+        f.move(_LABELS, narrow)
+        for start in range(0, len(f[narrow]), _SCAN_ROWS):
+            block = f[narrow][start : start + _SCAN_ROWS]
+            _extend(f, _LABELS, np.asarray(block, dtype=dtype), dtype)
+        del f[narrow]
+    _extend(f, _LABELS, np.array(encoded, dtype=dtype), dtype)
 
 
 def _train_stats(values, offsets, train, kind, path):
@@ -1146,7 +1308,7 @@ def _batches(plan, batch_size, shuffle, drop_remainder, shuffle_blocks, seed):
             for b in order[g : g + shuffle_blocks]:
                 lo, hi = plan.block_bounds[b], plan.block_bounds[b + 1]
                 first, end = plan.rows(lo, hi)
-                parts.append(values[first:end])  # one contiguous read per block
+                parts.append(_read(values, slice(first, end), plan.path))  # one contiguous read
                 ex_starts, ex_lengths = plan.examples(lo, hi, base - first)
                 starts.append(ex_starts)
                 lengths.append(ex_lengths)
@@ -1310,6 +1472,7 @@ def make_dataset(
             )
     mode = _resolve_mode(store.kind, pen, window, stride)
     stride = stride or window
+    store.require_split(split)
     counts = count_examples(store, split, pen=pen, window=window, stride=stride)
     if counts.examples == 0:
         raise ValueError(

@@ -4,12 +4,14 @@ References are hand-built arrays, NumPy statistics and direct h5py reads.
 """
 
 import hashlib
+import math
 
 import h5py
 import numpy as np
 import pytest
 
-from mdnrnn import data
+from data_prep.robojam import split_performances
+from mdnrnn import data, datasets
 
 
 def _touch_sequences(n, seed=0):
@@ -84,17 +86,27 @@ def test_stroke3_stats_are_zero_mean_and_one_shared_std(tmp_path):
 def test_layout_on_disk_matches_docs(touch_store):
     path = touch_store[0]
     with h5py.File(path, "r") as f:
-        assert f.attrs["format_version"] == data.FORMAT_VERSION == 1
-        assert f.attrs["kind"] == "touch"
-        assert list(f.attrs["columns"]) == ["x", "y", "dt"]
+        assert f.attrs["format_version"] == data.FORMAT_VERSION == 2
+        assert f.attrs["kind"] == b"touch"
+        assert list(f.attrs["columns"]) == [b"x", b"y", b"dt"]
+        assert f.attrs["source"] == b"unit test" and f.attrs["licence"] == b"CC0"
         values = f["sequences/values"]
         assert values.dtype == np.float32 and values.shape == (f["sequences/offsets"][-1], 3)
         assert values.chunks is not None and values.compression == "gzip"
         assert values.maxshape == (None, 3)
         assert f["sequences/offsets"].dtype == np.int64
-        assert h5py.check_string_dtype(f["sequences/labels"].dtype).encoding == "utf-8"
+        labels = h5py.check_string_dtype(f["sequences/labels"].dtype)
+        assert labels.encoding == "utf-8" and labels.length == 16  # fixed-length
         assert sorted(f["splits"]) == ["test", "train", "valid"]
         assert f["stats/mean"].shape == f["stats/std"].shape == (3,)
+        datasets = []
+        f.visititems(lambda name, obj: datasets.append(obj)
+                     if isinstance(obj, h5py.Dataset) else None)
+        assert len(datasets) == 8
+        for ds in datasets:
+            assert ds.fletcher32, ds.name
+        # HDF5 1.10 file format: checksummed superblock (version 3) and object headers.
+        assert f.id.get_create_plist().get_version()[0] == 3
 
 
 def test_random_splits_are_seeded_disjoint_and_sized(tmp_path):
@@ -291,6 +303,220 @@ def test_truncated_file_is_refused(touch_store):
     assert str(path) in str(info.value)
 
 
+# --- damaged files: checksums ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def corpus_store(tmp_path_factory):
+    """A store of the shipped RoboJam corpus (1,070 performances, 172,261 rows)."""
+    with h5py.File(datasets.path("robojam"), "r") as f:
+        rows = f["total_performances"][:]
+    performances = split_performances(rows)
+    path = tmp_path_factory.mktemp("corpus") / "robojam.h5"
+    data.write_store(path, performances, kind="touch", source="RoboJam corpus",
+                     labels=[f"performance {i}" for i in range(len(performances))],
+                     licence="CC0 1.0", seed=1)
+    return path
+
+
+def _read_everything(path):
+    """Every array and attribute a store gives its users, read with the public API."""
+    with data.open_store(path) as store:
+        return {
+            "sequences": [store[i] for i in range(len(store))],
+            "labels": store.labels,
+            "splits": [store.split(s) for s in data.SPLITS],
+            "stats": [store.mean, store.std],
+            "attributes": (store.kind, store.columns, store.source, store.licence,
+                           store.seed, store.format_version),
+        }
+
+
+def _same(a, b):
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and np.array_equal(a, b)
+    return a == b
+
+
+def test_every_flipped_byte_is_detected_or_harmless(corpus_store, tmp_path):
+    # One byte inverted at a time: either opening or reading the store raises
+    # StoreError naming the file, or everything read is identical (the byte was
+    # unused). Never a silent change, never a bare h5py / OSError. Positions:
+    # every 32nd byte outside the values chunks (superblock, object headers,
+    # indexes, offsets, labels, splits, stats) and 100 random bytes of the
+    # values chunks (99% of the file). Flipping each of the 9,490 bytes outside
+    # the values chunks, once, gave 7,619 StoreErrors and 1,871 harmless flips
+    # (unused space in the superblock, object headers and index blocks).
+    raw = corpus_store.read_bytes()
+    in_values = np.zeros(len(raw), dtype=bool)
+    with h5py.File(corpus_store, "r") as f:
+        values = f["sequences/values"]
+        for i in range(values.id.get_num_chunks()):
+            chunk = values.id.get_chunk_info(i)
+            in_values[chunk.byte_offset : chunk.byte_offset + chunk.size] = True
+    rng = np.random.default_rng(0)
+    positions = np.concatenate([
+        np.flatnonzero(~in_values)[::32],
+        rng.choice(np.flatnonzero(in_values), 100, replace=False),
+    ])
+    reference = _read_everything(corpus_store)
+    damaged = tmp_path / "damaged.h5"
+    detected, harmless = [], []
+    for position in positions:
+        flipped = bytearray(raw)
+        flipped[position] ^= 0xFF
+        damaged.write_bytes(flipped)
+        try:
+            read = _read_everything(damaged)
+        except data.StoreError as exc:
+            assert str(exc).startswith(f"{damaged}: "), exc
+            if in_values[position]:
+                assert "/sequences/values: cannot be read: the file is damaged" in str(exc)
+            detected.append(position)
+            continue
+        assert _same(read, reference), f"byte {position} changed the data silently"
+        harmless.append(position)
+    assert len(detected) + len(harmless) == len(positions) > 350
+    assert in_values[detected].sum() == 100  # a checksummed chunk: always detected
+    assert len(detected) > 3 * len(harmless)
+
+
+def test_truncated_corpus_store_is_refused(corpus_store, tmp_path):
+    raw = corpus_store.read_bytes()
+    n = len(raw)
+    cut = tmp_path / "cut.h5"
+    for size in (0, 8, 100, 2048, n // 2, n * 99 // 100, n - 1):
+        cut.write_bytes(raw[:size])
+        with pytest.raises(data.StoreError) as info:
+            _read_everything(cut)
+        assert str(info.value).startswith(f"{cut}: ")
+
+
+def test_damaged_chunk_read_later_is_a_store_error(corpus_store, tmp_path):
+    # Opened without the value scan, the damage shows when the sequence is read.
+    raw = bytearray(corpus_store.read_bytes())
+    with h5py.File(corpus_store, "r") as f:
+        chunk = f["sequences/values"].id.get_chunk_info(3)
+        first_row_of_chunk = 3 * f["sequences/values"].chunks[0]
+        offsets = f["sequences/offsets"][:]
+        first = f["sequences/values"][: offsets[1]]
+    raw[chunk.byte_offset + chunk.size // 2] ^= 0x01
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes(raw)
+    seq = int(np.searchsorted(offsets, first_row_of_chunk, side="right")) - 1
+    with data.open_store(damaged, check_values=False) as store:
+        np.testing.assert_array_equal(store[0], first)  # an intact chunk still reads
+        with pytest.raises(data.StoreError, match="/sequences/values: cannot be read") as info:
+            store[seq]
+    assert str(info.value).startswith(f"{damaged}: ")
+    with pytest.raises(data.StoreError, match="/sequences/values: cannot be read"):
+        data.open_store(damaged)  # the value scan reads every chunk
+
+
+def _write_version_1(path, seqs, labels, splits):
+    """A store as mdnrnn wrote it before checksums (format_version 1)."""
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in seqs])]).astype(np.int64)
+    train = np.concatenate([s for s, split in zip(seqs, splits) if split == "train"])
+    with h5py.File(path, "w") as f:  # HDF5's earliest file format, as h5py's default
+        f.create_dataset("sequences/values", data=np.concatenate(seqs), maxshape=(None, 3),
+                         chunks=(64, 3), compression="gzip", shuffle=True, fletcher32=True)
+        f.create_dataset("sequences/offsets", data=offsets, maxshape=(None,), chunks=(4096,))
+        f.create_dataset("sequences/labels", data=np.array(labels, dtype=object),
+                         dtype=h5py.string_dtype("utf-8"), maxshape=(None,), chunks=(4096,))
+        for name in data.SPLITS:
+            f[f"splits/{name}"] = np.array(
+                [i for i, s in enumerate(splits) if s == name], dtype=np.int64)
+        f["stats/mean"] = train.mean(axis=0).astype(np.float64)
+        f["stats/std"] = train.std(axis=0).astype(np.float64)
+        f.attrs["format_version"] = 1
+        f.attrs["kind"] = "touch"
+        f.attrs["columns"] = np.array(["x", "y", "dt"], dtype=h5py.string_dtype("utf-8"))
+        f.attrs["source"] = "old"
+        f.attrs["licence"] = "CC0"
+        f.attrs["seed"] = 4
+    return path
+
+
+def test_version_1_store_opens_and_append_upgrades_it(tmp_path):
+    seqs = _touch_sequences(12)
+    labels = [f"old-{i}" for i in range(12)]
+    splits = ["train"] * 8 + ["valid"] * 2 + ["test"] * 2
+    path = _write_version_1(tmp_path / "v1.h5", seqs, labels, splits)
+    with data.open_store(path) as store:
+        assert store.format_version == 1
+        assert (store.kind, store.columns, store.source, store.seed) == (
+            "touch", ("x", "y", "dt"), "old", 4)
+        for i, seq in enumerate(seqs):
+            np.testing.assert_array_equal(store[i], seq)
+        assert list(store.labels) == labels
+    more = _touch_sequences(3, seed=9)
+    data.append_store(path, more, labels=["a much longer label than sixteen bytes", "b", "c"],
+                      splits=["train", "valid", "test"])
+    with data.open_store(path) as store:
+        assert store.format_version == data.FORMAT_VERSION
+        for i, seq in enumerate(seqs + more):
+            np.testing.assert_array_equal(store[i], seq)
+        assert list(store.labels) == labels + ["a much longer label than sixteen bytes", "b",
+                                               "c"]
+        np.testing.assert_array_equal(store.split("train"), list(range(8)) + [12])
+        assert (store.source, store.licence, store.seed) == ("old", "CC0", 4)
+    with h5py.File(path, "r") as f:
+        assert all(f[name].fletcher32 for name in (
+            "sequences/values", "sequences/offsets", "sequences/labels", "splits/train",
+            "stats/mean", "stats/std"))
+
+
+def test_labels_widen_as_longer_ones_arrive(tmp_path, monkeypatch):
+    # Small chunks, so labels are flushed in several blocks before a long one.
+    monkeypatch.setattr(data, "_chunk_rows", lambda n_columns: 4)
+    labels = ["漢"] * 40 + ["x" * 40] + ["二"] * 40 + ["y" * 70]
+    seqs = _touch_sequences(len(labels))
+    path = data.write_store(tmp_path / "w.h5", seqs, kind="touch", labels=labels)
+    with data.open_store(path) as store:
+        assert list(store.labels) == labels
+        for i in (0, 40, len(labels) - 1):
+            np.testing.assert_array_equal(store[i], seqs[i])
+    with h5py.File(path, "r") as f:
+        assert f["sequences/labels"].dtype.itemsize == 128
+        assert list(f["sequences"]) == ["labels", "offsets", "values"]
+
+
+def test_require_split_refuses_a_missing_or_empty_split(touch_store):
+    path = touch_store[0]
+    with data.open_store(path) as store:
+        np.testing.assert_array_equal(store.require_split("train"), np.arange(20))
+    _edit(path, lambda f: f.__delitem__("splits/train"))
+    with data.open_store(path) as store:  # still opens: a store to evaluate on
+        with pytest.raises(data.StoreError, match="has no train split") as info:
+            store.require_split("train")
+        assert str(info.value).startswith(f"{path} has no train split")
+    _edit(path, lambda f: f.create_dataset("splits/train", shape=(0,), dtype=np.int64))
+    with data.open_store(path) as store:
+        with pytest.raises(data.StoreError, match="has no train split"):
+            store.require_split("train")
+
+
+# --- summaries ----------------------------------------------------------------
+
+
+def test_describe_lengths_quantiles_are_observed_lengths():
+    assert data.describe_lengths(np.arange(1, 21)) == (
+        "min 1, p5 1, median 10, p95 19, max 20")
+    assert data.describe_lengths([7]) == "min 7, p5 7, median 7, p95 7, max 7"
+    assert data.describe_lengths([]) == "no sequences"
+    assert data.describe_lengths([3] * 10 + [1300]).endswith("p95 1,300, max 1,300")
+    # Reference: the ceil(q n / 100)-th smallest length.
+    lengths = np.random.default_rng(2).integers(1, 500, 333)
+    ordered = np.sort(lengths)
+    want = [ordered[max(0, math.ceil(q * len(ordered) / 100) - 1)] for q in (0, 5, 50, 95, 100)]
+    assert data.describe_lengths(lengths) == (
+        "min {:,}, p5 {:,}, median {:,}, p95 {:,}, max {:,}".format(*want))
+
+
 @pytest.mark.parametrize(
     "edit, field, problem",
     [
@@ -306,14 +532,22 @@ def test_truncated_file_is_refused(touch_store):
          "/sequences/values", "non-finite value nan at row 40"),
         (lambda f: f["sequences/values"].__setitem__((3, 2), np.inf),
          "/sequences/values", "non-finite value inf at row 3 .sequence 0, column 'dt'"),
-        (lambda f: f.attrs.__setitem__("format_version", 2),
-         "attribute format_version", "2 is newer than this mdnrnn reads"),
+        (lambda f: f.attrs.__setitem__("format_version", 3),
+         "attribute format_version", "3 is newer than this mdnrnn reads"),
         (lambda f: f.attrs.__delitem__("format_version"), "attribute format_version", "missing"),
         (lambda f: f.attrs.__setitem__("kind", "midi"), "attribute kind", "'midi' is not one of"),
         (lambda f: _replace(f, "splits/test", np.array([0, 1])), "/splits/test",
          "overlaps another split"),
         (lambda f: _replace(f, "stats/std", np.array([1.0, 0.0, 1.0])), "/stats/std",
-         "must be positive"),
+         r"must be finite and > 0; found std\[1\] = 0.0 \(column 'y'\)"),
+        (lambda f: _replace(f, "stats/std", np.array([1.0, 1.0, np.nan])), "/stats/std",
+         r"must be finite and > 0; found std\[2\] = nan \(column 'dt'\)"),
+        (lambda f: _replace(f, "stats/std", np.array([-2.0, 1.0, 1.0])), "/stats/std",
+         r"found std\[0\] = -2.0"),
+        (lambda f: _replace(f, "stats/std", np.array([np.inf, 1.0, 1.0])), "/stats/std",
+         r"found std\[0\] = inf"),
+        (lambda f: _replace(f, "stats/mean", np.array([0.0, np.inf, 1.0])), "/stats/mean",
+         r"must be finite; found mean\[1\] = inf"),
         (lambda f: _replace(f, "sequences/labels", np.arange(30)), "/sequences/labels",
          "dataset of strings"),
     ],
