@@ -1,9 +1,10 @@
 """Peak memory of one training epoch streamed from a sequence store of >= 2 GB.
 
 Builds a store of the requested size under a temporary folder (default /tmp)
-from the real data in ../shared/data, tiled with small random jitter so that it
-does not compress away: touch performances from `TinyPerformanceCorpus.h5` for
-`--kind touch`, kanji drawings from `short_kanji.npz` for `--kind stroke3`. It
+from the real data shipped in `mdnrnn.datasets`, tiled with small random jitter
+so that it does not compress away: touch performances from the RoboJam corpus
+(`datasets.path("robojam")`) for `--kind touch`, kanji drawings from
+`datasets.path("short_kanji")` for `--kind stroke3`. It
 then iterates one full epoch of `mdnrnn.data.make_dataset` over the train split
 in a fresh process and reports that process's peak resident memory (RSS,
 VmHWM), before (TensorFlow and mdnrnn imported) and after the epoch. The store
@@ -33,7 +34,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
 
@@ -53,13 +53,17 @@ def _touch_source():
     import h5py
 
     from data_prep import robojam
+    from mdnrnn import datasets
 
-    with h5py.File(DATA / "TinyPerformanceCorpus.h5", "r") as f:
+    with h5py.File(datasets.path("robojam"), "r") as f:
         return robojam.split_performances(f["total_performances"][:])
 
 
 def _stroke3_source():
-    with np.load(DATA / "short_kanji.npz", allow_pickle=True, encoding="latin1") as npz:
+    from mdnrnn import datasets
+
+    # Our own shipped file: its object arrays need pickle.
+    with np.load(datasets.path("short_kanji"), allow_pickle=True, encoding="latin1") as npz:
         return [d.astype(np.float32) for d in npz["train"]]
 
 

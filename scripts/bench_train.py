@@ -1,7 +1,8 @@
 """Training throughput and held-out NLL: mdnrnn against keras-mdn-layer 1.0.0 (RoboJam).
 
 The RoboJam configuration: 2 x 256 LSTM, 5 mixture components, windows of 30 steps
-of touch data (x, y, dt), batches of 256, from `../shared/data/TinyPerformanceCorpus.h5`.
+of touch data (x, y, dt), batches of 256, from the RoboJam corpus shipped with mdnrnn
+(`mdnrnn.datasets.path("robojam")`), or `--store`.
 
 - ours: `mdnrnn.build_model(mdnrnn.preset("touch", units=256, layers=2, components=5))`
   (Masking -> LSTM x 2 -> MixtureDensity, loss `MixtureNLL`, Adam with clipnorm 1.0).
@@ -67,13 +68,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "data" / "TinyPerformanceCorpus.h5"
 sys.path.insert(0, str(ROOT))
 
 
 def _parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--store", help="a touch store (default: made from TinyPerformanceCorpus.h5 in a temp dir)")
+    p.add_argument("--store", help="a touch store (default: made from the shipped RoboJam corpus in a temp dir)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--window", type=int, default=30)
     p.add_argument("--units", type=int, default=256)
@@ -92,9 +92,12 @@ def _parse_args(argv=None):
 
 # ------------------------------------------------------------------- data
 def _make_store(directory):
+    from mdnrnn import datasets
+
     path = Path(directory) / "robojam.h5"
+    corpus = datasets.path("robojam")
     subprocess.run(
-        [sys.executable, "-m", "data_prep", "robojam", str(CORPUS), "--out", str(path)],
+        [sys.executable, "-m", "data_prep", "robojam", str(corpus), "--out", str(path)],
         check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
     )
     return path

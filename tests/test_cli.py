@@ -13,10 +13,10 @@ from pathlib import Path
 import mido
 import pytest
 
-from mdnrnn import data, load_model
+from mdnrnn import data, datasets, load_model
 from mdnrnn.cli import main
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CORPUS = datasets.path("robojam")  # the RoboJam corpus shipped with mdnrnn
 TINY_MODEL = ["--units", "16", "--layers", "1", "--mixtures", "3", "--verbose", "0"]
 
 
@@ -100,7 +100,7 @@ def test_prime_continues_a_prefix(kanji_store, kanji_model, tmp_path):
 @pytest.mark.slow
 def test_robojam_prep_train_generate_midi(tmp_path):
     store = tmp_path / "touch.h5"
-    assert run(["prep", "robojam", str(SHARED_DATA / "TinyPerformanceCorpus.h5"), "--out", str(store), "--no-progress"]) == 0
+    assert run(["prep", "robojam", str(CORPUS), "--out", str(store), "--no-progress"]) == 0
     run_dir = tmp_path / "run"
     assert run(["train", "--data", str(store), "--preset", "touch", *TINY_MODEL, "--seq-len", "30",
                 "--epochs", "1", "--steps-per-epoch", "5", "--batch-size", "32", "--out", str(run_dir)]) == 0

@@ -10,7 +10,7 @@ import pytest
 from mdnrnn.export import performance_to_midi, sequence_to_midi
 from mdnrnn.export.midi import SCALES
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"  # test-only files
 
 # A tap, a three-point swipe to the right, and a tap: dt > 0.1 s starts a touch.
 TOUCHES = np.array(

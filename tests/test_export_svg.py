@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mdnrnn import datasets
 from mdnrnn.export import drawing_to_svg, grid_to_svg, performance_to_svg, strokes_to_polylines
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"  # test-only files
 SVG = "{http://www.w3.org/2000/svg}"
 
 # Three strokes: three points, two points, and a single point (a dot).
@@ -57,7 +58,7 @@ def path_commands(root):
 
 def load_kanji():
     # sketch-rnn's npz files were pickled by Python 2: latin1 decodes their int16 arrays.
-    with np.load(DATA / "short_kanji.npz", allow_pickle=True, encoding="latin1") as data:
+    with np.load(datasets.path("short_kanji"), allow_pickle=True, encoding="latin1") as data:
         return data["train"][:12]
 
 

@@ -4,17 +4,13 @@ Expected batches are built here with explicit loops from the raw sequences and
 NumPy statistics, never with the pipeline's own helpers.
 """
 
-from pathlib import Path
-
 import h5py
 import keras
 import numpy as np
 import pytest
 
 from data_prep import sketch_npz
-from mdnrnn import data
-
-DATA = Path(__file__).parents[1].parent / "shared" / "data"
+from mdnrnn import data, datasets
 
 
 def _batches(ds):
@@ -271,15 +267,39 @@ def test_bad_arguments(stroke_store, tmp_path):
         data.make_dataset(touch, "train", 2, stride=2)
 
 
+def test_missing_or_empty_split_is_a_store_error(stroke_store):
+    path = stroke_store[0]
+    with pytest.raises(data.StoreError, match="has no test split"):
+        data.make_dataset(path, "test", 2, pen="categorical")
+    with h5py.File(path, "r+") as f:
+        del f["splits/train"]
+    with pytest.raises(data.StoreError, match=f"^{path} has no train split"):
+        data.make_dataset(path, "train", 2, pen="categorical")
+
+
+def test_damaged_chunk_stops_the_epoch_with_a_store_error(tmp_path):
+    seqs = _touch([1000] * 40)
+    path = data.write_store(tmp_path / "t.h5", seqs, kind="touch", splits=["train"] * 40)
+    raw = bytearray(path.read_bytes())
+    with h5py.File(path, "r") as f:
+        chunk = f["sequences/values"].id.get_chunk_info(1)
+    raw[chunk.byte_offset + 10] ^= 0x04
+    path.write_bytes(raw)
+    with data.open_store(path, check_values=False) as store:  # not scanned on opening
+        ds = data.make_dataset(store, "train", 8, window=50, shuffle=False)
+    with pytest.raises(Exception, match="StoreError.*/sequences/values: cannot be read"):
+        _batches(ds)
+
+
 @pytest.fixture(scope="module")
 def kanji_store(tmp_path_factory):
     out = tmp_path_factory.mktemp("kanji") / "short_kanji.h5"
-    sketch_npz.convert([DATA / "short_kanji.npz"], out, progress=False)
+    sketch_npz.convert([datasets.path("short_kanji")], out, progress=False)
     return out
 
 
 def test_real_kanji_epoch(kanji_store):
-    with np.load(DATA / "short_kanji.npz", allow_pickle=True, encoding="latin1") as npz:
+    with np.load(datasets.path("short_kanji"), allow_pickle=True, encoding="latin1") as npz:
         lengths = np.array([len(d) for d in npz["train"]])
     ds = data.make_dataset(kanji_store, "train", 500, pen="categorical", seed=1)
     assert len(ds) == 20
