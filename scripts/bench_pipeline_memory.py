@@ -60,11 +60,10 @@ def _touch_source():
 
 
 def _stroke3_source():
+    from data_prep.common import load_npz
     from mdnrnn import datasets
 
-    # Our own shipped file: its object arrays need pickle.
-    with np.load(datasets.path("short_kanji"), allow_pickle=True, encoding="latin1") as npz:
-        return [d.astype(np.float32) for d in npz["train"]]
+    return [d.astype(np.float32) for d in load_npz(datasets.path("short_kanji"))["train"]]
 
 
 def build(path, kind, size_bytes, seed=0):

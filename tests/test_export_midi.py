@@ -7,6 +7,7 @@ import mido
 import numpy as np
 import pytest
 
+from data_prep.common import load_npz
 from mdnrnn.export import performance_to_midi, sequence_to_midi
 from mdnrnn.export.midi import SCALES
 
@@ -56,8 +57,7 @@ def seconds_to_ticks(seconds, midi):
 
 
 def load_performance(index):
-    with np.load(DATA / "TinyPerformanceArrays.npz", allow_pickle=True, encoding="latin1") as data:
-        return data["arr_0"][index].astype(float)
+    return load_npz(DATA / "TinyPerformanceArrays.npz")["arr_0"][index].astype(float)
 
 
 def test_one_note_per_touch_with_pitch_velocity_and_onsets(tmp_path):
@@ -194,8 +194,7 @@ def test_real_performance(tmp_path):
 
 
 def test_uncleaned_corpus_exports_without_error():
-    with np.load(DATA / "TinyPerformanceArrays.npz", allow_pickle=True, encoding="latin1") as data:
-        performances = data["arr_0"]
+    performances = load_npz(DATA / "TinyPerformanceArrays.npz")["arr_0"]
     lows = [p[:, :2].min() for p in performances]
     highs = [p[:, :2].max() for p in performances]
     index = int(np.argmin(lows))  # a performance that leaves the screen

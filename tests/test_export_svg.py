@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from data_prep.common import load_npz
 from mdnrnn import datasets
 from mdnrnn.export import drawing_to_svg, grid_to_svg, performance_to_svg, strokes_to_polylines
 
@@ -57,14 +58,11 @@ def path_commands(root):
 
 
 def load_kanji():
-    # sketch-rnn's npz files were pickled by Python 2: latin1 decodes their int16 arrays.
-    with np.load(datasets.path("short_kanji"), allow_pickle=True, encoding="latin1") as data:
-        return data["train"][:12]
+    return load_npz(datasets.path("short_kanji"))["train"][:12]
 
 
 def load_performance(index):
-    with np.load(DATA / "TinyPerformanceArrays.npz", allow_pickle=True, encoding="latin1") as data:
-        return data["arr_0"][index]
+    return load_npz(DATA / "TinyPerformanceArrays.npz")["arr_0"][index]
 
 
 def test_strokes_to_polylines_matches_cumsum():

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from data_prep import sketch_npz
+from data_prep.common import load_npz
 from mdnrnn import data, datasets
 
 
@@ -299,8 +300,7 @@ def kanji_store(tmp_path_factory):
 
 
 def test_real_kanji_epoch(kanji_store):
-    with np.load(datasets.path("short_kanji"), allow_pickle=True, encoding="latin1") as npz:
-        lengths = np.array([len(d) for d in npz["train"]])
+    lengths = np.array([len(d) for d in load_npz(datasets.path("short_kanji"))["train"]])
     ds = data.make_dataset(kanji_store, "train", 500, pen="categorical", seed=1)
     assert len(ds) == 20
     steps, n_batches = 0.0, 0
