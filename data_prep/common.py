@@ -216,8 +216,19 @@ def sequence_list(path, key, array):
         PrepError: if `array` is 0-d (a single value, no entries).
     """
     if array.ndim == 0:
-        raise PrepError(f"{path}: array {key!r} is 0-d (one value), expected one entry per sequence")
+        raise PrepError(
+            f"{path}: array {key!r} is 0-d (one value), expected one entry per sequence"
+        )
     return list(array)
+
+
+def as_float32(array):
+    """`array` as float32; numbers beyond float32's range become +-inf, without a warning.
+
+    The importers then drop or skip them with the NaN and inf values.
+    """
+    with np.errstate(over="ignore"):
+        return np.asarray(array, dtype=np.float32)
 
 
 def require_file(path, what):
@@ -261,7 +272,7 @@ def load_npz(path):
                 for name in archive.namelist()
             }
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError,
-            OSError, EOFError, ValueError) as exc:
+            RuntimeError, OSError, EOFError, ValueError) as exc:  # RuntimeError: encrypted
         raise PrepError(f"{path}: not a readable .npz file ({exc})") from None
 
 
@@ -283,17 +294,17 @@ def _read_member(path, archive, name):
         elif version == (2, 0):
             shape, _, dtype = np.lib.format.read_array_header_2_0(f)
         else:
-            raise PrepError(f"{path}: array {key!r} has .npy format {version}, expected 1.0 or 2.0")
+            raise PrepError(
+                f"{path}: array {key!r} has .npy format {version}, expected 1.0 or 2.0"
+            )
         if dtype == object:
-            array = _unpickle_array(path, key, f, shape)
-        elif dtype.kind not in _NUMBER_KINDS:
-            raise PrepError(f"{path}: array {key!r} has dtype {dtype}, expected integers or floats")
-        elif math.prod(shape) * dtype.itemsize > size:
-            raise PrepError(f"{path}: array {key!r} is shorter than its shape {shape}")
-    if dtype != object:
-        with archive.open(name) as f:
-            array = np.lib.format.read_array(f, allow_pickle=False)
-    return array
+            return _unpickle_array(path, key, f, shape)
+    if dtype.kind not in _NUMBER_KINDS:
+        raise PrepError(f"{path}: array {key!r} has dtype {dtype}, expected integers or floats")
+    if math.prod(shape) * dtype.itemsize > size:  # checked before read_array allocates it
+        raise PrepError(f"{path}: array {key!r} is shorter than its shape {shape}")
+    with archive.open(name) as f:  # from the start: read_array reads the header itself
+        return np.lib.format.read_array(f, allow_pickle=False)
 
 
 def _unpickle_array(path, key, f, shape):
@@ -302,7 +313,7 @@ def _unpickle_array(path, key, f, shape):
         array = _ArrayUnpickler(f, encoding="latin1").load()
     except pickle.UnpicklingError as exc:
         raise PrepError(f"{path}: array {key!r}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - any failure to decode untrusted bytes
+    except Exception as exc:  # whatever else the untrusted bytes make the unpickler raise
         raise PrepError(
             f"{path}: array {key!r} is not a readable object array ({type(exc).__name__}: {exc})"
         ) from None

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from data_prep.common import (
     PrepError,
     Summary,
+    as_float32,
     check_range,
     check_split,
     finish,
@@ -52,6 +53,7 @@ NPZ_KEY = "perfs"
 LICENCE = "see the logs' owner"
 _DIMENSION_IN_NAME = re.compile(r"-(\d+)d-mdrnn\.log$")
 _EPOCH = datetime.datetime(1970, 1, 1)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # larger values would be inf in the store
 
 # IMPSY dimensions read (dt plus D - 1 values; IMPSY's own go up to about 17).
 DIMENSION_RANGE = (2, 256)
@@ -109,7 +111,7 @@ def parse_log(path, n_values, summary):
         if len(row) != n_values:
             summary.drop_points(f"log lines without exactly {n_values} values", 1)
             continue
-        if not all(math.isfinite(v) for v in row):
+        if not all(math.isfinite(v) and abs(v) <= _FLOAT32_MAX for v in row):  # else inf
             summary.drop_points("log lines with NaN or inf values", 1)
             continue
         if times and seconds < times[-1]:
@@ -212,7 +214,7 @@ def _from_npz(path, writer, summary, progress):
             summary.skip("empty array", f"perfs[{i}]")
             continue
         width = shape[1]
-        rows = np.asarray(perf, dtype=np.float32)
+        rows = as_float32(perf)
         finite = np.all(np.isfinite(rows), axis=1)
         summary.drop_points("rows with NaN or inf values", int((~finite).sum()))
         if not finite.any():

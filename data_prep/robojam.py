@@ -31,6 +31,7 @@ from data_prep.common import (
     MAX_ARRAY_BYTES,
     PrepError,
     Summary,
+    as_float32,
     check_split,
     finish,
     load_npz,
@@ -68,9 +69,10 @@ def clean(performance, summary):
         summary: a `Summary` that counts dropped rows and clipped values.
 
     Returns:
-        The cleaned float32 array `(m, 3)`, `m <= n`.
+        The cleaned float32 array `(m, 3)`, `m <= n`. Values beyond float32's
+        range count as inf.
     """
-    rows = np.asarray(performance, dtype=np.float32)
+    rows = as_float32(performance)
     finite = np.all(np.isfinite(rows), axis=1)
     summary.drop_points("rows with NaN or inf values", int((~finite).sum()))
     rows = rows[finite]
@@ -87,10 +89,14 @@ def clean(performance, summary):
 def _read_h5(path):
     try:
         with h5py.File(path, "r") as f:
-            if H5_DATASET not in f:
+            link = f.get(H5_DATASET, getlink=True)
+            if link is None:
                 raise PrepError(
                     f"{path}: no dataset {H5_DATASET!r} (found: {', '.join(f) or 'none'})"
                 )
+            if not isinstance(link, h5py.HardLink):  # it would read another file or object
+                kind = type(link).__name__
+                raise PrepError(f"{path}: /{H5_DATASET} is a link ({kind}), expected a dataset")
             rows = _read_dataset(path, f[H5_DATASET])
     except OSError as exc:
         raise PrepError(f"{path}: not a readable HDF5 file ({exc})") from None

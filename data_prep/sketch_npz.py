@@ -21,6 +21,7 @@ from tqdm import tqdm
 from data_prep.common import (
     PrepError,
     Summary,
+    as_float32,
     finish,
     load_npz,
     open_writer,
@@ -61,7 +62,7 @@ def load_splits(path):
 def _check_drawing(drawing):
     """The drawing as float32 `(n, 3)`, or the reason it cannot be used."""
     try:
-        rows = np.asarray(drawing, dtype=np.float32)
+        rows = as_float32(drawing)
     except (TypeError, ValueError):
         return None, "not a numeric array"
     if rows.ndim != 2 or rows.shape[1] != 3 or len(rows) == 0:

@@ -7,13 +7,16 @@ ElementTree and a regular expression, and hand-computed IMPSY rows.
 
 import hashlib
 import importlib.metadata
+import io
 import math
 import os
+import pickle
 import re
 import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -115,6 +118,43 @@ def test_shipped_npz_files_load_as_numpy_loads_them(path):
             for ours, theirs in zip(arrays[key], reference):
                 assert ours.dtype == theirs.dtype
                 np.testing.assert_array_equal(ours, theirs)
+
+
+def _npy_bytes(header, body):
+    """An `.npy` member: a format 1.0 header (a dict), then `body` bytes."""
+    stream = io.BytesIO()
+    np.lib.format.write_array_header_1_0(stream, header)
+    return stream.getvalue() + body
+
+
+def test_load_npz_refuses_what_is_not_numbers(tmp_path):
+    nested = _objects(_objects(np.zeros(2)))
+    cases = {  # file -> (members, the error after the file's name)
+        "bool.npz": ({"x.npy": np.zeros(3, dtype=bool)},
+                     "array 'x' has dtype bool, expected integers or floats"),
+        "nested.npz": ({"x.npy": nested},
+                       "x[0] is object, expected an array of integers or floats"),
+        "none.npz": ({"x.npy": _objects(np.zeros(2), None)},
+                     "x[1] is NoneType, expected an array of integers or floats"),
+        "text.npz": ({"readme.txt": b"hello"}, "member 'readme.txt' is not an .npy array"),
+        "huge.npz": ({"x.npy": _npy_bytes({"descr": "<f8", "fortran_order": False,
+                                           "shape": (10**12,)}, bytes(80))},
+                     "array 'x' is shorter than its shape (1000000000000,)"),
+        "list.npz": ({"x.npy": _npy_bytes({"descr": "|O", "fortran_order": False, "shape": (2,)},
+                                          pickle.dumps([1, 2], protocol=3))},
+                     "array 'x' does not hold the object array of its header"),
+    }
+    for name, (members, message) in cases.items():
+        with zipfile.ZipFile(tmp_path / name, "w") as archive:
+            for member, content in members.items():
+                if isinstance(content, np.ndarray):
+                    stream = io.BytesIO()
+                    np.lib.format.write_array(stream, content, allow_pickle=True)
+                    content = stream.getvalue()
+                archive.writestr(member, content)
+        with pytest.raises(PrepError) as caught:
+            load_npz(tmp_path / name)
+        assert str(caught.value) == f"{tmp_path / name}: {message}"
 
 
 def test_npz_numeric_arrays_load_without_pickle(tmp_path):
@@ -237,7 +277,8 @@ def test_sketch_npz_sample_is_short_kanji(tmp_path, capsys):
                            str(tmp_path / "x.h5")]) == 2
     assert data_prep.main(["sketch-npz", "--out", str(tmp_path / "x.h5")]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err[-1] == "python -m data_prep sketch-npz: error: give exactly one of FILE.npz and --sample"
+    assert err[-1] == ("python -m data_prep sketch-npz: error: "
+                       "give exactly one of FILE.npz and --sample")
     assert not (tmp_path / "x.h5").exists()
 
 
@@ -315,12 +356,18 @@ def _robojam_case(folder, case):
                 f["total_performances"] = np.array([[b"0.1", b"0.2", b"0"]])
             elif case == "h5 complex":
                 f["total_performances"] = np.ones((2, 3), dtype=complex)
+            elif case == "h5 soft link":
+                f["total_performances"] = h5py.SoftLink("/elsewhere")
+            elif case == "h5 external link":
+                f["total_performances"] = h5py.ExternalLink(str(CORPUS), "/total_performances")
         name = f"{path}: /total_performances"
         return path, {
             "h5 group": f"{name} is a Group, expected a dataset",
             "h5 scalar": f"{name} has shape (), expected (N, 3)",
             "h5 strings": f"{name} has dtype |S3, expected integers or floats",
             "h5 complex": f"{name} has dtype complex128, expected integers or floats",
+            "h5 soft link": f"{name} is a link (SoftLink), expected a dataset",
+            "h5 external link": f"{name} is a link (ExternalLink), expected a dataset",
         }[case]
     path = folder / "arrays.npz"
     if case == "npz strings":
@@ -336,7 +383,8 @@ def _robojam_case(folder, case):
 
 
 @pytest.mark.parametrize("case", ["h5 group", "h5 scalar", "h5 strings", "h5 complex",
-                                  "npz strings", "npz 0-d", "npz complex"])
+                                  "h5 soft link", "h5 external link", "npz strings",
+                                  "npz 0-d", "npz complex"])
 def test_robojam_bad_files_are_one_line_errors(tmp_path, capsys, case):
     path, message = _robojam_case(tmp_path, case)
     error = _one_error(capsys, ["robojam", str(path), "--out", str(tmp_path / "o.h5")],
@@ -599,11 +647,14 @@ def test_impsy_folders_links_and_far_timestamps_in_logs(log_dir, tmp_path):
     (log_dir / "x.log").mkdir()
     (log_dir / "loop.log").symlink_to(log_dir / "loop.log")  # a link to itself
     (log_dir / "2024-06-01T12-00-00-3d-mdrnn.log").write_text(
-        LOG + "0001-01-01T00:00:00+05:00,interface,0.1,0.2\n"  # before year 1 in UTC
+        LOG
+        + "0001-01-01T00:00:00+05:00,interface,0.1,0.2\n"  # before year 1 in UTC
+        + "2024-06-01T12:00:04,interface,1e300,0.2\n"  # inf as float32
     )
     summary = impsy.convert(log_dir, tmp_path / "i.h5", progress=False)
     assert summary.skipped["not a regular file"] == ["loop.log", "x.log"]
     assert summary.dropped_points["log lines with a bad timestamp"] == 2
+    assert summary.dropped_points["log lines with NaN or inf values"] == 2
     with data.open_store(tmp_path / "i.h5") as store:
         np.testing.assert_allclose(store[0], LOG_ROWS, rtol=1e-6)
 
