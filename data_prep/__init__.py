@@ -4,8 +4,8 @@ Run as `python -m data_prep SOURCE ...` (or through `mdnrnn prep`):
 
 ```
 python -m data_prep kanjivg [--dir DIR] [--limit N] [--epsilon E] --out kanji.h5
-python -m data_prep sketch-npz FILE.npz [FILE.npz ...] | --sample --out sketches.h5
-python -m data_prep robojam FILE.h5|FILE.npz | --sample --out touch.h5
+python -m data_prep sketch-npz (FILE.npz [FILE.npz ...] | --sample) --out sketches.h5
+python -m data_prep robojam (FILE.h5 | FILE.npz | --sample) --out touch.h5
 python -m data_prep impsy DIR_OR_NPZ [--dimension D] --out impsy.h5
 ```
 

@@ -85,8 +85,9 @@ def parse_log(path, n_values, summary):
         OSError: if the file cannot be read (nothing is counted then).
     """
     times, values = [], []
-    text = path.read_text(encoding="utf-8", errors="replace")  # whole, so that
-    for line in io.StringIO(text):  # an OSError comes before any line is counted
+    # Read whole first, so that an OSError comes before any line is counted.
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for line in io.StringIO(text):
         fields = line.strip().split(",")
         if fields == [""]:
             continue  # blank line
@@ -131,10 +132,15 @@ def _log_files(directory, dimension, summary):
     files = sorted(directory.glob("*.log"))
     if dimension is not None:
         files = [f for f in files if f.name.endswith(f"-{dimension}d-mdrnn.log")]
+    readable = []
     for path in files:
         if not path.is_file():  # a folder, a broken link, a link loop, a device
             summary.skip("not a regular file", path.name)
-    files = [f for f in files if f.is_file()]
+        elif path.stat().st_size > MAX_LOG_BYTES:
+            summary.skip(f"log larger than {MAX_LOG_BYTES:,} bytes", path.name)
+        else:
+            readable.append(path)
+    files = readable
     if not files:
         pattern = "*.log" if dimension is None else f"*-{dimension}d-mdrnn.log"
         raise PrepError(f"{directory}: no IMPSY log files ({pattern}) in this folder")
@@ -178,10 +184,6 @@ def _from_logs(directory, dimension, writer, summary, progress):
     )
     for path in tqdm(files, desc="impsy", unit="log", disable=not progress):
         try:
-            size = path.stat().st_size
-            if size > MAX_LOG_BYTES:
-                summary.skip(f"log larger than {MAX_LOG_BYTES:,} bytes", path.name)
-                continue
             rows = parse_log(path, dimension - 1, summary)
         except OSError as exc:
             summary.skip("unreadable log", f"{path.name} ({exc.strerror or exc})")

@@ -643,9 +643,12 @@ def test_impsy_bad_inputs(tmp_path):
     assert not (tmp_path / "i.h5").exists()
 
 
-def test_impsy_folders_links_and_far_timestamps_in_logs(log_dir, tmp_path):
+def test_impsy_folders_links_big_files_and_far_timestamps_in_logs(log_dir, tmp_path,
+                                                                  monkeypatch):
     (log_dir / "x.log").mkdir()
     (log_dir / "loop.log").symlink_to(log_dir / "loop.log")  # a link to itself
+    monkeypatch.setattr(impsy, "MAX_LOG_BYTES", 1000)
+    (log_dir / "big.log").write_text("2024-06-01T12:00:00,interface,0.1,0.2\n" * 30)
     (log_dir / "2024-06-01T12-00-00-3d-mdrnn.log").write_text(
         LOG
         + "0001-01-01T00:00:00+05:00,interface,0.1,0.2\n"  # before year 1 in UTC
@@ -653,6 +656,7 @@ def test_impsy_folders_links_and_far_timestamps_in_logs(log_dir, tmp_path):
     )
     summary = impsy.convert(log_dir, tmp_path / "i.h5", progress=False)
     assert summary.skipped["not a regular file"] == ["loop.log", "x.log"]
+    assert summary.skipped["log larger than 1,000 bytes"] == ["big.log"]
     assert summary.dropped_points["log lines with a bad timestamp"] == 2
     assert summary.dropped_points["log lines with NaN or inf values"] == 2
     with data.open_store(tmp_path / "i.h5") as store:
