@@ -22,13 +22,14 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import svgwrite
 
 from mdnrnn._tf import keras, tf
-from mdnrnn import data
+from mdnrnn import data, outdir
 from mdnrnn.models import MixtureRNN, ModelConfig, build_model, load_model
 
 
@@ -151,15 +152,24 @@ def prepare_config(store_path, config: ModelConfig) -> ModelConfig:
         return config.replace(**changes)
 
 
-def datasets(store_path, config: ModelConfig, settings: TrainSettings):
-    """The train and valid `tf.data` pipelines for a config."""
-    kwargs = dict(pen=config.spec.pen, window=settings.window if config.spec.pen is None else None)
-    train = data.make_dataset(store_path, "train", settings.batch_size, seed=settings.seed, **kwargs)
-    valid = data.make_dataset(store_path, "valid", settings.batch_size, shuffle=False, **kwargs)
-    if settings.steps_per_epoch:
-        train = train.repeat().take(settings.steps_per_epoch)
-        train = train.apply(tf.data.experimental.assert_cardinality(settings.steps_per_epoch))
-    return train, valid
+def check_examples(store_path, config: ModelConfig, settings: TrainSettings):
+    """Checks that the train and valid splits yield examples for these settings.
+
+    Raises:
+        ValueError: naming the store, the split and why it yields nothing.
+    """
+    window = settings.window if config.spec.pen is None else None
+    with data.open_store(store_path, check_values=False) as store:
+        for split in ("train", "valid"):
+            count = data.count_examples(store, split, pen=config.spec.pen, window=window)
+            if count.sequences == 0:
+                raise ValueError(f"{store_path} has no {split} split (no sequences in it); "
+                                 "prepare the store with a train and a valid split.")
+            if count.examples == 0:
+                need = f"{window + 1} points (--seq-len {window} + 1)" if window else "2 points"
+                longest = int(store.lengths[store.split(split)].max())
+                raise ValueError(f"{store_path}: no {split} sequence is long enough; each example "
+                                 f"needs {need}, the longest has {longest}.")
 
 
 def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = TrainSettings(),
@@ -179,10 +189,29 @@ def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = Tr
 
     Raises:
         FileExistsError: If `run_dir` exists and `resume` is false.
+        ValueError: If the store does not fit the config, or its train or valid split yields
+            no examples (checked before `run_dir` is created).
         TrainingError: If the loss became NaN or inf (the last good checkpoint is kept).
+
+    A new run that fails before its first checkpoint removes `run_dir`, so a failure leaves
+    nothing behind except what `resume` can use.
     """
     run_dir = Path(run_dir)
     keras.utils.set_random_seed(settings.seed)
+    if not resume:
+        config = prepare_config(store_path, config)
+        check_examples(store_path, config, settings)
+        run_dir.mkdir(parents=True, exist_ok=False)
+        outdir.mark(run_dir, "run")
+    try:
+        return _train(store_path, config, run_dir, settings, resume, verbose)
+    except BaseException:
+        if not resume and not (run_dir / "last.keras").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing that --resume could use
+        raise
+
+
+def _train(store_path, config, run_dir, settings, resume, verbose):
     if resume:
         state_path = run_dir / "state.json"
         if not (run_dir / "last.keras").exists() or not state_path.exists():
@@ -195,8 +224,6 @@ def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = Tr
             model = load_model(run_dir / "last.keras")
         initial_epoch, best = state["epochs_done"], state["best_val_loss"]
     else:
-        config = prepare_config(store_path, config)
-        run_dir.mkdir(parents=True, exist_ok=False)
         _write_json_atomic(
             {"model": config.to_dict(), "train": dataclasses.asdict(settings), "data": str(store_path)},
             run_dir / "config.json",
@@ -217,10 +244,12 @@ def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = Tr
                   initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
                   shuffle=False)  # the pipeline shuffles with its own seed
     if checkpoint.nan_at is not None:
-        raise TrainingError(
-            "The loss became NaN or inf; training stopped. The last good checkpoint is kept in "
-            f"{run_dir / 'last.keras'}. Try a lower --lr."
-        )
+        if (run_dir / "last.keras").exists():
+            kept = (f"the last good checkpoint is {run_dir / 'last.keras'} "
+                    f"(--resume {run_dir} continues from it)")
+        else:
+            kept = f"no epoch had finished, so there is no checkpoint and {run_dir} was removed"
+        raise TrainingError(f"The loss became NaN or inf; training stopped: {kept}. Try a lower --lr.")
     best_model = load_model(run_dir / "best.keras") if (run_dir / "best.keras").exists() else model
     _save_atomic(best_model, run_dir / "model.keras")
     write_loss_curve(run_dir / "history.csv", run_dir / "loss.svg")
