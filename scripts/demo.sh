@@ -20,7 +20,7 @@ echo "== preparing a KanjiVG subset"
 
 echo "== training a small kanji model (a few minutes on 2 CPU cores)"
 .venv/bin/mdnrnn train --data "$out/kanji.h5" --preset kanji --units 256 --layers 1 --mixtures 10 \
-  --epochs 12 --batch-size 64 --lr 0.002 --verbose 2 --out "$out/run" --force
+  --epochs 12 --batch-size 64 --lr 0.002 --progress epoch --out "$out/run" --force
 
 echo "== generating 32 new characters"
 .venv/bin/mdnrnn generate --model "$out/run/model.keras" --n 32 --temperature 0.5 \
