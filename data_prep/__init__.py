@@ -9,13 +9,13 @@ python -m data_prep robojam (FILE.h5 | FILE.npz | --sample) --out touch.h5
 python -m data_prep impsy DIR_OR_NPZ [--dimension D] --out impsy.h5
 ```
 
-Each prints a progress bar and a summary (sequences, points, length
-percentiles, what was dropped and why). An existing output is only replaced
-with `--force`; a failed or interrupted conversion writes nothing. Every
-option that scales the work has bounds, given in `--help` and checked before
-any work (a usage error, exit status 2); so do single input files (see each
-importer). Input files are only read: `.npz` files without running code from
-them (`data_prep.common.load_npz`).
+Each prints a progress bar (on a terminal only) and a summary (sequences,
+points, length percentiles, what was dropped and why). An existing output is
+only replaced with `--force`; a failed or interrupted conversion writes
+nothing. Every option that scales the work has bounds, given in `--help` and
+checked before any work (a usage error, exit status 2); so do single input
+files (see each importer). Input files are only read: `.npz` files without
+running code from them (`data_prep.common.load_npz`).
 """
 
 import argparse
@@ -54,7 +54,8 @@ def _bounded(kind, bounds):
 def _common(parser, *, split=True):
     parser.add_argument("--out", required=True, metavar="STORE", help="the store (.h5) to write")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="hide the progress bar (drawn on a terminal only)")
     if split:
         low, high = SEED_RANGE
         parser.add_argument("--seed", type=_bounded(int, SEED_RANGE), default=0, metavar="N",

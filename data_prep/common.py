@@ -8,6 +8,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from mdnrnn import data
 
@@ -111,11 +112,7 @@ class Summary:
         split_text = ", ".join(f"{k} {v:,}" for k, v in self.splits.items())
         lines.append(f"sequences: {self.sequences:,} ({split_text})")
         lines.append(f"points:    {self.points:,}")
-        if len(self.lengths):
-            p = np.percentile(self.lengths, [0, 5, 50, 95, 100]).round(1)
-            lines.append(
-                "lengths:   min {:g}, p5 {:g}, median {:g}, p95 {:g}, max {:g}".format(*p)
-            )
+        lines.append(f"lengths:   {data.describe_lengths(self.lengths)}")
         if self.points_read is not None:
             dropped = sum(self.dropped_points.values())
             lines.append(
@@ -222,6 +219,15 @@ def sequence_list(path, key, array):
     return list(array)
 
 
+def progress_bar(iterable=None, *, shown=True, **kwargs):
+    """A `tqdm` progress bar, drawn only if `shown` and stderr is a terminal.
+
+    Piped or captured stderr gets no bar, only the summary or the one-line
+    error.
+    """
+    return tqdm(iterable, disable=None if shown else True, **kwargs)
+
+
 def as_float32(array):
     """`array` as float32; numbers beyond float32's range become +-inf, without a warning.
 
@@ -248,14 +254,14 @@ def load_npz(path):
     arrays (sketch-rnn's and RoboJam's ragged lists, pickled, maybe by Python
     2) are unpickled by `_ArrayUnpickler`, which can build nothing but NumPy
     arrays. Only integer and float numbers are accepted: an object array must
-    hold numeric arrays only.
+    hold numeric arrays of one or more dimensions (sequences) only.
 
     Args:
         path: the file.
 
     Returns:
         A dict from key to array: integer or float arrays, or object arrays
-        whose elements are integer or float arrays.
+        whose elements are integer or float arrays of at least one dimension.
 
     Raises:
         PrepError: if the file is missing, not a readable `.npz`, larger than
@@ -324,6 +330,10 @@ def _unpickle_array(path, key, f, shape):
             what = item.dtype if isinstance(item, np.ndarray) else type(item).__name__
             raise PrepError(
                 f"{path}: {key}[{index}] is {what}, expected an array of integers or floats"
+            )
+        if item.ndim == 0:
+            raise PrepError(
+                f"{path}: {key}[{index}] is 0-d (one value), expected a sequence of numbers"
             )
     return array
 

@@ -35,7 +35,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from data_prep.common import (
     PrepError,
@@ -46,6 +45,7 @@ from data_prep.common import (
     finish,
     load_npz,
     open_writer,
+    progress_bar,
     sequence_list,
 )
 
@@ -182,7 +182,7 @@ def _from_logs(directory, dimension, writer, summary, progress):
     summary.notes.append(
         f"{len(files)} log files of dimension {dimension} (dt + {dimension - 1} values)"
     )
-    for path in tqdm(files, desc="impsy", unit="log", disable=not progress):
+    for path in progress_bar(files, shown=progress, desc="impsy", unit="log"):
         try:
             rows = parse_log(path, dimension - 1, summary)
         except OSError as exc:
@@ -204,7 +204,7 @@ def _from_npz(path, writer, summary, progress):
     perfs = sequence_list(path, NPZ_KEY, arrays[NPZ_KEY])
     low, high = DIMENSION_RANGE
     width = None
-    for i, perf in enumerate(tqdm(perfs, desc="impsy", unit="perf", disable=not progress)):
+    for i, perf in enumerate(progress_bar(perfs, shown=progress, desc="impsy", unit="perf")):
         shape = np.shape(perf)
         size = shape[0] if len(shape) else 0
         summary.points_read += size

@@ -30,9 +30,16 @@ from pathlib import Path
 import numpy as np
 import svgpathtools
 from simplification.cutil import simplify_coords
-from tqdm import tqdm
 
-from data_prep.common import PrepError, Summary, check_range, check_split, finish, open_writer
+from data_prep.common import (
+    PrepError,
+    Summary,
+    check_range,
+    check_split,
+    finish,
+    open_writer,
+    progress_bar,
+)
 from mdnrnn import formats
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -291,7 +298,7 @@ def convert(
         out, kind="stroke3", force=force, source=summary.source, licence=LICENCE,
         seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction,
     ) as writer:
-        for path in tqdm(files, desc="kanjivg", unit="file", disable=not progress):
+        for path in progress_bar(files, shown=progress, desc="kanjivg", unit="file"):
             try:
                 strokes = read_strokes(path, sample_step=sample_step, epsilon=epsilon)
             except SvgError as exc:

@@ -25,7 +25,6 @@ Performances are split into train / valid / test at random with a seed.
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
 from data_prep.common import (
     MAX_ARRAY_BYTES,
@@ -36,6 +35,7 @@ from data_prep.common import (
     finish,
     load_npz,
     open_writer,
+    progress_bar,
     require_file,
     sequence_list,
 )
@@ -196,7 +196,7 @@ def convert(
         seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction,
     ) as writer:
         for i, performance in enumerate(
-            tqdm(performances, desc="robojam", unit="performance", disable=not progress)
+            progress_bar(performances, shown=progress, desc="robojam", unit="performance")
         ):
             rows = clean(performance, summary)
             if len(rows) == 0:

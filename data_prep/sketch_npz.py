@@ -16,7 +16,6 @@ finite values and pen values 0 / 1 are skipped and named in the summary.
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from data_prep.common import (
     PrepError,
@@ -25,6 +24,7 @@ from data_prep.common import (
     finish,
     load_npz,
     open_writer,
+    progress_bar,
     require_file,
     sequence_list,
 )
@@ -116,19 +116,18 @@ def convert(files, out, *, sample=False, force=False, progress=True):
     summary.points_read = 0
     with open_writer(out, kind="stroke3", force=force, source=summary.source,
                      licence=LICENCE) as writer:
-        bar = tqdm(total=0, desc="sketch-npz", unit="drawing", disable=not progress)
-        for path in files:
-            splits = load_splits(path)
-            bar.total += sum(len(drawings) for drawings in splits.values())
-            for name, drawings in splits.items():
-                for i, drawing in enumerate(drawings):
-                    bar.update()
-                    rows, problem = _check_drawing(drawing)
-                    size = len(drawing) if np.ndim(drawing) else 0
-                    summary.points_read += size
-                    if problem:
-                        summary.skip(problem, f"{path.name}:{name}[{i}]", points=size)
-                        continue
-                    writer.add(rows, label=path.stem, split=name)
-        bar.close()
+        with progress_bar(shown=progress, total=0, desc="sketch-npz", unit="drawing") as bar:
+            for path in files:
+                splits = load_splits(path)
+                bar.total += sum(len(drawings) for drawings in splits.values())
+                for name, drawings in splits.items():
+                    for i, drawing in enumerate(drawings):
+                        bar.update()
+                        rows, problem = _check_drawing(drawing)
+                        size = len(drawing) if np.ndim(drawing) else 0
+                        summary.points_read += size
+                        if problem:
+                            summary.skip(problem, f"{path.name}:{name}[{i}]", points=size)
+                            continue
+                        writer.add(rows, label=path.stem, split=name)
         return finish(writer, summary)

@@ -228,9 +228,8 @@ def _sketch_case(folder, case):
     path = folder / f"{case}.npz"
     good = np.array([[1, 2, 1]], dtype=np.int16)
     if case == "0-d drawing":
-        np.savez(path, train=_objects(np.array(5, dtype=np.int16)))
-        return path, (f"no sequences to write (not a non-empty (n, 3) array: "
-                      f"{path.name}:train[0]); nothing written")
+        np.savez(path, train=_objects(np.array(5, dtype=np.int16), good))
+        return path, f"{path}: train[0] is 0-d (one value), expected a sequence of numbers"
     if case == "npy renamed":
         np.save(folder / "drawings.npy", np.zeros((2, 3)))
         (folder / "drawings.npy").rename(path)
