@@ -1136,8 +1136,7 @@ class _Plan:
 
     path: Path
     n_columns: int
-    mean: np.ndarray
-    std: np.ndarray
+    codec: formats.RowCodec  # data rows -> model input rows and targets
     mode: str  # "categorical", "bernoulli", "window" or "next"
     stride: int | None  # window mode: rows between window starts
     span: int | None  # window mode: rows per window (window + 1)
@@ -1268,8 +1267,13 @@ def _plan(store, split, mode, window, stride, block_rows):
     return _Plan(
         path=store.path,
         n_columns=len(store.columns),
-        mean=store.mean.astype(np.float32),
-        std=store.std.astype(np.float32),
+        codec=formats.RowCodec(
+            store.kind,
+            store.n_continuous,
+            mode if mode in PEN_MODES else None,
+            store.mean.astype(np.float32),
+            store.std.astype(np.float32),
+        ),
         mode=mode,
         stride=stride,
         span=None if window is None else window + 1,
@@ -1334,35 +1338,36 @@ def _batches(plan, batch_size, shuffle, drop_remainder, shuffle_blocks, seed):
 
 
 def _make_batch(plan, rows, starts, lengths):
-    """Pads raw examples to the longest and converts them to model rows."""
+    """Pads raw examples to the longest and converts them to model rows.
+
+    Rows go through the row codec (`plan.codec`, see `mdnrnn.formats`): model inputs,
+    start rows and targets are encoded there and nowhere else.
+    """
     t = int(lengths.max())
     steps = np.arange(t)
     real = steps[None, :] < lengths[:, None]  # [B, T]
     index = np.minimum(starts[:, None] + steps[None, :], len(rows) - 1)
-    raw = formats.normalize(rows[index], plan.mean, plan.std)  # [B, T, C]
+    codec = plan.codec
+    model = codec.encode(rows[index])  # [B, T, F_in]
+    raw = codec.targets(rows[index])  # [B, T, C]
+    model[~real] = 0.0
     raw[~real] = 0.0
     b = len(starts)
     if plan.mode == "categorical":
         # inputs: start token + stroke-5 rows; targets: (dx, dy, class) + end row.
-        xy, pen = raw[..., :2], raw[..., 2]
-        inputs = np.zeros((b, t + 1, 5), dtype=np.float32)
-        inputs[:, 0, 2] = 1.0
-        inputs[:, 1:, :2] = xy
-        inputs[:, 1:, 2] = np.where(real, 1.0 - pen, 0.0)
-        inputs[:, 1:, 3] = pen
+        inputs = np.concatenate([np.tile(codec.start_row, (b, 1, 1)), model], 1)
         targets = np.zeros((b, t + 1, 3), dtype=np.float32)
         targets[:, :t] = raw
-        targets[np.arange(b), lengths, 2] = 2.0
+        targets[np.arange(b), lengths, 2] = formats.END_OF_DRAWING
         weights = np.arange(t + 1)[None, :] < (lengths + 1)[:, None]
     elif plan.mode == "bernoulli":
-        inputs = np.zeros((b, t, 3), dtype=np.float32)
-        inputs[:, 0, 2] = 1.0
-        inputs[:, 1:] = raw[:, :-1]
+        # inputs: start row (0, 0, 1) + rows [:-1]; targets: the rows.
+        inputs = np.concatenate([np.tile(codec.start_row, (b, 1, 1)), model[:, :-1]], 1)
         inputs[~real] = 0.0
         targets = raw
         weights = real
     else:  # next-step prediction over windows or whole sequences
-        inputs, targets = raw[:, :-1], raw[:, 1:]
+        inputs, targets = model[:, :-1], raw[:, 1:]
         weights = real[:, 1:]
         inputs = inputs * weights[..., None]
     return inputs, targets, weights.astype(np.float32)

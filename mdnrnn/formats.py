@@ -48,6 +48,39 @@ timestamp; `dt` is the difference of consecutive timestamps of the
 always the leading `D` columns of a row (only stroke-3 has a trailing
 discrete column, `pen_lift`), so `(x - mean) / std` applies to `x[..., :D]`
 and leaves the rest untouched. Statistics come from the training split only.
+
+**Pen lift**: a stroke-3 pen value counts as "lifted" when it is at least
+`PEN_LIFT_THRESHOLD` (0.5; `pen_lifted`), everywhere: encoding, splitting into
+strokes, export.
+
+**Model rows and the row codec** (`RowCodec`): what a model reads and what its
+samples become, in one place, used by the training pipeline
+(`mdnrnn.data.make_dataset`), both generation paths (`mdnrnn.Generator`) and
+the exporters.
+
+- Model input rows: a categorical-pen (stroke-5) model reads normalised
+  stroke-5 rows; a Bernoulli-pen model reads normalised stroke-3 rows (pen bit
+  0/1); touch and IMPSY models read the normalised rows. An all-zero model row
+  is padding: the model's `Masking` layer skips it.
+- Start rows, fed before anything else when a sequence starts from nothing:
+  the stroke-5 start token `(0, 0, 1, 0, 0)`; for stroke-3 models `(0, 0, 1)`
+  (pen up at the origin, in normalised units); for touch and IMPSY models the
+  data row of a first event at the centre: every position or controller value
+  `START_VALUE` (0.5) and `dt = 0` (RoboJam records a performance's first
+  touch with `dt = 0`), normalised. The training pipeline feeds drawings after
+  the start token, and touch/IMPSY windows begin, from a zero state, with a
+  real row (the first window of a performance with its `dt = 0` first touch),
+  so a touch prefix is fed as it is and the start row stands in for a first
+  event only when generating from scratch. No start row is all zeros, so the
+  model never mistakes one for padding (`RowCodec` refuses normalisation
+  statistics that would make it so).
+- Decoding a sample (model units, from `mixture_distribution` or the NumPy
+  sampler): denormalise the continuous values, clip touch `x, y` and IMPSY
+  values into [0, 1] and every `dt` to at least `MIN_DT`, then re-encode the
+  clipped row as the next model input. A stroke-5 pen class maps through
+  `STROKE5_CLASS_ROWS` (data row) and `STROKE5_CLASS_MODEL_ROWS` (model row):
+  "end of drawing" (`END_OF_DRAWING`, class 2) becomes the data row
+  `(0, 0, 1)` and the model row `(0, 0, 0, 0, 1)`.
 """
 
 import numpy as np
@@ -58,6 +91,32 @@ KINDS = ("stroke3", "touch", "impsy")
 
 STROKE5_START = np.array([0.0, 0.0, 1.0, 0.0, 0.0], dtype=np.float32)
 STROKE5_END = np.array([0.0, 0.0, 0.0, 0.0, 1.0], dtype=np.float32)
+
+# A stroke-3 pen value at or above this means the pen lifts after the point.
+PEN_LIFT_THRESHOLD = 0.5
+# Stroke-5 pen classes (the categorical pen's values): pen down, pen up, end of drawing.
+PEN_DOWN, PEN_UP, END_OF_DRAWING = 0, 1, 2
+# Pen class -> data row factors `(dx, dy, pen_lift)`: dx and dy hold the factor the
+# offsets are multiplied by, 0 for "end of drawing" (which also reads as a pen lift).
+STROKE5_CLASS_ROWS = np.array([[1, 1, 0], [1, 1, 1], [0, 0, 1]], np.float32)
+# Pen class -> model row factors `(dx, dy, p1, p2, p3)`, the same way.
+STROKE5_CLASS_MODEL_ROWS = np.array([[1, 1, 1, 0, 0], [1, 1, 0, 1, 0], [0, 0, 0, 0, 1]], np.float32)
+# Smallest dt (seconds) of a decoded touch or IMPSY row.
+MIN_DT = 1e-3
+# Every position / controller value of the touch and IMPSY start row (dt is 0).
+START_VALUE = 0.5
+
+
+def pen_lifted(pen):
+    """Whether a stroke-3 pen value means "the pen lifts": `pen >= PEN_LIFT_THRESHOLD`.
+
+    Args:
+        pen: array-like of pen values (0/1, or soft values from a sampler).
+
+    Returns:
+        A boolean array of the same shape.
+    """
+    return np.asarray(pen) >= PEN_LIFT_THRESHOLD
 
 
 def impsy_columns(n_values):
@@ -196,7 +255,7 @@ def stroke3_to_strokes(stroke3, origin=(0.0, 0.0)):
     """
     stroke3 = np.asarray(stroke3).reshape(-1, 3)
     points = offsets_to_points(stroke3[:, :2], origin)
-    ends = np.flatnonzero(stroke3[:, 2] > 0.5) + 1
+    ends = np.flatnonzero(pen_lifted(stroke3[:, 2])) + 1
     return [s for s in np.split(points, ends) if len(s)]
 
 
@@ -209,8 +268,8 @@ def stroke3_to_stroke5(stroke3, max_len=None):
             `(0, 0, 0, 0, 1)`. Defaults to `None` (no padding).
 
     Returns:
-        Float32 array `(n, 5)` (or `(max_len, 5)`) with `p1 = 1 - pen_lift`,
-        `p2 = pen_lift`, `p3 = 0` on the real rows.
+        Float32 array `(n, 5)` (or `(max_len, 5)`) with `p2 = 1` where the pen
+        lifts (`pen_lifted`), else `p1 = 1`, and `p3 = 0` on the real rows.
 
     Raises:
         ValueError: if `max_len` is smaller than the number of rows.
@@ -223,33 +282,34 @@ def stroke3_to_stroke5(stroke3, max_len=None):
             f"Received max_len={max_len}, smaller than the drawing's {n} rows."
         )
     out = np.tile(STROKE5_END, (total, 1))
-    out[:n, :2] = stroke3[:, :2]
-    out[:n, 2] = 1.0 - stroke3[:, 2]
-    out[:n, 3] = stroke3[:, 2]
-    out[:n, 4] = 0.0
+    out[:n] = STROKE5_CLASS_MODEL_ROWS[pen_lifted(stroke3[:, 2]).astype(np.intp)]
+    out[:n, :2] *= stroke3[:, :2]
     return out
 
 
-def stroke5_to_stroke3(stroke5):
+def stroke5_to_stroke3(stroke5, dtype=np.float32):
     """Stroke-5 rows to stroke-3 rows, stopping at the end-of-drawing state.
 
     The pen state of a row is the argmax of `(p1, p2, p3)`, so one-hot rows and
-    probabilities both work. Rows from the first end-of-drawing row on
-    (including padding) are dropped.
+    probabilities both work. A leading start token `(0, 0, 1, 0, 0)` is dropped
+    (as in sketch-rnn's `to_normal_strokes`), and so are the rows from the first
+    end-of-drawing row on (including padding).
 
     Args:
         stroke5: array `(n, 5)`.
+        dtype: float type of the result. Defaults to float32.
 
     Returns:
-        Float32 array `(m, 3)`, `m <= n`, of `dx, dy, pen_lift`.
+        Array `(m, 3)`, `m <= n`, of `dx, dy, pen_lift`.
     """
-    stroke5 = np.asarray(stroke5, dtype=np.float32).reshape(-1, 5)
+    stroke5 = np.asarray(stroke5, dtype=dtype).reshape(-1, 5)
     state = np.argmax(stroke5[:, 2:], axis=1)  # 0 down, 1 up, 2 end
-    ended = np.flatnonzero(state == 2)
+    ended = np.flatnonzero(state == END_OF_DRAWING)
     n = ended[0] if len(ended) else len(stroke5)
-    out = np.empty((n, 3), dtype=np.float32)
-    out[:, :2] = stroke5[:n, :2]
-    out[:, 2] = (state[:n] == 1).astype(np.float32)
+    first = 1 if n > 0 and np.array_equal(stroke5[0], STROKE5_START) else 0
+    out = STROKE5_CLASS_ROWS[state[first:n]].astype(dtype)
+    out[:, :2] *= stroke5[first:n, :2]
+    out[:, :2] += 0.0  # -0.0 -> 0.0
     return out
 
 
@@ -316,3 +376,176 @@ def denormalize(values, mean, std):
         mean, np.float32
     )
     return out
+
+
+class RowCodec:
+    """Data rows <-> model rows for one model: the row codec (see the module note).
+
+    Encodes data rows (stroke-3, touch or IMPSY, in data units) as model input rows,
+    gives the start rows, and decodes samples (model units) into data rows plus the model
+    rows fed back next. `decode` (NumPy) and `decode_tf` (TensorFlow, for compiled loops)
+    are built from the same tables and constants and give the same rows.
+
+    Args:
+        kind: `"stroke3"`, `"touch"` or `"impsy"`.
+        dim: number of continuous columns D (2 for stroke-3, 3 for touch, 1 + n for IMPSY).
+        pen: `None`, `"bernoulli"` (stroke-3 model rows) or `"categorical"` (stroke-5
+            model rows); stroke-3 needs one, the others none. Defaults to `None`.
+        mean: per continuous column, the training data's mean `(D,)`. Defaults to zeros.
+        std: per continuous column, the training data's standard deviation `(D,)`.
+            Defaults to ones.
+
+    Raises:
+        ValueError: for an unknown kind, a pen that does not fit it, statistics of the
+            wrong length, or statistics that make the start row all zeros (padding).
+
+    Example:
+
+    >>> codec = RowCodec("touch", 3, mean=(0.5, 0.5, 0.1), std=(0.3, 0.3, 0.1))
+    >>> codec.start_rows(1)
+    array([[ 0.,  0., -1.]], dtype=float32)
+    """
+
+    def __init__(self, kind, dim, pen=None, mean=None, std=None):
+        if kind not in KINDS:
+            raise ValueError(f"Unknown sequence kind {kind!r}; expected one of {KINDS}.")
+        if (kind == "stroke3") != (pen is not None) or pen not in (None, "bernoulli", "categorical"):
+            raise ValueError(
+                "Received an invalid value for `pen`, expected 'bernoulli' or 'categorical' "
+                f"for stroke3 rows and None otherwise. Received: kind={kind!r}, pen={pen!r}"
+            )
+        self.kind, self.dim, self.pen = kind, int(dim), pen
+        self.columns = default_columns(kind, self.dim + (1 if pen else 0))
+        self.mean = np.zeros(dim, np.float32) if mean is None else np.asarray(mean, np.float32)
+        self.std = np.ones(dim, np.float32) if std is None else np.asarray(std, np.float32)
+        if self.mean.shape != (dim,) or self.std.shape != (dim,):
+            raise ValueError(
+                f"`mean` and `std` need {dim} values (one per continuous column). "
+                f"Received: mean={self.mean.tolist()}, std={self.std.tolist()}"
+            )
+        self.input_size = {None: dim, "bernoulli": dim + 1, "categorical": dim + 3}[pen]
+        self.dt_index = self.columns.index("dt") if "dt" in self.columns else None
+        # Clip bounds of decoded rows, in data units (None: stroke-3 offsets are unbounded).
+        if kind == "stroke3":
+            self.low = self.high = None
+        else:
+            dt = np.arange(dim) == self.dt_index
+            self.low = np.where(dt, MIN_DT, 0.0).astype(np.float32)
+            self.high = np.where(dt, np.inf, 1.0).astype(np.float32)
+        if pen == "categorical":
+            self.start_row = STROKE5_START.copy()
+        elif pen == "bernoulli":
+            self.start_row = np.array([0.0, 0.0, 1.0], np.float32)
+        else:
+            first_event = np.where(np.arange(dim) == self.dt_index, 0.0, START_VALUE)
+            self.start_row = normalize(first_event, self.mean, self.std)
+            if not self.start_row.any():
+                raise ValueError(
+                    f"The start row {first_event.tolist()} normalises to all zeros, which the "
+                    f"model reads as padding; mean={self.mean.tolist()} is exactly that row. "
+                    "Compute `mean` and `std` from the training data."
+                )
+
+    # ------------------------------------------------------------------ encoding
+    def start_rows(self, batch_size):
+        """`batch_size` copies of the start row, model units `(batch_size, input_size)`."""
+        return np.tile(self.start_row, (batch_size, 1))
+
+    def encode(self, rows):
+        """Data rows `(..., columns)` to model input rows `(..., input_size)`, float32."""
+        rows = np.asarray(rows, np.float32)
+        out = normalize(rows, self.mean, self.std)
+        if self.pen is None:
+            return out
+        lifted = pen_lifted(rows[..., self.dim])
+        if self.pen == "bernoulli":
+            out[..., self.dim] = lifted
+            return out
+        model = STROKE5_CLASS_MODEL_ROWS[lifted.astype(np.intp)]  # [..., 5]
+        model[..., :2] *= out[..., :2]
+        return model
+
+    def targets(self, rows):
+        """Data rows to training targets `(..., columns)`: normalised, the pen as 0/1.
+
+        For a categorical pen, 0/1 is the class (pen down / up); the training pipeline
+        appends `END_OF_DRAWING` after the last row.
+        """
+        rows = np.asarray(rows, np.float32)
+        out = normalize(rows, self.mean, self.std)
+        if self.pen is not None:
+            out[..., self.dim] = pen_lifted(rows[..., self.dim])
+        return out
+
+    # ------------------------------------------------------------------ decoding
+    def decode(self, values, pen=None):
+        """A sample in model units to data rows and the model rows fed back next.
+
+        Args:
+            values: float32 `(B, D)`, the continuous part in model (normalised) units.
+            pen: `(B,)`: a class index (0, 1, 2) for a categorical pen, 0/1 for a
+                Bernoulli pen; `None` without a pen.
+
+        Returns:
+            `(rows, model_rows)`: float32 `(B, columns)` in data units, clipped, and
+            `(B, input_size)`.
+        """
+        model_values = values
+        values = values * self.std
+        values += self.mean
+        if self.low is not None:  # clip in data units, then encode the clipped rows
+            np.maximum(values, self.low, out=values)
+            np.minimum(values, self.high, out=values)
+            model_values = values - self.mean
+            model_values /= self.std
+        if self.pen is None:
+            return values, model_values
+        d = self.dim
+        if self.pen == "bernoulli":
+            rows = np.empty((len(values), d + 1), np.float32)
+            rows[:, :d] = values
+            rows[:, d] = pen_lifted(pen)
+            model_rows = rows.copy()
+            model_rows[:, :d] = model_values
+            return rows, model_rows
+        rows = STROKE5_CLASS_ROWS[pen]
+        rows[:, :2] *= values
+        rows[:, :2] += _ZERO  # -0.0 -> 0.0 where "end of drawing" zeroed them
+        model_rows = STROKE5_CLASS_MODEL_ROWS[pen]
+        model_rows[:, :2] *= model_values
+        return rows, model_rows
+
+    def decode_tf(self, sample):
+        """`decode` in TensorFlow, for a sample `(B, target_size)` of `mixture_distribution`.
+
+        Returns:
+            `(rows, model_rows, end)`: as `decode`, plus a boolean `(B,)` that is true
+            where a stroke-5 pen drew "end of drawing".
+        """
+        from mdnrnn._tf import tf
+
+        d = self.dim
+        model_values = sample[:, :d]
+        values = model_values * self.std + self.mean
+        if self.low is not None:
+            values = tf.minimum(tf.maximum(values, self.low), self.high)
+            model_values = (values - self.mean) / self.std
+        no_end = tf.zeros(tf.shape(values)[:1], tf.bool)
+        if self.pen is None:
+            return values, model_values, no_end
+        pen = sample[:, d]
+        if self.pen == "bernoulli":
+            lifted = tf.cast(pen >= PEN_LIFT_THRESHOLD, values.dtype)[:, None]
+            return tf.concat([values, lifted], 1), tf.concat([model_values, lifted], 1), no_end
+        pen = tf.cast(pen, tf.int32)
+        factors = tf.gather(STROKE5_CLASS_ROWS, pen)  # [B, 3]
+        model_factors = tf.gather(STROKE5_CLASS_MODEL_ROWS, pen)  # [B, 5]
+        # The factors are 0 or 1: where() rather than a product keeps "end of drawing" +0.0.
+        rows = tf.concat([tf.where(factors[:, :2] > 0, values, 0.0), factors[:, 2:]], 1)
+        model_rows = tf.concat(
+            [tf.where(model_factors[:, :2] > 0, model_values, 0.0), model_factors[:, 2:]], 1
+        )
+        return rows, model_rows, tf.equal(pen, END_OF_DRAWING)
+
+
+_ZERO = np.array(0.0, np.float32)

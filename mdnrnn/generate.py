@@ -21,10 +21,10 @@ from mdnrnn import formats
 from mdnrnn.mixture import MIN_SCALE, mixture_distribution, split_params
 from mdnrnn.models import MixtureRNN
 
-# Smallest dt (seconds) a generated touch or IMPSY row can have.
-MIN_DT = 1e-3
+# Smallest dt (seconds) a generated touch or IMPSY row can have (see `mdnrnn.formats`).
+MIN_DT = formats.MIN_DT
 # Class index of the end-of-drawing pen state in a categorical (stroke-5) target.
-END_OF_DRAWING = 2
+END_OF_DRAWING = formats.END_OF_DRAWING
 
 
 class Generator:
@@ -61,8 +61,10 @@ class Generator:
             )
         self.config = config = model.config
         self.spec = config.spec
-        # The data's columns (see `mdnrnn.formats`): what prefixes hold and outputs give.
-        self.columns = list(formats.default_columns(config.data_kind, config.spec.target_size))
+        # The row codec: encodes inputs, start rows, decodes samples (see `mdnrnn.formats`).
+        self.codec = formats.RowCodec(config.data_kind, config.spec.dim, config.spec.pen, *config.normalisation)
+        # The data's columns: what prefixes hold and outputs give.
+        self.columns = list(self.codec.columns)
         self.temperature = temperature
         self.sigma_temperature = sigma_temperature
         self._rng = np.random.default_rng(seed)
@@ -106,8 +108,10 @@ class Generator:
     def reset(self, batch_size: int = 1):
         """Starts `batch_size` fresh sequences: zero state, then the start row.
 
-        The start row is the stroke-5 start token (0, 0, 1, 0, 0), the stroke-3 row
-        (0, 0, 1) (pen up at the origin), or for touch and IMPSY data the data mean.
+        The start row (`formats.RowCodec.start_row`) is the stroke-5 start token
+        (0, 0, 1, 0, 0), the stroke-3 row (0, 0, 1) (pen up at the origin), or for touch
+        and IMPSY data a first event at the centre (values 0.5, dt 0), normalised; never
+        all zeros, so the training model reads it as a real step, not padding.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(
@@ -141,7 +145,8 @@ class Generator:
         """Resets to one sequence per prefix and feeds the prefixes through the model.
 
         Drawings are fed after the start row, as in training; touch and IMPSY prefixes
-        are fed as they are. Afterwards `step` and `generate` continue each prefix.
+        are fed as they are, as training windows begin (with a real row, from a zero
+        state). Afterwards `step` and `generate` continue each prefix.
 
         Args:
             prefixes: A list of arrays in data units and columns (stroke-3, touch or
@@ -165,7 +170,7 @@ class Generator:
             active = lengths > t
             rows = np.stack([p[min(t, len(p) - 1)] for p in prefixes])
             h, c = list(self._h), list(self._c)
-            params = self._advance(self._encode(rows))
+            params = self._advance(self.codec.encode(rows))
             for layer in range(len(self._h)):  # finished prefixes keep their state
                 self._h[layer] = np.where(active[:, None], self._h[layer], h[layer])
                 self._c[layer] = np.where(active[:, None], self._c[layer], c[layer])
@@ -194,8 +199,7 @@ class Generator:
             pen_lift 1; use `generate` for whole sequences with stop rules.
         """
         params = self._params
-        sample = self._sample_numpy(params)
-        rows, model_rows = self._decode_numpy(sample)
+        rows, model_rows = self.codec.decode(*self._sample_numpy(params))
         self._params = self._advance(model_rows)
         if "dt" in self.columns:
             self._elapsed += rows[:, self.columns.index("dt")]
@@ -259,11 +263,7 @@ class Generator:
 
     # -------------------------------------------------------------- helpers
     def _start_rows(self, batch_size):
-        """Model rows fed first: stroke-5 (0,0,1,0,0), stroke-3 (0,0,1), else the data mean."""
-        rows = np.zeros((batch_size, self.config.input_size), np.float32)
-        if self.spec.pen is not None:
-            rows[:, 2] = 1.0
-        return rows
+        return self.codec.start_rows(batch_size)
 
     def _check_rows(self, rows, name):
         rows = np.asarray(rows, dtype=np.float32)
@@ -277,11 +277,6 @@ class Generator:
             raise ValueError(f"`{name}` contains NaN or inf values.")
         return rows
 
-    def _encode(self, rows):
-        """Data rows -> model input rows: normalised, the pen as a stroke-5 one-hot or bit."""
-        rows = formats.normalize(rows, self._mean, self._std)
-        return formats.stroke3_to_stroke5(rows) if self.spec.pen == "categorical" else rows
-
     # The NumPy path below runs once per `step`, so at batch size 1 its cost is mostly
     # the fixed overhead of each NumPy call: it keeps calls few, works in place in
     # preallocated float32 arrays and draws the random numbers of a step in two calls.
@@ -289,8 +284,6 @@ class Generator:
     def _init_numpy_tables(self):
         """Constants of the NumPy sampler and decoder, made once."""
         k, d = self.spec.components, self.spec.dim
-        columns = self.columns[:d]
-        self._clip_bounds = _clip_bounds(columns)
         # Columns of the mixture logits, then of a categorical pen's logits.
         self._logit_columns = np.arange(k)
         if self.spec.pen == "categorical":
@@ -298,11 +291,6 @@ class Generator:
         # Component -> its loc and scale columns in a params row: [K, 2D].
         offsets = np.concatenate([np.arange(d), k * d + np.arange(d)])  # component 0's loc, scale
         self._loc_scale_columns = k + np.arange(k)[:, None] * d + offsets
-        # Stroke-5 pen class (down, up, end of drawing) -> its data row (dx, dy, pen_lift)
-        # and model row (dx, dy, one-hot). dx and dy hold the factor the sampled offsets are
-        # multiplied by: 0 for "end of drawing", which also reads as a pen lift.
-        self._pen_rows = np.array([[1, 1, 0], [1, 1, 1], [0, 0, 1]], np.float32)
-        self._pen_model_rows = np.array([[1, 1, 1, 0, 0], [1, 1, 0, 1, 0], [0, 0, 0, 0, 1]], np.float32)
 
     def _work_arrays(self, batch_size):
         """Preallocated arrays, and views into them, for one batch size (the last used)."""
@@ -392,43 +380,16 @@ class Generator:
             return values, (rng.random(batch) < probability).astype(np.float32)
         return values, None
 
-    def _decode_numpy(self, sample):
-        """A model-space sample -> (data rows, model input rows for the next step)."""
-        model_values, pen = sample
-        values = model_values * self._std
-        values += self._mean
-        if self._clip_bounds is not None:  # clip in data units, then encode the clipped rows
-            np.maximum(values, self._clip_bounds[0], out=values)
-            np.minimum(values, self._clip_bounds[1], out=values)
-            model_values = values - self._mean
-            model_values /= self._std
-        if pen is None:
-            return values, model_values
-        d = self.spec.dim
-        if self.spec.pen == "bernoulli":
-            rows = np.empty((len(values), d + 1), np.float32)
-            rows[:, :d] = values
-            rows[:, d] = pen
-            model_rows = rows.copy()
-            model_rows[:, :d] = model_values
-            return rows, model_rows
-        rows = self._pen_rows[pen]
-        rows[:, :2] *= values
-        np.add(rows[:, :2], _ZERO, out=rows[:, :2])  # -0.0 -> 0.0 where "end of drawing" zeroed them
-        model_rows = self._pen_model_rows[pen]
-        model_rows[:, :2] *= model_values
-        return rows, model_rows
-
     def _build_loop(self, max_steps):
         """This generator's weights bound to the compiled loop for `max_steps`.
 
         The loop is compiled with XLA once per kind of model and shared by every
         generator of that kind: weights and normalisation are arguments, not constants.
         """
-        key = (self.spec, tuple(self.columns), max_steps)
+        key = (self.spec, self.codec.kind, max_steps)
         loop = _LOOPS.get(key)
         if loop is None:
-            loop = _LOOPS[key] = _generation_loop(self.spec, self.columns, max_steps)
+            loop = _LOOPS[key] = _generation_loop(self.spec, self.codec.kind, max_steps)
         weights = (
             [tf.constant(kernel) for kernel, _ in self._lstm],
             [tf.constant(bias) for _, bias in self._lstm],
@@ -460,22 +421,10 @@ def _check_temperature(value, name):
     return number
 
 
-def _clip_bounds(columns):
-    """Lowest and highest value of each continuous column: touch x, y and IMPSY controls
-    in [0, 1], dt at least `MIN_DT`; `None` for drawings (stroke-3 offsets are unbounded)."""
-    if columns[0] == "dx":
-        return None
-    low = np.array([MIN_DT if c == "dt" else 0.0 for c in columns], np.float32)
-    high = np.array([np.inf if c == "dt" else 1.0 for c in columns], np.float32)
-    return low, high
-
-
-def _generation_loop(spec, columns, max_steps):
+def _generation_loop(spec, kind, max_steps):
     """The whole-sequence loop (LSTM step, sampling through `mixture_distribution`,
     stop rules) as one XLA-compiled TensorFlow function; see `Generator.generate`."""
     k, d = spec.components, spec.dim
-    dt_index = columns.index("dt") if "dt" in columns else None
-    bounds = _clip_bounds(columns)
     scale_mask = np.zeros(spec.params_size, bool)
     scale_mask[k + k * d : k + 2 * k * d] = True
 
@@ -493,28 +442,14 @@ def _generation_loop(spec, columns, max_steps):
         params = tf.where(scale_mask, tf.nn.softplus(params) + MIN_SCALE, params)
         return params, new_h, new_c
 
-    def decode(sample, mean, std):
-        values = sample[:, :d] * std + mean
-        if bounds is not None:
-            values = tf.minimum(tf.maximum(values, bounds[0]), bounds[1])
-        model_values = (values - mean) / std
-        if spec.pen is None:
-            return values, model_values, tf.zeros(tf.shape(values)[:1], tf.bool)
-        pen = sample[:, d]
-        if spec.pen == "bernoulli":
-            rows = tf.concat([values, pen[:, None]], 1)
-            return rows, tf.concat([model_values, pen[:, None]], 1), tf.zeros_like(pen, tf.bool)
-        end = tf.equal(pen, END_OF_DRAWING)
-        values = tf.where(end[:, None], 0.0, values)
-        model_values = tf.where(end[:, None], 0.0, model_values)
-        rows = tf.concat([values, tf.where(end, 1.0, pen)[:, None]], 1)
-        one_hot = tf.one_hot(tf.cast(pen, tf.int32), 3)
-        return rows, tf.concat([model_values, one_hot], 1), end
-
     @tf.function(reduce_retracing=True, jit_compile=True)
     def loop(kernels, biases, head_kernel, head_bias, mean, std,
              hs, cs, params, seed, temperature, sigma_temperature, elapsed, limit, stop):
         weights = (kernels, biases, head_kernel, head_bias)
+        # Statistics are arguments, so one compiled loop serves every model of this kind.
+        codec = formats.RowCodec(kind, d, spec.pen)
+        codec.mean, codec.std = mean, std
+        dt_index = codec.dt_index
         batch = tf.shape(params)[0]
         rows_out = tf.TensorArray(tf.float32, size=max_steps)
         params_out = tf.TensorArray(tf.float32, size=max_steps)
@@ -524,7 +459,7 @@ def _generation_loop(spec, columns, max_steps):
         def body(t, hs, cs, params, elapsed, lengths, done, rows_out, params_out):
             step_seed = tf.random.experimental.stateless_fold_in(seed, t)
             sample = mixture_distribution(params, spec, temperature, sigma_temperature).sample(seed=step_seed)
-            rows, model_rows, end = decode(sample, mean, std)
+            rows, model_rows, end = codec.decode_tf(sample)
             rows_out = rows_out.write(t, rows)
             params_out = params_out.write(t, params)
             ended = tf.logical_and(end, stop)

@@ -100,3 +100,104 @@ def test_columns_per_kind():
         formats.default_columns("midi")
     with pytest.raises(ValueError, match="n_values=0"):
         formats.impsy_columns(0)
+
+
+# ----------------------------------------------------------------- the row codec
+CODECS = {
+    "stroke5": ("stroke3", 2, "categorical", (0.0, 0.0), (2.0, 2.0)),
+    "stroke3": ("stroke3", 2, "bernoulli", (0.0, 0.0), (2.0, 2.0)),
+    "touch": ("touch", 3, None, (0.4, 0.6, 0.1), (0.3, 0.2, 0.05)),
+    "impsy": ("impsy", 3, None, (0.5, 0.4, 0.6), (0.5, 0.2, 0.3)),
+}
+
+
+def codec(name):
+    kind, dim, pen, mean, std = CODECS[name]
+    return formats.RowCodec(kind, dim, pen, mean, std)
+
+
+def test_pen_lift_threshold_is_one_rule_everywhere():
+    from mdnrnn.export import strokes_to_polylines
+
+    rows = np.array([[1, 0, 0.49], [1, 0, 0.5], [1, 0, 0.51]], np.float32)
+    assert formats.pen_lifted(rows[:, 2]).tolist() == [False, True, True]
+    assert [len(s) for s in formats.stroke3_to_strokes(rows)] == [2, 1]
+    assert [len(s) for s in strokes_to_polylines(rows)] == [2, 1]
+    np.testing.assert_array_equal(formats.stroke3_to_stroke5(rows)[:, 2:4], [[1, 0], [0, 1], [0, 1]])
+    np.testing.assert_array_equal(codec("stroke3").encode(rows)[:, 2], [0, 1, 1])
+    np.testing.assert_array_equal(codec("stroke5").encode(rows)[:, 2:], [[1, 0, 0], [0, 1, 0], [0, 1, 0]])
+
+
+def test_stroke5_to_stroke3_drops_a_leading_start_token():
+    rows = np.concatenate([formats.STROKE5_START[None], STROKE5, formats.STROKE5_END[None]])
+    np.testing.assert_array_equal(formats.stroke5_to_stroke3(rows), STROKE3)
+
+
+def test_codec_encodes_by_hand():
+    stroke5 = codec("stroke5")
+    np.testing.assert_array_equal(stroke5.encode(STROKE3), STROKE5 * [0.5, 0.5, 1, 1, 1])
+    np.testing.assert_array_equal(stroke5.targets(STROKE3), STROKE3 * [0.5, 0.5, 1])
+    touch = codec("touch")
+    np.testing.assert_allclose(touch.encode([[0.7, 0.2, 0.15]]), [[1.0, -2.0, 1.0]], atol=1e-6)
+    impsy = codec("impsy")
+    np.testing.assert_allclose(impsy.encode([[1.0, 0.6, 0.3]]), [[1.0, 1.0, -1.0]], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(CODECS))
+def test_start_rows_are_documented_and_never_padding(name):
+    c = codec(name)
+    start = c.start_rows(2)
+    assert start.shape == (2, c.input_size) and start.dtype == np.float32
+    assert start.any(axis=1).all()  # never the all-zero padding row
+    expected = {
+        "stroke5": formats.STROKE5_START,
+        "stroke3": [0, 0, 1],
+        "touch": c.encode([[0.5, 0.5, 0.0]])[0],  # a first touch at the centre, dt = 0
+        "impsy": c.encode([[0.0, 0.5, 0.5]])[0],  # dt = 0, every value 0.5
+    }[name]
+    np.testing.assert_array_equal(start[0], expected)
+
+
+def test_start_row_that_normalises_to_padding_is_refused():
+    with pytest.raises(ValueError, match="normalises to all zeros"):
+        formats.RowCodec("touch", 3, mean=(0.5, 0.5, 0.0), std=(1.0, 1.0, 1.0))
+
+
+def test_codec_rejects_a_pen_that_does_not_fit():
+    with pytest.raises(ValueError, match="pen='bernoulli'"):
+        formats.RowCodec("touch", 3, "bernoulli")
+    with pytest.raises(ValueError, match="pen=None"):
+        formats.RowCodec("stroke3", 2)
+
+
+@pytest.mark.parametrize("name", list(CODECS))
+def test_decode_clips_denormalises_and_matches_its_tensorflow_form(name):
+    from mdnrnn._tf import tf
+
+    c = codec(name)
+    rng = np.random.default_rng(0)
+    values = rng.normal(0, 3, (60, c.dim)).astype(np.float32)
+    pen = {"categorical": rng.integers(0, 3, 60), "bernoulli": rng.integers(0, 2, 60).astype(np.float32)}.get(c.pen)
+    rows, model_rows = c.decode(values.copy(), pen)
+    assert rows.shape == (60, len(c.columns)) and model_rows.shape == (60, c.input_size)
+    if c.pen == "categorical":
+        end = pen == formats.END_OF_DRAWING
+        np.testing.assert_array_equal(rows[end], np.tile([0, 0, 1], (end.sum(), 1)))
+        np.testing.assert_array_equal(model_rows[end], np.tile(formats.STROKE5_END, (end.sum(), 1)))
+        assert not np.signbit(rows[end]).any()  # +0.0, not -0.0
+        np.testing.assert_allclose(rows[~end, :2], values[~end] * 2.0, rtol=1e-6)
+        np.testing.assert_array_equal(rows[~end, 2], pen[~end])
+    elif c.pen is None:
+        low = np.where(np.arange(c.dim) == c.dt_index, formats.MIN_DT, 0.0)
+        high = np.where(np.arange(c.dim) == c.dt_index, np.inf, 1.0)
+        assert (rows >= low - 1e-7).all() and (rows <= high).all()
+        inside = ((values * c.std + c.mean > low) & (values * c.std + c.mean < high)).all(1)
+        np.testing.assert_allclose(rows[inside], values[inside] * c.std + c.mean, rtol=1e-6)
+    # The model rows fed back are the encoded (clipped) data rows, except "end of drawing".
+    if c.pen != "categorical":
+        np.testing.assert_allclose(model_rows, c.encode(rows), atol=1e-5)
+    sample = values if pen is None else np.column_stack([values, pen]).astype(np.float32)
+    tf_rows, tf_model_rows, tf_end = c.decode_tf(tf.constant(sample))
+    np.testing.assert_allclose(tf_rows.numpy(), rows, atol=1e-6)
+    np.testing.assert_allclose(tf_model_rows.numpy(), model_rows, atol=1e-6)
+    assert tf_end.numpy().tolist() == (list(pen == 2) if c.pen == "categorical" else [False] * 60)

@@ -150,9 +150,11 @@ def test_step_by_step_equals_the_training_model():
 
 def test_generate_returns_params_that_match_the_model():
     model = model_for("touch")
-    sequences, params = Generator(model, seed=4).generate(n=2, max_steps=5, return_params=True)
+    generator = Generator(model, seed=4)
+    sequences, params = generator.generate(n=2, max_steps=5, return_params=True)
     assert params[0].shape == (5, model.config.spec.params_size)
-    inputs = np.concatenate([np.zeros((1, 3), np.float32), sequences[0][:4]], 0)
+    codec = generator.codec
+    inputs = np.concatenate([codec.start_rows(1), codec.encode(sequences[0][:4])], 0)
     np.testing.assert_allclose(params[0], model(inputs[None]).numpy()[0], atol=1e-5)
 
 
@@ -234,3 +236,27 @@ def test_generator_made_before_training_samples_the_new_weights(path):
         np.testing.assert_allclose(params[0][0], expected, atol=1e-5)
     generator.prime([inputs[0]])
     np.testing.assert_allclose(generator.params[0], model(inputs[:1]).numpy()[0, -1], atol=1e-5)
+
+
+def test_touch_pipeline_and_generator_encode_rows_alike(tmp_path):
+    """Training windows and priming go through the same codec; the first window of a
+    performance starts, from a zero state, with its dt = 0 first touch, the situation the
+    generator's start row (a first touch at the centre, dt = 0) stands for."""
+    from mdnrnn import data, models
+
+    rng = np.random.default_rng(0)
+    sequences = [rng.uniform(0, 1, (n, 3)).astype(np.float32) for n in (9, 12)]
+    for rows in sequences:
+        rows[0, 2] = 0.0
+    path = data.write_store(tmp_path / "t.h5", sequences, kind="touch", splits=["train"] * 2)
+    with data.open_store(path) as store:
+        mean, std = store.mean, store.std
+    batch = next(iter(data.make_dataset(path, "train", 2, window=8, shuffle=False)))
+    inputs, targets = (x.numpy() for x in batch[:2])
+    config = models.preset("touch", units=8, components=2, mean=tuple(mean), std=tuple(std))
+    generator = Generator(build_model(config))
+    np.testing.assert_allclose(inputs[0], generator.codec.encode(sequences[0][:8]), atol=1e-6)
+    np.testing.assert_allclose(targets[0], generator.codec.encode(sequences[0][1:9]), atol=1e-6)
+    assert abs(inputs[0, 0, 2] * std[2] + mean[2]) < 1e-6  # dt = 0 first
+    np.testing.assert_allclose(generator.codec.start_row[2], inputs[0, 0, 2], atol=1e-6)
+    assert np.abs(generator.codec.start_row).sum() > 0  # never the padding row

@@ -14,6 +14,8 @@ import uuid
 
 import numpy as np
 
+from mdnrnn import formats
+
 
 def finite_array(values, name):
     """Converts `values` to a float64 array, rejecting NaN and infinity.
@@ -91,7 +93,7 @@ def onset_times(dt):
     Returns:
         Array of shape `(timesteps,)`; row `i` happens at `sum(dt[: i + 1])`.
     """
-    return np.cumsum(np.maximum(dt, 0.0))
+    return formats.dt_to_times(np.maximum(dt, 0.0))
 
 
 def touch_spans(dt, tap_threshold):

@@ -1,9 +1,10 @@
 """SVG pictures of pen drawings (stroke-3 / stroke-5) and of touch performances.
 
-Data formats (the authoritative note is DESIGN.md, "Data formats"):
+Data formats (the authoritative note is `mdnrnn.formats`, whose row codec decodes them here):
 
 - stroke-3: rows `(dx, dy, p)`, offsets from the previous point; the first row's offset is
-  from the origin `(0, 0)`. `p = 1` on the last point of a stroke: the pen lifts after it.
+  from the origin `(0, 0)`. `p = 1` on the last point of a stroke: the pen lifts after it
+  (`p >= 0.5` counts as a lift, `mdnrnn.formats.pen_lifted`).
   `y` grows downwards, as in SVG and KanjiVG.
 - stroke-5: rows `(dx, dy, p1, p2, p3)`, one-hot pen down / pen up / end of drawing. A leading
   start token `(0, 0, 1, 0, 0)` is dropped, and the drawing ends before the first row whose
@@ -23,11 +24,8 @@ import math
 import numpy as np
 import svgwrite
 
+from mdnrnn import formats
 from mdnrnn.export import _common
-
-# Stroke-3 pen values at or above this count as "pen lifted" (sampled pens may be floats).
-_PEN_LIFT_THRESHOLD = 0.5
-_STROKE5_START_TOKEN = np.array([0.0, 0.0, 1.0, 0.0, 0.0])
 
 
 def strokes_to_polylines(strokes):
@@ -320,10 +318,7 @@ def performance_to_svg(
 
 def _polylines(strokes, name):
     """`strokes_to_polylines`, with error messages naming the argument `name`."""
-    stroke3 = _as_stroke3(strokes, name)
-    points = np.cumsum(stroke3[:, :2], axis=0)  # [N, 2]
-    lifts = np.flatnonzero(stroke3[:, 2] >= _PEN_LIFT_THRESHOLD)
-    return [stroke for stroke in np.split(points, lifts + 1) if len(stroke)]
+    return formats.stroke3_to_strokes(_as_stroke3(strokes, name))
 
 
 def _as_stroke3(strokes, name):
@@ -339,11 +334,7 @@ def _as_stroke3(strokes, name):
         )
     if array.shape[1] == 3:
         return array
-    pen_state = np.argmax(array[:, 2:], axis=1)  # 0 down, 1 up, 2 end of drawing
-    ends = np.flatnonzero(pen_state == 2)
-    stop = int(ends[0]) if len(ends) else len(array)
-    start = 1 if stop > 0 and np.array_equal(array[0], _STROKE5_START_TOKEN) else 0
-    return np.column_stack([array[start:stop, :2], pen_state[start:stop] == 1])
+    return formats.stroke5_to_stroke3(array, dtype=np.float64)
 
 
 def _canvas_size(size, name):
