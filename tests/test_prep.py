@@ -539,6 +539,19 @@ def test_kanjivg_absurd_coordinates_are_skipped_and_named(kanji_dir, tmp_path, c
         assert list(store.labels) == ["二"]
 
 
+def test_failed_conversion_prints_only_the_error_line(tmp_path, capsys):
+    folder = tmp_path / "svgs"
+    folder.mkdir()
+    (folder / "04e00.svg").write_text(_stroke_svg("M10,10 L1e12,20"))
+    # With progress on, but stderr is not a terminal: no bar, just the error.
+    assert data_prep.main(["kanjivg", "--dir", str(folder), "--out", str(tmp_path / "k.h5")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("error: no sequences to write (malformed or unsupported SVG: "
+                            "04e00.svg (coordinate 1e+12 outside +-1000 (KanjiVG's viewBox is "
+                            "0 0 109 109))); nothing written\n")
+
+
 def test_kanjivg_one_file_cannot_take_all_memory(tmp_path):
     many = tmp_path / "04e00.svg"  # 5 strokes along the diagonal of the allowed square
     many.write_text(_stroke_svg(*["M-1000,-1000 L1000,1000"] * 5))
