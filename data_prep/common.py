@@ -1,4 +1,5 @@
-"""Shared parts of the importers: errors, the summary, the output writer."""
+"""Shared parts of the importers: errors, the summary, the output writer, the
+option bounds, and `load_npz`, which reads `.npz` files without running code."""
 
 import dataclasses
 import math
@@ -21,7 +22,7 @@ except ImportError:  # pragma: no cover - NumPy 1.26
 _NAMES_SHOWN = 20
 
 # The largest array read from an input file (uncompressed .npz member or HDF5
-# dataset), in bytes: 1 GiB, some 40 times sketch-rnn's largest QuickDraw file.
+# dataset), in bytes: 1 GiB, hundreds of times the shipped files' arrays.
 MAX_ARRAY_BYTES = 2**30
 
 # Bounds (inclusive) of the split options that every importer with a random

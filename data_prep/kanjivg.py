@@ -48,7 +48,7 @@ LICENCE = "CC BY-SA 3.0, KanjiVG by Ulrich Apel (http://kanjivg.tagaini.net)"
 # Bounds (inclusive) of the options; the command line refuses others before any work.
 SAMPLE_STEP_RANGE = (0.01, 10.0)  # viewBox units
 EPSILON_RANGE = (0.0, 10.0)  # viewBox units
-LIMIT_RANGE = (1, 1_000_000)  # files; KanjiVG has about 11,000
+LIMIT_RANGE = (1, 1_000_000)  # files; KanjiVG has 11,662 (6,703 without variants)
 
 # Bounds on one file, so that a crafted file cannot take all memory. KanjiVG
 # files are a few kB, with coordinates inside the 0..109 viewBox.
