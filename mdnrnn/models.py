@@ -310,16 +310,23 @@ def build_step_model(model: MixtureRNN) -> StepModel:
 
 
 def load_model(path) -> MixtureRNN:
-    """Loads a model saved with `model.save("name.keras")`.
+    """Loads a model saved with `model.save("name.keras")`, or a pretrained one by name.
 
     Plain `keras.models.load_model(path)` works as well once `mdnrnn` is imported; this
-    function adds checks with clear errors.
+    function adds checks with clear errors. A name with no path separator and no suffix,
+    such as `"kanji"` or `"touch"`, loads the pretrained model of that name
+    (`mdnrnn.datasets.model_path`).
 
     Raises:
         FileNotFoundError: If `path` does not exist.
         ValueError: If the file is not a Keras archive holding an mdnrnn model.
     """
     path = os.fspath(path)
+    if os.sep not in path and "/" not in path and not os.path.splitext(path)[1]:
+        from mdnrnn import datasets
+
+        if datasets.is_model_name(path):
+            path = os.fspath(datasets.model_path(path))
     if not os.path.exists(path):
         raise FileNotFoundError(f"No model file at {path}")
     if not zipfile.is_zipfile(path):

@@ -1,0 +1,229 @@
+"""Trains the pretrained models shipped in `mdnrnn/datasets/models/`, and writes their cards.
+
+Two models, each trained from data that ships with mdnrnn or its test extra:
+
+- `kanji`: stroke-5 drawings of every KanjiVG base character (the `kanjivg` package,
+  converted by `data_prep.kanjivg.convert` with seed 0: 90 / 5 / 5 % train / valid / test).
+- `touch`: RoboJam touch-screen performances (x, y, dt), the corpus shipped as
+  `mdnrnn.datasets.path("robojam")`, converted by `data_prep.robojam.convert` with seed 0.
+
+For each model the script converts the data into `--work/NAME.h5`, trains with
+`mdnrnn.train.train` into `--work/NAME-run/` (best validation NLL kept, early stopping),
+then ships it: `--out/NAME.keras` holds the weights and config without optimizer state,
+`--out/NAME.json` the facts (held-out NLL, sizes, settings, time) and `--out/NAME.md` the
+model card. The held-out NLL is the pooled mean over every step of the store's test split
+(total NLL / number of real steps, nats per step), computed by `heldout_nll` below.
+
+Usage (from the repository root; the shipped models were made with these commands):
+
+    .venv/bin/python scripts/train_pretrained.py kanji --epochs 12
+    .venv/bin/python scripts/train_pretrained.py touch --epochs 30
+
+`--ship-only` skips training and ships the best model of an existing run directory (for a
+run that was stopped by hand, say). Exit status 0 once the model and its card are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MODELS_DIR = ROOT / "mdnrnn" / "datasets" / "models"
+
+# What each shipped model is: preset and sizes, training settings, data and licence.
+RECIPES = {
+    "kanji": {
+        "preset": "kanji",
+        "overrides": {"units": 256, "layers": 2, "components": 10},
+        "train": {"batch_size": 64, "learning_rate": 1e-3, "patience": 5, "seed": 0},
+        "data": "every KanjiVG base character (variants left out), from the `kanjivg` "
+                "package, converted by `data_prep.kanjivg.convert` (RDP epsilon 1, sample step "
+                "0.5 viewBox units), split at random with seed 0",
+        "licence": "CC BY-SA 3.0 (a model trained on KanjiVG, Copyright (C) Ulrich Apel, "
+                   "falls under KanjiVG's licence)",
+        "use": "continues or draws kanji in KanjiVG's 109 x 109 viewBox (y grows downwards); "
+               "stroke-5 rows, so a drawing ends by itself",
+    },
+    "touch": {
+        "preset": "touch",
+        "overrides": {"units": 256, "layers": 2, "components": 5},
+        "train": {"batch_size": 64, "learning_rate": 1e-3, "patience": 5, "seed": 0, "window": 50},
+        "data": "the RoboJam corpus shipped as `mdnrnn.datasets.path(\"robojam\")` (about 1,000 "
+                "five-second MicroJam performances), converted by `data_prep.robojam.convert`, "
+                "split at random with seed 0",
+        "licence": "CC0 1.0 (the RoboJam corpus is CC0; so is this model)",
+        "use": "answers touch-screen performances: rows (x, y, dt), x and y in [0, 1], dt in "
+               "seconds since the previous touch",
+    },
+}
+
+
+def convert(name: str, store: Path) -> None:
+    """Writes the training store for model `name` (unless it is already there)."""
+    if store.exists():
+        return
+    from data_prep import kanjivg, robojam
+
+    from mdnrnn import datasets
+
+    store.parent.mkdir(parents=True, exist_ok=True)
+    if name == "kanji":
+        kanjivg.convert(store, progress=False)
+    else:
+        robojam.convert(datasets.path("robojam"), store, progress=False)
+
+
+def heldout_nll(model, store_path, batch_size: int = 64) -> tuple[float, int]:
+    """(mean NLL per step over the test split of `store_path`, number of steps).
+
+    The pooled mean: total NLL over all real (unpadded) steps / their number, in nats
+    per step, so it does not depend on the batch size. Touch sequences are scored whole.
+    """
+    import numpy as np
+
+    from mdnrnn import data
+    from mdnrnn._tf import tf
+    from mdnrnn.mixture import MixtureNLL
+
+    loss = MixtureNLL(model.config.spec)
+    dataset = data.make_dataset(store_path, "test", batch_size, pen=model.config.spec.pen,
+                                shuffle=False)
+    total, steps = 0.0, 0.0
+    for inputs, targets, weights in dataset:
+        nll = loss.call(targets, model(inputs, training=False))  # [B, T]
+        real = weights > 0
+        total += float(np.sum(tf.where(real, nll, 0.0).numpy(), dtype=np.float64))
+        steps += float(np.sum(weights.numpy(), dtype=np.float64))
+    return total / steps, int(steps)
+
+
+def strip_optimizer(model):
+    """A copy of `model` with the same config and weights, not compiled (no optimizer)."""
+    from mdnrnn.models import MixtureRNN
+
+    bare = MixtureRNN(model.config)
+    bare.build((None, None, model.config.input_size))
+    bare.set_weights(model.get_weights())
+    return bare
+
+
+def ship(name: str, run_dir: Path, store: Path, out: Path, seconds: float | None) -> dict:
+    """Saves the run's best model without optimizer state, its facts and its card."""
+    import numpy as np
+
+    from mdnrnn import data, load_model
+
+    model = strip_optimizer(load_model(run_dir / "model.keras"))
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{name}.keras"
+    temp = target.with_name(target.stem + ".tmp.keras")
+    model.save(temp)
+    os.replace(temp, target)
+    nll, steps = heldout_nll(load_model(target), store)
+    history = (run_dir / "history.csv").read_text().splitlines()
+    saved = json.loads((run_dir / "config.json").read_text())
+    with data.open_store(store, check_values=False) as opened:
+        splits = {split: len(opened.split(split)) for split in opened.split_names}
+        points = int(opened.lengths.sum())
+    state = json.loads((run_dir / "state.json").read_text())
+    facts = {
+        "name": name,
+        "file": target.name,
+        "bytes": target.stat().st_size,
+        "parameters": int(model.count_params()),
+        "config": model.config.to_dict(),
+        "train": saved["train"],
+        "epochs_run": len(history) - 1,
+        "best_valid_nll": state["best_val_loss"],
+        "heldout_nll": nll,
+        "heldout_steps": steps,
+        "data": {"splits": splits, "points": points, "description": RECIPES[name]["data"]},
+        "licence": RECIPES[name]["licence"],
+        "command": f".venv/bin/python scripts/train_pretrained.py {name} --epochs {len(history) - 1}",
+        "train_seconds": seconds,
+        "trained_on": f"{platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}",
+        "date": datetime.date.today().isoformat(),
+    }
+    (out / f"{name}.json").write_text(json.dumps(facts, indent=2) + "\n")
+    (out / f"{name}.md").write_text(card(facts, RECIPES[name]))
+    print(f"{name}: held-out NLL {nll:.4f} nats/step over {steps:,} steps; "
+          f"{facts['bytes'] / 1e6:.1f} MB, {facts['parameters']:,} parameters -> {target}")
+    return facts
+
+
+def card(facts: dict, recipe: dict) -> str:
+    """The model card (Markdown) for a shipped model."""
+    config, train = facts["config"], facts["train"]
+    spec = config["spec"]
+    minutes = "unknown" if facts["train_seconds"] is None else f"{facts['train_seconds'] / 60:.0f} minutes"
+    splits = ", ".join(f"{k} {v:,}" for k, v in facts["data"]["splits"].items())
+    window = f", windows of {train['window']} steps" if spec.get("pen") is None and train.get("window") else ""
+    return f"""# Pretrained model `{facts['name']}`
+
+Load it with `mdnrnn.load_model("{facts['name']}")` (or `mdnrnn serve`, `--model {facts['name']}`).
+
+- **What it does**: {recipe['use']}.
+- **Model**: preset `{config['preset']}`, {config['layers']} x {config['units']} LSTM units,
+  {spec['components']} mixture components, pen `{spec.get('pen')}`; {facts['parameters']:,}
+  parameters, {facts['bytes'] / 1e6:.1f} MB (`{facts['file']}`, weights and config, no
+  optimizer state).
+- **Data**: {facts['data']['description']}. Sequences: {splits}
+  ({facts['data']['points']:,} points in all).
+- **Licence**: {facts['licence']}.
+- **Held-out NLL**: {facts['heldout_nll']:.4f} nats per step (pooled over the
+  {facts['heldout_steps']:,} steps of the test split; best validation NLL
+  {facts['best_valid_nll']:.4f}). A continuous density can exceed 1, so NLLs can be negative.
+- **How it was trained**: `{facts['command']}` (Adam, learning rate {train['learning_rate']},
+  batch {train['batch_size']}{window}, early stopping patience {train['patience']}, seed
+  {train['seed']}; best validation epoch kept; {facts['epochs_run']} epochs run) in {minutes}
+  on {facts['trained_on']}, {facts['date']}.
+- **Limits**: a small model trained briefly on a shared CPU; it is a demo and a starting point,
+  not a state-of-the-art model.
+"""
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("name", choices=sorted(RECIPES))
+    p.add_argument("--epochs", type=int, default=20, help="epochs to train to (20)")
+    p.add_argument("--work", type=Path, default=Path("/tmp/mdnrnn-pretrained"),
+                   help="folder for the store and the run directory (/tmp/mdnrnn-pretrained)")
+    p.add_argument("--out", type=Path, default=MODELS_DIR, help="where to ship the model")
+    p.add_argument("--ship-only", action="store_true",
+                   help="ship the best model of the existing run directory, no training")
+    p.add_argument("--train-seconds", type=float,
+                   help="with --ship-only: how long the run trained, for the card")
+    args = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from mdnrnn import models, train
+
+    recipe = RECIPES[args.name]
+    store = args.work / f"{args.name}.h5"
+    run_dir = args.work / f"{args.name}-run"
+    convert(args.name, store)
+    seconds = args.train_seconds
+    if args.ship_only:
+        train.train(store, None, run_dir, train.TrainSettings(epochs=args.epochs), resume=True, verbose=2)
+    else:
+        config = models.preset(recipe["preset"], **recipe["overrides"])
+        settings = train.TrainSettings(epochs=args.epochs, **recipe["train"])
+        started = time.perf_counter()
+        train.train(store, config, run_dir, settings, verbose=2)
+        seconds = time.perf_counter() - started
+    ship(args.name, run_dir, store, args.out, seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
