@@ -263,7 +263,8 @@ def cmd_play(args):
     osc_in = live.parse_host_port(args.osc_in, "--osc-in") if args.osc_in else None
     osc_out = live.parse_host_port(args.osc_out, "--osc-out") if args.osc_out else None
     settings = live.load_settings(args.mapping, mode=args.mode, silence=args.silence,
-                                  temperature=args.temperature, sigma_temperature=args.sigma_temperature)
+                                  temperature=args.temperature, sigma_temperature=args.sigma_temperature,
+                                  realtime=args.realtime or None)
     generator = live.load_generator(args.model, seed=args.seed)
     ports = []
     with contextlib.ExitStack() as stack:
@@ -410,6 +411,8 @@ def build_parser():
     p.add_argument("--seed", type=_int_in(0, SEED_MAX), help="random seed, 0 to 2**32-1")
     p.add_argument("--duration", type=_float_in(0, 604_800), help="stop after this many seconds (Ctrl-C)")
     p.add_argument("--log", metavar="FILE", help="write every event in and out to this CSV file")
+    p.add_argument("--realtime", action="store_true",
+                   help="run the loop with real-time priority (SCHED_FIFO; root or CAP_SYS_NICE)")
     p.add_argument("--list-ports", action="store_true", help="list MIDI ports and exit")
     tf_logs(p)
     p.set_defaults(func=cmd_play)

@@ -80,6 +80,9 @@ class LiveSettings:
         stroke_interval: Seconds between rows of a drawing model (no dt column). 0.02.
         max_rate: Input events per second; events above it are a flood, dropped. 500.
         thru: Send the person's events to the outputs; `None`: in useronly only.
+        realtime: Run the loop's thread with real-time priority (`SCHED_FIFO`, Linux;
+            needs root or CAP_SYS_NICE, else a warning) so that a busy machine does not
+            delay its wake-ups. Defaults to False.
         temperature, sigma_temperature: The sampler's (see `Generator`). 1.0.
     MIDI (`[midi]`, the mapping of `mdnrnn.export.midi.performance_to_midi` /
     `sequence_to_midi`):
@@ -98,6 +101,7 @@ class LiveSettings:
     stroke_interval: float = 0.02
     max_rate: float = 500.0
     thru: bool | None = None
+    realtime: bool = False
     temperature: float = 1.0
     sigma_temperature: float = 1.0
     channel: int = 0
@@ -572,6 +576,7 @@ class LiveLoop:
         """
         clock = time.monotonic
         end = math.inf if duration is None else clock() + duration
+        policy = self._raise_priority() if self.settings.realtime else None
         if self.settings.mode == "battle":
             self._start_response(clock(), math.inf)
         try:
@@ -590,6 +595,18 @@ class LiveLoop:
                 self._wait(wake - clock())
         finally:
             self._all_notes_off()
+            if policy is not None:
+                os.sched_setscheduler(0, *policy)
+
+    def _raise_priority(self):
+        """Puts this thread on `SCHED_FIFO`; returns its old policy, or None (and warns)."""
+        try:
+            old = (os.sched_getscheduler(0), os.sched_getparam(0))
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(min(10, os.sched_get_priority_max(os.SCHED_FIFO))))
+            return old
+        except (AttributeError, OSError) as error:
+            self.warn(f"warning: no real-time priority ({error}); timing may suffer on a busy machine")
+            return None
 
     def close(self):
         for sock in (self._osc_socket, self._out_socket, self._wake_r, self._wake_w):
@@ -613,8 +630,8 @@ class LiveLoop:
 
     def _wait(self, timeout):
         sockets = [self._wake_r] + ([self._osc_socket] if self._osc_socket else [])
-        if timeout > 0:
-            readable, _, _ = select.select(sockets, [], [], timeout)
+        if timeout > 0:  # at most a second: nothing may be due at all (inf)
+            readable, _, _ = select.select(sockets, [], [], min(timeout, 1.0))
             if self._wake_r in readable:
                 try:
                     while self._wake_r.recv(4096):

@@ -2,6 +2,7 @@
 loopback ports, bad input, Ctrl-C. Every loop runs for a bounded time and stops by itself."""
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -267,6 +268,17 @@ def test_ctrl_c_stops_cleanly_and_sends_note_offs(touch_model):
     assert kinds == ["note_on", "note_off"]  # the held note ended on the way out
 
 
+def test_realtime_priority_is_given_back(touch_model):
+    warnings = []
+    loop = live.LiveLoop(lite.LiteGenerator(touch_model, seed=0),
+                         live.LiveSettings(mode="battle", realtime=True),
+                         midi_out=live.LoopbackMidi(), warn=warnings.append)
+    before = os.sched_getscheduler(0)
+    loop.run(duration=0.3)
+    assert os.sched_getscheduler(0) == before  # whether or not it was allowed (warnings)
+    assert loop.sent > 0
+
+
 # ------------------------------------------------------------ settings, CLI
 def test_settings_files(tmp_path):
     toml = tmp_path / "mapping.toml"
@@ -300,7 +312,7 @@ def test_cli_play_over_osc_without_tensorflow(touch_model, tmp_path):
     """)
     command = [sys.executable, "-c", script, "play", "--model", str(touch_model), "--mode", "polyphony",
                "--osc-in", f"{HOST}:{port}", "--osc-out", f"{HOST}:{receiver.address[1]}",
-               "--seed", "1", "--duration", "25", "--log", str(log)]
+               "--seed", "1", "--log", str(log)]  # no --duration: it plays until Ctrl-C
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert "playing" in process.stdout.readline()
