@@ -28,8 +28,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
-import svgpathtools
-from simplification.cutil import simplify_coords
 
 from data_prep.common import (
     PrepError,
@@ -126,6 +124,9 @@ def read_strokes(path, *, sample_step=0.5, epsilon=1.0):
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError) as exc:
         raise SvgError(f"not readable as XML ({exc})") from None
+    import svgpathtools  # here, not at the top: it takes seconds to import (SciPy)
+    from simplification.cutil import simplify_coords
+
     paths = list(root.iter(SVG_NS + "path"))
     if not paths:
         raise SvgError("no stroke <path> elements")
@@ -136,7 +137,7 @@ def read_strokes(path, *, sample_step=0.5, epsilon=1.0):
             parsed = svgpathtools.parse_path(element.get("d") or "")
         except (ValueError, IndexError) as exc:
             raise SvgError(f"{name}: broken path data ({exc})") from None
-        segments = _as_cubics(parsed, name)
+        segments = _as_cubics(parsed, name, svgpathtools.Arc)
         controls.extend(segments)
         per_stroke.append(len(segments))
     cubic = np.array(controls, dtype=complex)  # [S, 4] control points of all segments
@@ -154,7 +155,7 @@ def read_strokes(path, *, sample_step=0.5, epsilon=1.0):
     return [np.asarray(line, dtype=np.float64) for line in polylines]
 
 
-def _as_cubics(parsed, name):
+def _as_cubics(parsed, name, arc_type):
     """The segments of one stroke path as cubic control points (4-tuples of complex).
 
     Lines and quadratic Beziers are raised to cubics exactly (degree elevation).
@@ -165,7 +166,7 @@ def _as_cubics(parsed, name):
         raise SvgError(f"{name}: unsupported: several subpaths in one stroke")
     cubics = []
     for segment in parsed:
-        points = () if isinstance(segment, svgpathtools.Arc) else segment.bpoints()
+        points = () if isinstance(segment, arc_type) else segment.bpoints()
         if len(points) == 4:
             cubics.append(points)
         elif len(points) == 3:
