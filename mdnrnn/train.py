@@ -153,23 +153,33 @@ def prepare_config(store_path, config: ModelConfig) -> ModelConfig:
 
 
 def check_examples(store_path, config: ModelConfig, settings: TrainSettings):
-    """Checks that the train and valid splits yield examples for these settings.
+    """Checks the whole store, and that its train and valid splits yield examples.
 
     Raises:
+        StoreError: if the store is damaged or a split is missing or empty.
         ValueError: naming the store, the split and why it yields nothing.
     """
     window = settings.window if config.spec.pen is None else None
-    with data.open_store(store_path, check_values=False) as store:
+    with data.open_store(store_path) as store:
         for split in ("train", "valid"):
+            store.require_split(split)
             count = data.count_examples(store, split, pen=config.spec.pen, window=window)
-            if count.sequences == 0:
-                raise ValueError(f"{store_path} has no {split} split (no sequences in it); "
-                                 "prepare the store with a train and a valid split.")
             if count.examples == 0:
                 need = f"{window + 1} points (--seq-len {window} + 1)" if window else "2 points"
                 longest = int(store.lengths[store.split(split)].max())
                 raise ValueError(f"{store_path}: no {split} sequence is long enough; each example "
                                  f"needs {need}, the longest has {longest}.")
+
+
+def datasets(store_path, config: ModelConfig, settings: TrainSettings):
+    """The train and valid `tf.data` pipelines for a config."""
+    kwargs = dict(pen=config.spec.pen, window=settings.window if config.spec.pen is None else None)
+    train = data.make_dataset(store_path, "train", settings.batch_size, seed=settings.seed, **kwargs)
+    valid = data.make_dataset(store_path, "valid", settings.batch_size, shuffle=False, **kwargs)
+    if settings.steps_per_epoch:
+        train = train.repeat().take(settings.steps_per_epoch)
+        train = train.apply(tf.data.experimental.assert_cardinality(settings.steps_per_epoch))
+    return train, valid
 
 
 def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = TrainSettings(),
