@@ -183,6 +183,8 @@ def _generate(message, limits, models, request_id):
     if until == "seconds" or seconds is not None:
         request["seconds"] = float(_number(message, "seconds", 0.01, limits.max_seconds, seconds,
                                            request_id))
+    if "after" in message:  # performance models: the pause before the answer, for the MIDI record
+        request["after"] = float(_number(message, "after", 0, limits.max_seconds, None, request_id))
     seed = message.get("seed")
     if seed is not None:
         seed = _number(message, "seed", 0, 2**32 - 1, None, request_id, integer=True)

@@ -309,7 +309,10 @@ class Session:
         call = request.get("rows")
         if call is not None:
             self.performance.extend(call.tolist())
-        self.performance.extend(rows_out[0])
+        answer = [list(row) for row in rows_out[0]]
+        if answer and "after" in request:  # the answer starts after the page's pause
+            answer[0][2] = request["after"]
+        self.performance.extend(answer)
 
     # ------------------------------------------------------------------ exports
     def export(self, request) -> dict:

@@ -81,7 +81,7 @@ function toUnits(event, canvas) {
 
 function penDown(event) {
   event.preventDefault();
-  event.target.setPointerCapture(event.pointerId);
+  try { event.target.setPointerCapture(event.pointerId); } catch (error) { /* a synthetic or finished pointer */ }
   stopStream();
   clearContinuations();
   state.current = [toUnits(event, event.target)];

@@ -151,7 +151,7 @@ function addRow(x, y) {
 
 canvas.addEventListener("pointerdown", (event) => {
   event.preventDefault();
-  canvas.setPointerCapture(event.pointerId);
+  try { canvas.setPointerCapture(event.pointerId); } catch (error) { /* a synthetic or finished pointer */ }
   clearTimeout(state.timer);
   if (state.request !== null) { socket.send({ type: "stop" }); state.request = null; }
   if (state.call.length === 0) fade();
@@ -196,6 +196,7 @@ function respond() {
   state.answerClock = 0;
   state.request = socket.send({
     type: "generate", model: state.model, until: "seconds", seconds: Math.min(seconds, 60),
+    after: Number(document.getElementById("pause").value),
     prime: { rows }, temperature: Number(document.getElementById("temperature").value),
     sigma_temperature: Number(document.getElementById("sigma").value), max_points: 2000,
   });
