@@ -477,6 +477,20 @@ class RowCodec:
             out[..., self.dim] = pen_lifted(rows[..., self.dim])
         return out
 
+    def encode_tf(self, rows):
+        """`encode` in TensorFlow: data rows `(B, columns)` to model rows `(B, input_size)`."""
+        from mdnrnn._tf import tf
+
+        d = self.dim
+        values = (rows[:, :d] - self.mean) / self.std
+        if self.pen is None:
+            return values
+        lifted = tf.cast(rows[:, d] >= PEN_LIFT_THRESHOLD, values.dtype)
+        if self.pen == "bernoulli":
+            return tf.concat([values, lifted[:, None]], 1)
+        factors = tf.gather(STROKE5_CLASS_MODEL_ROWS, tf.cast(lifted, tf.int32))  # [B, 5]
+        return tf.concat([values * factors[:, :2], factors[:, 2:]], 1)
+
     # ------------------------------------------------------------------ decoding
     def decode(self, values, pen=None):
         """A sample in model units to data rows and the model rows fed back next.

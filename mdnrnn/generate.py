@@ -5,8 +5,9 @@ Two exact paths share one set of weights, read from the model at every `reset()`
 weights; sequences already under way keep the weights they started with):
 - `step()` runs the LSTM cells and the sampler as small NumPy kernels: at batch size 1
   that beats any TensorFlow call, whose fixed overhead alone is several times longer.
-- `generate()` runs the whole loop (LSTM step, sampling through `mixture_distribution`,
-  stop rules) inside one compiled TensorFlow function, for any batch size.
+- `generate()` runs the whole loop (the step model's own Keras LSTM cells and head,
+  sampling through `mixture_distribution`, stop rules) inside one XLA-compiled TensorFlow
+  function, for any batch size.
 
 Sequences go in and come out in the data's own units and columns (the store's rows):
 stroke-3 (dx, dy, pen_lift), touch (x, y, dt) or IMPSY (dt, x_1 ... x_n).
@@ -14,12 +15,14 @@ stroke-3 (dx, dy, pen_lift), touch (x, y, dt) or IMPSY (dt, x_1 ... x_n).
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from mdnrnn._tf import tf
 from mdnrnn import formats
-from mdnrnn.mixture import MIN_SCALE, mixture_distribution, split_params
-from mdnrnn.models import MixtureRNN
+from mdnrnn.mixture import MIN_SCALE, mixture_distribution
+from mdnrnn.models import MixtureRNN, build_step_model
 
 # Smallest dt (seconds) a generated touch or IMPSY row can have (see `mdnrnn.formats`).
 MIN_DT = formats.MIN_DT
@@ -128,13 +131,11 @@ class Generator:
         so a generator made before more training samples from the trained weights as
         soon as it starts new sequences.
         """
-        # One (input + units, 4 * units) matrix per LSTM, gates in Keras order i, f, c, o.
-        self._lstm = []
+        # One fused (input + units + 1, 4 * units) matrix per LSTM (see `_fused_cell_kernel`).
+        self._cells = []
         for lstm in self._model.lstms:
             kernel, recurrent, bias = (w.numpy() for w in lstm.cell.weights)
-            self._lstm.append((np.concatenate([kernel, recurrent], 0), bias))
-        # The NumPy path's form of the same weights (see `_fused_cell_kernel`).
-        self._cells = [_fused_cell_kernel(kernel, bias) for kernel, bias in self._lstm]
+            self._cells.append(_fused_cell_kernel(np.concatenate([kernel, recurrent], 0), bias))
         self._work = None
         head = self._model.head
         dense = [d for d in (head.logits_dense, head.loc_dense, head.scale_dense, head.pen_dense) if d]
@@ -180,8 +181,8 @@ class Generator:
 
     def _zero_state(self, batch_size):
         units = self.config.units
-        self._h = [np.zeros((batch_size, units), np.float32) for _ in self._lstm]
-        self._c = [np.zeros((batch_size, units), np.float32) for _ in self._lstm]
+        self._h = [np.zeros((batch_size, units), np.float32) for _ in self._cells]
+        self._c = [np.zeros((batch_size, units), np.float32) for _ in self._cells]
         self._params = np.zeros((batch_size, self.spec.params_size), np.float32)
         self._elapsed = np.zeros(batch_size)
 
@@ -215,15 +216,23 @@ class Generator:
         Args:
             n: Number of new sequences, or `None` to continue the current batch.
             max_steps: Step limit per sequence. Defaults to 1000.
-            max_seconds: Time limit (sum of dt) for touch and IMPSY data: a sequence
-                stops at the first row that reaches it. Defaults to `None`.
+            max_seconds: Time limit for touch and IMPSY data: the sum of dt since
+                `reset` or `prime` (a prefix's time counts) never exceeds it. The row
+                that would cross it is shortened to end exactly at the limit (or dropped,
+                if less than `MIN_DT` would be left), and the sequence stops there.
+                Ignored for drawings. Defaults to `None`.
             stop: Stop a stroke-5 drawing when it samples "end of drawing". Defaults to True.
             return_params: Also return the per-step mixture parameters.
 
         Returns:
             A list of `batch_size` arrays `(len_i, columns)` in data units; with
             `return_params`, a tuple `(sequences, params)` where `params[i]` is
-            `(len_i, params_size)`.
+            `(len_i, params_size)`. Each sequence's state (for later `step` or
+            `generate` calls) is the one after its last returned row.
+
+        Raises:
+            ValueError: If `max_steps` is not a positive integer or `max_seconds` is not
+                a positive number.
         """
         if n is not None:
             self.reset(n)
@@ -235,28 +244,28 @@ class Generator:
             raise ValueError(
                 f"Received an invalid value for `max_seconds`, expected a positive number. Received: max_seconds={max_seconds!r}"
             )
-        loop = self._build_loop(int(max_steps))
+        loop = _compiled_loop(self._model, self.codec, int(max_steps))
         seed = self._rng.integers(0, 2**31 - 1, size=2)
         limit = np.inf if max_seconds is None else float(max_seconds)
+        states = [tf.constant(x) for pair in zip(self._h, self._c) for x in pair]  # h_1, c_1, ...
         outputs = loop(
-            [tf.constant(x) for x in self._h], [tf.constant(x) for x in self._c],
-            tf.constant(self._params), tf.constant(seed, tf.int32),
-            tf.constant(float(self.temperature), tf.float32),
-            tf.constant(float(self.sigma_temperature), tf.float32),
+            states, tf.constant(self._params), tf.constant(seed, tf.int32),
+            tf.constant(self.temperature, tf.float32),
+            tf.constant(self.sigma_temperature, tf.float32),
             tf.constant(self._elapsed, tf.float32), tf.constant(limit, tf.float32),
-            tf.constant(bool(stop)),
+            tf.constant(bool(stop)), tf.constant(int(max_steps), tf.int32),
         )
-        h, c, last_params, rows, params, lengths, steps = outputs
+        states, last_params, rows, params, lengths, steps = outputs
         steps = int(steps)
-        self._h = [x.numpy() for x in h]
-        self._c = [x.numpy() for x in c]
+        self._h = [x.numpy() for x in states[0::2]]
+        self._c = [x.numpy() for x in states[1::2]]
         self._params = last_params.numpy()
         rows = rows.numpy()[:steps].transpose(1, 0, 2)  # [B, steps, columns]
         params = params.numpy()[:steps].transpose(1, 0, 2)  # [B, steps, P]
         lengths = lengths.numpy()
         sequences = [rows[i, : lengths[i]] for i in range(len(lengths))]
-        if "dt" in self.columns:
-            self._elapsed += np.array([s[:, self.columns.index("dt")].sum() for s in sequences])
+        if self.codec.dt_index is not None:
+            self._elapsed += np.array([s[:, self.codec.dt_index].sum() for s in sequences])
         if return_params:
             return sequences, [params[i, : lengths[i]] for i in range(len(lengths))]
         return sequences
@@ -380,31 +389,14 @@ class Generator:
             return values, (rng.random(batch) < probability).astype(np.float32)
         return values, None
 
-    def _build_loop(self, max_steps):
-        """This generator's weights bound to the compiled loop for `max_steps`.
-
-        The loop is compiled with XLA once per kind of model and shared by every
-        generator of that kind: weights and normalisation are arguments, not constants.
-        """
-        key = (self.spec, self.codec.kind, max_steps)
-        loop = _LOOPS.get(key)
-        if loop is None:
-            loop = _LOOPS[key] = _generation_loop(self.spec, self.codec.kind, max_steps)
-        weights = (
-            [tf.constant(kernel) for kernel, _ in self._lstm],
-            [tf.constant(bias) for _, bias in self._lstm],
-            tf.constant(self._head_kernel), tf.constant(self._head_bias),
-            tf.constant(self._mean), tf.constant(self._std),
-        )
-        return lambda *state: loop(*weights, *state)
-
-
 # Constants of the NumPy path as 0-d float32 arrays: NumPy applies these faster than
 # Python floats, and they keep every array float32.
 _ZERO, _HALF, _MIN_SCALE = (np.array(value, np.float32) for value in (0.0, 0.5, MIN_SCALE))
 
-# (spec, columns, max_steps) -> the compiled generation loop they need.
-_LOOPS = {}
+# model -> {steps: compiled generation loop}; `_compiled_loop` rounds the steps up.
+_LOOPS = weakref.WeakKeyDictionary()
+# Smallest number of steps a compiled loop is built for.
+_MIN_LOOP_STEPS = 32
 
 
 def _check_temperature(value, name):
@@ -421,63 +413,72 @@ def _check_temperature(value, name):
     return number
 
 
-def _generation_loop(spec, kind, max_steps):
-    """The whole-sequence loop (LSTM step, sampling through `mixture_distribution`,
-    stop rules) as one XLA-compiled TensorFlow function; see `Generator.generate`."""
-    k, d = spec.components, spec.dim
-    scale_mask = np.zeros(spec.params_size, bool)
-    scale_mask[k + k * d : k + 2 * k * d] = True
+def _compiled_loop(model, codec, max_steps):
+    """The compiled generation loop of `model` that covers `max_steps` steps.
 
-    def advance(x, hs, cs, kernels, biases, head_kernel, head_bias):
-        new_h, new_c = [], []
-        for kernel, bias, h, c in zip(kernels, biases, hs, cs):
-            z = tf.matmul(tf.concat([x, h], 1), kernel) + bias
-            i, f, g, o = tf.split(z, 4, axis=1)
-            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
-            h = tf.sigmoid(o) * tf.tanh(c)
-            new_h.append(h)
-            new_c.append(c)
-            x = h
-        params = tf.matmul(x, head_kernel) + head_bias
-        params = tf.where(scale_mask, tf.nn.softplus(params) + MIN_SCALE, params)
-        return params, new_h, new_c
+    Loops are built for a power of two of steps (at least `_MIN_LOOP_STEPS`) and stop at
+    `max_steps`, so a handful of compiled shapes serve every call: 32, 64, ..., 1024 for
+    up to 1,024 steps. They are kept per model, and go when the model does.
+    """
+    size = max(_MIN_LOOP_STEPS, 1 << (max_steps - 1).bit_length())
+    loops = _LOOPS.setdefault(model, {})
+    if size not in loops:
+        loops[size] = _generation_loop(model, codec, size)
+    return loops[size]
+
+
+def _generation_loop(model, codec, size):
+    """The whole-sequence loop of `model` for up to `size` steps, XLA-compiled.
+
+    Each step samples through `mixture_distribution`, decodes with the row codec
+    (`codec.decode_tf`) and runs the step model's Keras LSTM cells and head
+    (`build_step_model`), which read the model's variables: the loop always runs the
+    current weights. A finished sequence keeps its state; see `Generator.generate`.
+    """
+    spec = model.config.spec
+    step_model = build_step_model(model)
+    units, layers = model.config.units, model.config.layers
+    step_model([np.zeros((1, codec.input_size), np.float32)] + [np.zeros((1, units), np.float32)] * (2 * layers))
+    dt = codec.dt_index
 
     @tf.function(reduce_retracing=True, jit_compile=True)
-    def loop(kernels, biases, head_kernel, head_bias, mean, std,
-             hs, cs, params, seed, temperature, sigma_temperature, elapsed, limit, stop):
-        weights = (kernels, biases, head_kernel, head_bias)
-        # Statistics are arguments, so one compiled loop serves every model of this kind.
-        codec = formats.RowCodec(kind, d, spec.pen)
-        codec.mean, codec.std = mean, std
-        dt_index = codec.dt_index
+    def loop(states, params, seed, temperature, sigma_temperature, elapsed, limit, stop, max_steps):
         batch = tf.shape(params)[0]
-        rows_out = tf.TensorArray(tf.float32, size=max_steps)
-        params_out = tf.TensorArray(tf.float32, size=max_steps)
+        rows_out = tf.TensorArray(tf.float32, size=size)
+        params_out = tf.TensorArray(tf.float32, size=size)
         lengths = tf.zeros([batch], tf.int32)
         done = tf.zeros([batch], tf.bool)
 
-        def body(t, hs, cs, params, elapsed, lengths, done, rows_out, params_out):
+        def body(t, states, params, elapsed, lengths, done, rows_out, params_out):
             step_seed = tf.random.experimental.stateless_fold_in(seed, t)
             sample = mixture_distribution(params, spec, temperature, sigma_temperature).sample(seed=step_seed)
             rows, model_rows, end = codec.decode_tf(sample)
+            finished = tf.logical_and(end, stop)
+            keep = tf.logical_and(~done, ~finished)  # the row belongs to its sequence
+            if dt is not None:  # the time limit: shorten the row that crosses it
+                left = limit - elapsed
+                crossing = rows[:, dt] >= left
+                keep = tf.logical_and(keep, ~tf.logical_and(crossing, left < formats.MIN_DT))
+                rows = tf.concat([rows[:, :dt], tf.minimum(rows[:, dt : dt + 1], left[:, None]), rows[:, dt + 1 :]], 1)
+                model_rows = tf.where(crossing[:, None], codec.encode_tf(rows), model_rows)
+                elapsed = elapsed + tf.where(keep, rows[:, dt], 0.0)
+                finished = tf.logical_or(finished, crossing)
             rows_out = rows_out.write(t, rows)
             params_out = params_out.write(t, params)
-            ended = tf.logical_and(end, stop)
-            lengths = lengths + tf.cast(tf.logical_and(~done, ~ended), tf.int32)
-            if dt_index is not None:
-                elapsed = elapsed + tf.where(done, 0.0, rows[:, dt_index])
-                ended = tf.logical_or(ended, elapsed >= limit)
-            done = tf.logical_or(done, ended)
-            params, hs, cs = advance(model_rows, hs, cs, *weights)
-            return t + 1, hs, cs, params, elapsed, lengths, done, rows_out, params_out
+            lengths = lengths + tf.cast(keep, tf.int32)
+            outputs = step_model([model_rows, *states])
+            params = tf.where(keep[:, None], outputs[0], params)
+            states = [tf.where(keep[:, None], new, old) for new, old in zip(outputs[1:], states)]
+            done = tf.logical_or(done, finished)
+            return t + 1, states, params, elapsed, lengths, done, rows_out, params_out
 
-        def cond(t, hs, cs, params, elapsed, lengths, done, rows_out, params_out):
+        def cond(t, states, params, elapsed, lengths, done, rows_out, params_out):
             return tf.logical_and(t < max_steps, ~tf.reduce_all(done))
 
-        t, hs, cs, params, elapsed, lengths, done, rows_out, params_out = tf.while_loop(
-            cond, body, [0, hs, cs, params, elapsed, lengths, done, rows_out, params_out]
+        t, states, params, elapsed, lengths, done, rows_out, params_out = tf.while_loop(
+            cond, body, [0, states, params, elapsed, lengths, done, rows_out, params_out]
         )
-        return hs, cs, params, rows_out.stack(), params_out.stack(), lengths, t
+        return states, params, rows_out.stack(), params_out.stack(), lengths, t
 
     return loop
 

@@ -201,3 +201,4 @@ def test_decode_clips_denormalises_and_matches_its_tensorflow_form(name):
     np.testing.assert_allclose(tf_rows.numpy(), rows, atol=1e-6)
     np.testing.assert_allclose(tf_model_rows.numpy(), model_rows, atol=1e-6)
     assert tf_end.numpy().tolist() == (list(pen == 2) if c.pen == "categorical" else [False] * 60)
+    np.testing.assert_allclose(c.encode_tf(tf.constant(rows)).numpy(), c.encode(rows), atol=1e-6)

@@ -61,14 +61,26 @@ def test_forced_end_of_drawing_stops_at_once():
     assert [len(s) for s in unstopped] == [7, 7]
 
 
-def test_time_limit_is_respected_within_one_step():
-    config = preset("touch", units=16, components=3, mean=(0.5, 0.5, 0.1), std=(0.3, 0.3, 0.05))
-    generator = Generator(build_model(config), seed=3)
-    sequences = generator.generate(n=8, max_steps=500, max_seconds=1.5)
-    for rows in sequences:
-        total = rows[:, 2].sum()
-        assert total >= 1.5 - 1e-5  # it ran until the limit
-        assert total - rows[-1, 2] < 1.5  # and stopped at the first row reaching it
+def test_time_limit_is_never_exceeded_even_with_heavy_tailed_dt():
+    """The row that would cross `max_seconds` is shortened to end at it (or dropped)."""
+    config = preset("touch", units=16, components=2, mean=(0.5, 0.5, 0.1), std=(0.3, 0.3, 0.5))
+    model = build_model(config)
+    # dt: a mixture of a short component and a very wide one (scale softplus(6) * 0.5 s).
+    set_head_bias(model, loc=[0.0, 0.0, -0.1, 0.0, 0.0, 2.0], scale=[0.0, 0.0, -3.0, 0.0, 0.0, 6.0])
+    generator = Generator(model, seed=3)
+    limit = 1.5
+    sequences = generator.generate(n=64, max_steps=500, max_seconds=limit)
+    dts = [rows[:, 2].astype(np.float64) for rows in sequences]
+    assert max(dt.max() for dt in dts) >= limit / 2  # heavy tail: single rows of seconds
+    for dt in dts:
+        assert len(dt) < 500  # every sequence ended on the time limit
+        assert dt.sum() <= limit + 1e-5
+        assert dt.sum() >= limit - mdnrnn.generate.MIN_DT - 1e-5  # it ran until the limit
+        assert dt.min() >= mdnrnn.generate.MIN_DT - 1e-7
+    # Some rows were cut short: their dt is exactly what was left.
+    assert sum(abs(dt.sum() - limit) < 1e-5 for dt in dts) > len(dts) // 2
+    # Continuing counts the time already spent: nothing is left.
+    assert all(len(rows) == 0 for rows in generator.generate(max_steps=5, max_seconds=limit))
 
 
 def test_same_seed_same_output_and_different_seeds_differ():
