@@ -11,7 +11,8 @@ SHA-256 so that a sidecar is never paired with the wrong model.
 `LiteGenerator("M.tflite")` reads both and has `Generator`'s reset / prime / step API and
 sampling semantics (see `mdnrnn.generate`): the same temperatures, the same row codec
 (`mdnrnn.formats.RowCodec`: start rows, encoding, decoding into data units, clipping), and,
-given the same seed and parameters, the same random draws. It needs only NumPy and `ai-edge-litert` (`pip install mdnrnn[lite]`):
+given the same seed and parameters, the same random draws. It needs only NumPy and
+`ai-edge-litert` (the `lite` extra; docs/live.md says how to install without TensorFlow):
 importing this module never imports TensorFlow; only `export_litert` does.
 
 Flatbuffer signature (`serving_default`), with L LSTM layers of `units` units:
@@ -257,16 +258,23 @@ class LiteGenerator:
         del runner  # it holds views into the interpreter, which block `invoke`
         self.reset(1)
 
-    temperature = property(
-        lambda self: self._temperature,
-        lambda self, value: setattr(self, "_temperature", check_temperature(value, "temperature")),
-        doc="Divides the mixture and pen logits; a finite number above 0.",
-    )
-    sigma_temperature = property(
-        lambda self: self._sigma_temperature,
-        lambda self, value: setattr(self, "_sigma_temperature", check_temperature(value, "sigma_temperature")),
-        doc="Multiplies every component's variance; a finite number above 0.",
-    )
+    @property
+    def temperature(self) -> float:
+        """Divides the mixture and pen logits; a finite number above 0."""
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value):
+        self._temperature = check_temperature(value, "temperature")
+
+    @property
+    def sigma_temperature(self) -> float:
+        """Multiplies every component's variance; a finite number above 0."""
+        return self._sigma_temperature
+
+    @sigma_temperature.setter
+    def sigma_temperature(self, value):
+        self._sigma_temperature = check_temperature(value, "sigma_temperature")
 
     @property
     def batch_size(self) -> int:

@@ -76,7 +76,8 @@ class LiveSettings:
         silence: Seconds of quiet after which the model answers (callresponse). 1.0.
         context: Most rows of the person's playing the model is primed with. 32.
         lookahead: Seconds of model output computed ahead of time. 0.05.
-        guard: A model step starts only if the next send is further away than this. 0.003.
+        guard: A model step starts only if the next send is further away than this, or
+            than twice the slowest of the last 32 steps if that is more. 0.003.
         stroke_interval: Seconds between rows of a drawing model (no dt column). 0.02.
         max_rate: Input events per second; events above it are a flood, dropped. 500.
         thru: Send the person's events to the outputs; `None`: in useronly only.
@@ -554,6 +555,7 @@ class LiveLoop:
         self._tokens, self._tokens_at = s.max_rate, None
         self._prime_due = False  # polyphony: a new event to answer
         self._response = None  # (anchor, duration, next_time, elapsed) of a running answer
+        self._step_seconds = collections.deque(maxlen=32)  # how long recent model steps took
 
     @property
     def osc_in_address(self):
@@ -588,7 +590,7 @@ class LiveLoop:
                 self._send_due(clock())
                 now = clock()
                 work, next_due = self._model_work_wanted(now), self._next_due()
-                if work and next_due - now > self.settings.guard:
+                if work and next_due - now > self._guard():
                     self._model_work(now)
                     continue
                 wake = min(next_due, end) if work else min(next_due, end, self._next_decision(now))
@@ -720,6 +722,10 @@ class LiveLoop:
             self._emit(row, "thru", now, now)
 
     # ------------------------------------------------------------- model
+    def _guard(self):
+        """Seconds a model step needs to stay clear of the next send (learnt, see `guard`)."""
+        return max(self.settings.guard, 2 * max(self._step_seconds, default=0.0))
+
     def _model_work_wanted(self, now):
         mode = self.settings.mode
         if mode == "polyphony":
@@ -756,7 +762,9 @@ class LiveLoop:
             self._start_response(time.monotonic(), duration)
             return
         anchor, duration, next_time, elapsed = self._response
+        start = time.monotonic()
         row = generator.step()[0]
+        self._step_seconds.append(time.monotonic() - start)
         seconds = self._row_seconds(row)
         elapsed += seconds
         if elapsed > duration and elapsed > seconds:  # always at least one row
