@@ -15,9 +15,12 @@ stroke-3 (dx, dy, pen_lift), touch (x, y, dt) or IMPSY (dt, x_1 ... x_n).
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import weakref
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from mdnrnn._tf import tf
 from mdnrnn import formats
@@ -122,7 +125,8 @@ class Generator:
             )
         self._read_weights()
         self._zero_state(batch_size)
-        self._params = self._advance(self._start_rows(batch_size))
+        with _blas_threads(batch_size):
+            self._params = self._advance(self._start_rows(batch_size))
 
     def _read_weights(self):
         """Copies the model's current weights into the NumPy path's fused form.
@@ -164,6 +168,12 @@ class Generator:
         batch = len(prefixes)
         self._read_weights()
         self._zero_state(batch)
+        with _blas_threads(batch):
+            self._feed_prefixes(prefixes)
+
+    def _feed_prefixes(self, prefixes):
+        """Feeds checked prefixes (data rows) from the zero state; see `prime`."""
+        batch = len(prefixes)
         if self.config.data_kind == "stroke3":
             self._params = self._advance(self._start_rows(batch))
         lengths = np.array([len(p) for p in prefixes])
@@ -200,8 +210,9 @@ class Generator:
             pen_lift 1; use `generate` for whole sequences with stop rules.
         """
         params = self._params
-        rows, model_rows = self.codec.decode(*self._sample_numpy(params))
-        self._params = self._advance(model_rows)
+        with _blas_threads(len(params)):
+            rows, model_rows = self.codec.decode(*self._sample_numpy(params))
+            self._params = self._advance(model_rows)
         if "dt" in self.columns:
             self._elapsed += rows[:, self.columns.index("dt")]
         return (rows, params) if return_params else rows
@@ -397,6 +408,56 @@ _ZERO, _HALF, _MIN_SCALE = (np.array(value, np.float32) for value in (0.0, 0.5, 
 _LOOPS = weakref.WeakKeyDictionary()
 # Smallest number of steps a compiled loop is built for.
 _MIN_LOOP_STEPS = 32
+
+
+# Batch sizes up to this run the NumPy kernels on one BLAS thread (see `_blas_threads`).
+SINGLE_THREAD_MAX_BATCH = 16
+
+
+class _OneBlasThread:
+    """Holds NumPy's BLAS (OpenBLAS, MKL, ...) to one thread while entered.
+
+    At batch size 1 the LSTM step is a few matrix-vector products of about 0.1 ms each;
+    OpenBLAS splits them over every core, and on a busy machine waiting for the other
+    cores' share made a 2 x 256 touch model's `step()` take 8 ms instead of 0.3 ms. The
+    libraries come from threadpoolctl, found once; entering and leaving costs a few
+    microseconds (two library calls each way). Nested and concurrent uses share one hold:
+    the first to enter sets one thread, the last to leave restores the old counts.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._libraries = None
+        self._saved = []
+
+    def __enter__(self):
+        with self._lock:
+            if self._depth == 0:
+                if self._libraries is None:
+                    self._libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+                self._saved = [library.get_num_threads() for library in self._libraries]
+                for library, threads in zip(self._libraries, self._saved):
+                    if threads != 1:
+                        library.set_num_threads(1)
+            self._depth += 1
+
+    def __exit__(self, *exc_info):
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                for library, threads in zip(self._libraries, self._saved):
+                    if threads != 1:
+                        library.set_num_threads(threads)
+
+
+_ONE_BLAS_THREAD = _OneBlasThread()
+_NO_LIMIT = contextlib.nullcontext()
+
+
+def _blas_threads(batch_size):
+    """One BLAS thread for batches up to `SINGLE_THREAD_MAX_BATCH`; no change above."""
+    return _ONE_BLAS_THREAD if batch_size <= SINGLE_THREAD_MAX_BATCH else _NO_LIMIT
 
 
 def _check_temperature(value, name):

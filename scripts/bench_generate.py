@@ -37,7 +37,13 @@ Run (from the repository root; 3 to 5 minutes on 2 cores, most of it the Keras c
 
     /tmp/benchvenv/bin/python scripts/bench_generate.py --verbose
 
-`OPENBLAS_NUM_THREADS=1` in front gives steadier `step()` latency on a busy machine.
+`--load` measures `step()` alone (no baseline packages needed, the project's venv will
+do): per-step latency at batch size 1, p50 / p90 / p99, with no extra load and with
+`--busy` synthetic busy processes (each spins a Python loop), once as shipped (BLAS held
+to one thread for small batches) and once with every BLAS thread (what `step()` did
+before):
+
+    .venv/bin/python scripts/bench_generate.py --load
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import multiprocessing
 import os
 import platform
 import sys
@@ -60,15 +67,22 @@ SETUP = (
     "/tmp/benchvenv/bin/pip install -e . keras-mdn-layer==1.0.0 ai-edge-litert"
 )
 
-try:
-    import keras_mdn_layer as mdn
-    from ai_edge_litert.interpreter import Interpreter
-except ImportError as error:
-    sys.exit(
-        f"bench_generate.py needs the baseline packages ({error}). They are not project "
-        f"dependencies; install them into a separate venv and run from there:\n{SETUP}\n"
-        "/tmp/benchvenv/bin/python scripts/bench_generate.py"
-    )
+mdn = Interpreter = None  # the baselines, imported by `import_baselines`
+
+
+def import_baselines():
+    global mdn, Interpreter
+    try:
+        import keras_mdn_layer as mdn
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as error:
+        sys.exit(
+            f"bench_generate.py needs the baseline packages ({error}). They are not project "
+            f"dependencies; install them into a separate venv and run from there:\n{SETUP}\n"
+            "/tmp/benchvenv/bin/python scripts/bench_generate.py\n"
+            "(`--load` needs none of them.)"
+        )
+
 
 import keras
 import tensorflow as tf
@@ -207,6 +221,72 @@ def generate_throughput(generator, batch_size, length):
     return points / elapsed
 
 
+def busy():
+    """Synthetic load: spin one core until terminated."""
+    while True:
+        pass
+
+
+def latency_percentiles(step, steps, warmup):
+    """p50, p90 and p99 of one call of `step`, in microseconds."""
+    for _ in range(warmup):
+        step()
+    times = np.empty(steps)
+    clock = time.perf_counter
+    for i in range(steps):
+        start = clock()
+        step()
+        times[i] = clock() - start
+    return tuple(np.percentile(times, [50, 90, 99]) * 1e6)
+
+
+def load_test(args):
+    """`step()` latency at batch size 1, idle and under `args.busy` busy processes, with
+    BLAS held to one thread (as shipped) and with every BLAS thread."""
+    from threadpoolctl import threadpool_info
+
+    import mdnrnn.generate
+
+    blas = ", ".join(f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)" for i in threadpool_info())
+    print(
+        f"# {platform.machine()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+        f"NumPy {np.__version__} with {blas}; load average before: {os.getloadavg()[0]:.2f}"
+    )
+    shipped = mdnrnn.generate.SINGLE_THREAD_MAX_BATCH
+    modes = {"one BLAS thread (as shipped)": shipped, "every BLAS thread": 0}
+    rows = []
+    for name in args.configs:
+        (preset_name, overrides), _, description = CONFIGS[name]
+        generator = mdnrnn.Generator(mdnrnn.build_model(mdnrnn.preset(preset_name, **overrides)), seed=0)
+        generator.reset(1)
+        for load in (0, args.busy):
+            workers = [multiprocessing.Process(target=busy, daemon=True) for _ in range(load)]
+            for worker in workers:
+                worker.start()
+            time.sleep(1.0 if load else 0.0)
+            try:
+                for mode, limit in modes.items():
+                    mdnrnn.generate.SINGLE_THREAD_MAX_BATCH = limit
+                    runs = [latency_percentiles(generator.step, args.steps, args.warmup) for _ in range(args.repeats)]
+                    if args.verbose:
+                        print(f"  {name}, {load} busy, {mode}: " + "; ".join("/".join(f"{v:.0f}" for v in r) for r in runs))
+                    rows.append((name, f"{load} busy processes" if load else "no extra load", mode, min(runs)))
+            finally:
+                mdnrnn.generate.SINGLE_THREAD_MAX_BATCH = shipped
+                for worker in workers:
+                    worker.terminate()
+                    worker.join()
+    print(
+        f"\n### `Generator.step()` latency, batch size 1 (us; the best of {args.repeats} runs of "
+        f"{args.steps} steps by median)\n"
+    )
+    print("| config | load | BLAS threads | p50 | p90 | p99 |")
+    print("| --- | --- | --- | ---: | ---: | ---: |")
+    for name, load, mode, (p50, p90, p99) in rows:
+        print(f"| {name} | {load} | {mode} | {p50:,.1f} | {p90:,.1f} | {p99:,.1f} |")
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+
+
 OURS_STEP = "mdnrnn `Generator.step()`"
 KERAS = "keras-mdn-layer, Keras call (IMPSY)"
 TFLITE = "keras-mdn-layer, TFLite (LiteRT)"
@@ -222,7 +302,12 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=64, help="large batch size for generate()")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of each measurement; the best is reported")
     parser.add_argument("--verbose", action="store_true", help="print every repeat")
+    parser.add_argument("--load", action="store_true", help="only step() latency, idle and under --busy load")
+    parser.add_argument("--busy", type=int, default=2, help="busy processes for --load")
     args = parser.parse_args(argv)
+    if args.load:
+        return load_test(args)
+    import_baselines()
 
     keras.utils.set_random_seed(0)
     print(

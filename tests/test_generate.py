@@ -272,3 +272,25 @@ def test_touch_pipeline_and_generator_encode_rows_alike(tmp_path):
     assert abs(inputs[0, 0, 2] * std[2] + mean[2]) < 1e-6  # dt = 0 first
     np.testing.assert_allclose(generator.codec.start_row[2], inputs[0, 0, 2], atol=1e-6)
     assert np.abs(generator.codec.start_row).sum() > 0  # never the padding row
+
+
+def test_step_runs_blas_on_one_thread_at_small_batch_sizes(monkeypatch):
+    """Batch-1 mat-vec products split over busy cores stall; step() holds BLAS to one
+    thread while it runs and restores the count afterwards."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    generator = Generator(model_for("touch"), seed=0)
+    seen = []
+    advance = generator._advance
+    monkeypatch.setattr(generator, "_advance", lambda rows: (seen.append(blas_threads()), advance(rows))[1])
+    generator.step()
+    generator.prime([np.full((3, 3), 0.5, np.float32)])
+    assert seen and all(threads == [1] * len(before) for threads in seen)
+    assert blas_threads() == before
+    seen.clear()
+    generator.reset(mdnrnn.generate.SINGLE_THREAD_MAX_BATCH + 1)
+    assert seen == [before]  # large batches keep every thread
