@@ -227,9 +227,7 @@ def cmd_info(args):
         print(f"columns:   {', '.join(store.columns)}")
         print(f"sequences: {len(store):,}")
         print(f"points:    {int(lengths.sum()):,}")
-        if len(lengths):
-            p = np.percentile(lengths, [0, 5, 50, 95, 100]).astype(int)
-            print(f"lengths:   min {p[0]}, p5 {p[1]}, median {p[2]}, p95 {p[3]}, max {p[4]}")
+        print(f"lengths:   {data.describe_lengths(lengths)}")
         print("splits:    " + ", ".join(f"{name} {len(store.split(name)):,}" for name in store.split_names))
         print(f"mean:      {np.round(store.mean, 4).tolist()}")
         print(f"std:       {np.round(store.std, 4).tolist()}")

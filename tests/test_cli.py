@@ -17,7 +17,7 @@ from mdnrnn import data, datasets, load_model
 from mdnrnn.cli import main
 
 CORPUS = datasets.path("robojam")  # the RoboJam corpus shipped with mdnrnn
-TINY_MODEL = ["--units", "16", "--layers", "1", "--mixtures", "3", "--verbose", "0"]
+TINY_MODEL = ["--units", "16", "--layers", "1", "--mixtures", "3", "--progress", "none"]
 
 
 def run(argv):
@@ -140,7 +140,7 @@ def test_resume_after_sigkill_continues_the_run(kanji_store, tmp_path):
     assert not (run_dir / "model.keras").exists()  # the run had not finished
 
     target = done + 2
-    resumed = run_subprocess(["train", "--resume", str(run_dir), "--epochs", str(target), "--verbose", "0"], timeout=300)
+    resumed = run_subprocess(["train", "--resume", str(run_dir), "--epochs", str(target), "--progress", "none"], timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     state = json.loads(state_path.read_text())
     assert state["epochs_done"] == target
@@ -176,7 +176,16 @@ def test_user_mistakes_give_one_line_errors_and_keep_files(kanji_store, kanji_mo
     check(["train", "--data", str(kanji_store), "--preset", "kanjj", "--out", str(tmp_path / "r")], 2, "invalid choice")
     check(["generate", "--model", str(kanji_store), "--out", str(tmp_path / "g")], 1, "not a .keras model file")
     check(["generate", "--model", str(tmp_path / "none.keras"), "--out", str(tmp_path / "g")], 1, "No model file")
-    check(["generate", "--model", str(model_path), "--temperature", "0", "--out", str(tmp_path / "g")], 2, "positive")
+    for bad in ("0", "-1", "nan", "inf", "1e9"):
+        check(["generate", "--model", str(model_path), "--temperature", bad, "--out", str(tmp_path / "g")], 2,
+              "expected a finite number in (0, 100]")
+    check(["generate", "--model", str(model_path), "--n", "1000000000", "--out", str(tmp_path / "g")], 2,
+          "expected an integer from 1 to 10,000")
+    check(["generate", "--model", str(model_path), "--n", "10000", "--max-steps", "100000",
+           "--out", str(tmp_path / "g")], 1, "is over 20,000,000 rows")
+    check(["train", "--data", str(kanji_store), "--seed", "99999999999999999999999", "--out", str(tmp_path / "r")],
+          2, "expected an integer from 0 to 4,294,967,295")
+    assert not (tmp_path / "g").exists() and not (tmp_path / "r").exists()
     check(["info", str(tmp_path / "nothing.h5")], 1, "No file at")
     check(["export", str(model_path), "--to", "svg", "--out", str(tmp_path / "e")], 1, "error: ")
 
@@ -206,3 +215,112 @@ def test_every_subcommand_has_help_and_bad_usage_exits_2(capsys):
     assert run(["train", "--preset"]) == 2
     assert "usage:" in capsys.readouterr().err
     assert run([]) == 2
+
+
+def _snapshot(directory):
+    """Every file under `directory` with its bytes."""
+    return {p.relative_to(directory): p.read_bytes() for p in sorted(Path(directory).rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_force_never_deletes_what_mdnrnn_did_not_make(kanji_model, tmp_path, capsys, monkeypatch):
+    model = str(kanji_model / "model.keras")
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("my work")
+    before = _snapshot(foreign)
+    assert run(["generate", "--model", model, "--n", "2", "--max-steps", "5", "--out", str(foreign), "--force"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: refusing to replace") and "not made by mdnrnn" in err and err.count("\n") == 1
+    assert _snapshot(foreign) == before
+    assert run(["export", model, "--to", "svg", "--out", str(foreign), "--force"]) == 1
+    assert _snapshot(foreign) == before
+
+    monkeypatch.chdir(foreign)  # `--out .` would have wiped the working directory
+    assert run(["generate", "--model", model, "--n", "2", "--max-steps", "5", "--out", ".", "--force"]) == 1
+    assert "refusing to replace ." in capsys.readouterr().err
+    assert _snapshot(foreign) == before
+
+
+@pytest.mark.slow
+def test_force_keeps_the_old_output_until_the_new_one_is_complete(kanji_store, kanji_model, tmp_path, capsys, monkeypatch):
+    from mdnrnn import cli, train
+
+    model = str(kanji_model / "model.keras")
+    out = tmp_path / "out"
+    argv = ["generate", "--model", model, "--n", "3", "--max-steps", "20", "--seed", "1", "--out", str(out)]
+    assert run(argv) == 0
+    assert (out / ".mdnrnn").is_file()
+    before = _snapshot(out)
+
+    def full_disk(sequences, kind, work, to):  # one file written, then the disk is full
+        (work / "drawing_000.svg").write_text("<svg/>")
+        raise OSError(28, "No space left on device", str(work / "drawing_001.svg"))
+
+    monkeypatch.setattr(cli, "_export", full_disk)
+    capsys.readouterr()
+    assert run(argv + ["--force"]) == 1
+    assert capsys.readouterr().err.startswith("error: [Errno 28] No space left on device")
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no partial folder beside it
+    monkeypatch.undo()
+
+    # A run replaced by a training run that then fails stays as it was.
+    run_before = _snapshot(kanji_model)
+    def broken(*args, **kwargs):
+        raise train.TrainingError("The loss became NaN or inf; training stopped")
+    monkeypatch.setattr(train, "_train", broken)
+    assert run(["train", "--data", str(kanji_store), *TINY_MODEL, "--epochs", "1", "--out", str(kanji_model),
+                "--force"]) == 1
+    assert _snapshot(kanji_model) == run_before
+    assert not [p for p in kanji_model.parent.iterdir() if p.name.startswith(".")]
+    # A run that fails before its first checkpoint leaves nothing behind.
+    assert run(["train", "--data", str(kanji_store), *TINY_MODEL, "--epochs", "1", "--out", str(tmp_path / "new")]) == 1
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.slow
+def test_nan_in_the_first_epoch_says_what_is_left(kanji_store, tmp_path, capsys, monkeypatch):
+    from mdnrnn import train
+
+    def nan_at_once(self, batch, logs=None):
+        self.nan_at = batch
+        self.model.stop_training = True
+
+    monkeypatch.setattr(train._RunCheckpoint, "on_train_batch_end", nan_at_once)
+    run_dir = tmp_path / "run"
+    assert run(["train", "--data", str(kanji_store), *TINY_MODEL, "--epochs", "2", "--batch-size", "16",
+                "--out", str(run_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "no epoch had finished, so there is no checkpoint" in err and err.count("\n") == 1
+    assert not run_dir.exists()
+
+
+@pytest.mark.slow
+def test_a_normal_run_prints_no_tensorflow_noise(kanji_model, tmp_path):
+    result = run_subprocess(["generate", "--model", str(kanji_model / "model.keras"), "--n", "2",
+                             "--max-steps", "10", "--seed", "0", "--out", str(tmp_path / "g")], timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "outputs in" in result.stdout
+
+
+def test_help_and_usage_errors_load_no_tensorflow():
+    code = (
+        "import sys\n"
+        "from mdnrnn.cli import main\n"
+        "for argv in (['--help'], ['train', '--help'], ['generate', '--n', '0'], ['prep', '--help'],\n"
+        "             ['export', '--help'], ['info', '--help']):\n"
+        "    assert main(argv) in (0, 2), argv\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "assert 'keras' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "usage: mdnrnn prep" in result.stdout
+
+
+def test_preset_names_match_the_registry():
+    from mdnrnn import PRESETS, cli
+
+    assert sorted(cli.PRESET_NAMES) == sorted(PRESETS)
