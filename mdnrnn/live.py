@@ -50,6 +50,7 @@ on stderr at most once a second per reason; the loop never stops for it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import heapq
 import json
@@ -581,6 +582,8 @@ class LiveLoop:
         policy = self._raise_priority() if self.settings.realtime else None
         if self.settings.mode == "battle":
             self._start_response(clock(), math.inf)
+        blas = _one_blas_thread()
+        blas.__enter__()
         try:
             while not self._stopping:
                 now = clock()
@@ -597,6 +600,7 @@ class LiveLoop:
                 self._wait(wake - clock())
         finally:
             self._all_notes_off()
+            blas.__exit__(None, None, None)
             if policy is not None:
                 os.sched_setscheduler(0, *policy)
 
@@ -850,6 +854,20 @@ class LiveLoop:
         if self.log is not None:
             values = ",".join(f"{v:.6g}" for v in row)
             self.log.write(f"{direction},{due:.6f},{sent:.6f},{values}\n")
+
+
+def _one_blas_thread():
+    """Limits BLAS to one thread while the loop runs, where threadpoolctl is installed.
+
+    `Generator.step()`'s matrix products are small; OpenBLAS's extra threads spin while they
+    wait for work, and on a busy machine they take the CPU the loop needs on time
+    (docs/benchmarks.md, "Live and LiteRT"). `OPENBLAS_NUM_THREADS=1` does the same.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 def load_generator(path, seed=None):

@@ -1,6 +1,7 @@
 """`mdnrnn play` (`mdnrnn.live`): OSC end to end over loopback UDP, MIDI conversion and
 loopback ports, bad input, Ctrl-C. Every loop runs for a bounded time and stops by itself."""
 
+import io
 import json
 import os
 import signal
@@ -97,7 +98,7 @@ def test_osc_callresponse_answers_after_silence_for_as_long(touch_model):
     assert times[0] >= last + 0.25 - 0.01  # only after the silence
     phrase = last - first  # 0.35 s
     answer_end = times[-1] - (last + 0.25)  # from the moment of silence to the last answer
-    assert phrase - 0.2 <= answer_end <= phrase + 0.1, (phrase, times - last)
+    assert phrase - 0.2 <= answer_end <= phrase + 0.25, (phrase, times - last)  # + receiver lag
     assert all(m.address == "/prediction" and len(m.params) == 2 for _, m in receiver.messages)
     xy = np.array([m.params for _, m in receiver.messages])
     assert ((xy >= 0) & (xy <= 1)).all()
@@ -127,6 +128,30 @@ def test_osc_useronly_passes_through(touch_model):
     thread.join(5)
     sent = [[0.05 + 0.08 * i, 0.4] for i in range(5)]
     np.testing.assert_allclose([m.params for _, m in receiver.messages], sent, atol=1e-6)
+
+
+def test_osc_drawing_model_answers_row_for_row(tmp_path):
+    """Drawings have no dt: rows are paced `stroke_interval` apart, as many as were drawn."""
+    model = build_model(preset("kanji", units=16, layers=1, components=2))
+    lite.export_litert(model, tmp_path / "kanji.tflite")
+    receiver = Receiver()
+    log = io.StringIO()
+    loop = live.LiveLoop(lite.LiteGenerator(tmp_path / "kanji.tflite", seed=0),
+                         live.LiveSettings(mode="callresponse", silence=0.2, stroke_interval=0.02),
+                         osc_in=(HOST, 0), osc_out=receiver.address, log=log)
+    thread = threading.Thread(target=loop.run, kwargs={"duration": 2.0}, daemon=True)
+    thread.start()
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    send = lambda datagram: sender.sendto(datagram, loop.osc_in_address)  # noqa: E731
+    for row in ([3.0, 1.0, 0.0], [2.0, -4.0, 0.0], [0.5, 0.5, 1.0], [-6.0, 2.0, 0.0], [1.0, 1.0, 1.0]):
+        send(osc("/interface", *row))
+    receiver.collect_until(time.monotonic() + 0.2 + 0.1 + 0.4)
+    loop.stop()
+    thread.join(5)
+    assert len(receiver.messages) == 5, loop.summary()
+    scheduled = [float(line.split(",")[1]) for line in log.getvalue().splitlines() if line.startswith("out")]
+    np.testing.assert_allclose(np.diff(scheduled), 0.02, atol=1e-6)
+    assert all(len(m.params) == 3 and m.params[2] in (0.0, 1.0) for _, m in receiver.messages)
 
 
 def test_bad_osc_input_is_dropped_and_counted(touch_model):
@@ -160,8 +185,10 @@ def test_bad_osc_input_is_dropped_and_counted(touch_model):
     assert dropped["OSC message with bad arguments"] == 2
     assert dropped["OSC value not finite"] == 1
     assert dropped["OSC value out of range"] == 1
-    assert dropped["flood (over max_rate events/s)"] >= 300
-    assert received_in_flood < 300
+    # Of 600 flood messages (some may already overflow the socket's buffer in the kernel),
+    # the loop took in no more than max_rate allows and dropped the rest.
+    assert dropped["flood (over max_rate events/s)"] >= 100
+    assert received_in_flood < 150
     assert any(t > last for t in receiver.times())
     assert any("flood" in w for w in warnings) and len(warnings) < 20  # rate-limited warnings
 
