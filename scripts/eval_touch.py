@@ -1,0 +1,177 @@
+"""Generated touch performances against the held-out RoboJam performances.
+
+Prepares the RoboJam corpus shipped with mdnrnn (`mdnrnn.datasets.path("robojam")`) with
+`data_prep.robojam.convert` (the same split as training: seed 0), generates as many
+performances as the test split holds, each up to `--seconds` long, and compares the two
+sets on five statistics, each with a two-sample Kolmogorov-Smirnov statistic (0: the same
+distribution, 1: no overlap):
+
+- border: per performance, the fraction of points on the screen's border (x or y at 0
+  or 1; the corpus clips positions into [0, 1], and so does the generator);
+- step: the distance |(dx, dy)| between consecutive points of one swipe;
+- dt: seconds between consecutive points (every row but a performance's first);
+- swipe points: points per touch (1 for a tap);
+- touches/s: per performance, touches divided by its duration (the sum of dt).
+
+A touch starts at a row with `dt > --tap-threshold` (0.1 s, as the exporters split
+touches). It also writes an SVG of real (left) and generated (right) performances side by
+side.
+
+Run (from the repository root; about a minute):
+
+    .venv/bin/python scripts/eval_touch.py --model touch --svg /tmp/touch_eval.svg
+
+`--model` takes a `.keras` file or the name of a pretrained model. Without a model at
+hand, `--train-epochs N` trains a small one first (`preset("touch", units=--units)` on
+windows of 50 rows of the train split, the store's own statistics), in about a minute per
+epoch on 2 cores:
+
+    .venv/bin/python scripts/eval_touch.py --train-epochs 3 --units 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import sys
+import tempfile
+
+import numpy as np
+from scipy import stats
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+
+from mdnrnn.export import _common  # noqa: E402  (NumPy only)
+
+# Positions within this of 0 or 1 count as on the border.
+BORDER_TOLERANCE = 1e-6
+METRICS = ("border", "step", "dt", "swipe points", "touches/s")
+
+
+def performance_metrics(touches, tap_threshold=0.1):
+    """The statistics of one performance `(n, 3)` of `(x, y, dt)` rows.
+
+    Returns:
+        A dict: `border` and `touches/s` are one number each (NaN for an empty
+        performance, or `touches/s` of one with no duration); `step`, `dt` and
+        `swipe points` are arrays, one value per step within a swipe, per row after the
+        first, and per touch.
+    """
+    touches = _common.touch_array(touches)
+    if len(touches) == 0:
+        empty = np.zeros(0)
+        return {"border": np.nan, "step": empty, "dt": empty, "swipe points": empty, "touches/s": np.nan}
+    xy, dt = touches[:, :2], touches[:, 2]
+    on_border = ((xy <= BORDER_TOLERANCE) | (xy >= 1 - BORDER_TOLERANCE)).any(axis=1)
+    spans = _common.touch_spans(dt, tap_threshold)
+    steps = [np.linalg.norm(np.diff(xy[span], axis=0), axis=1) for span in spans]
+    duration = dt.sum()
+    return {
+        "border": on_border.mean(),
+        "step": np.concatenate(steps),
+        "dt": dt[1:],
+        "swipe points": np.array([span.stop - span.start for span in spans], np.float64),
+        "touches/s": len(spans) / duration if duration > 0 else np.nan,
+    }
+
+
+def pooled_metrics(performances, tap_threshold=0.1):
+    """Each statistic of many performances, pooled into one array (NaNs dropped)."""
+    per = [performance_metrics(p, tap_threshold) for p in performances]
+    pooled = {}
+    for name in METRICS:
+        values = np.concatenate([np.atleast_1d(np.asarray(m[name], np.float64)) for m in per])
+        pooled[name] = values[~np.isnan(values)]
+    return pooled
+
+
+def compare(real, generated, tap_threshold=0.1):
+    """Per statistic: `(real mean, generated mean, KS statistic)` of two sets of performances."""
+    real, generated = pooled_metrics(real, tap_threshold), pooled_metrics(generated, tap_threshold)
+    result = {}
+    for name in METRICS:
+        a, b = real[name], generated[name]
+        ks = stats.ks_2samp(a, b).statistic if len(a) and len(b) else np.nan
+        result[name] = (a.mean() if len(a) else np.nan, b.mean() if len(b) else np.nan, ks)
+    return result
+
+
+def side_by_side_svg(real, generated, rows=6, size=200):
+    """One SVG: real performances in the left column, generated ones in the right."""
+    from mdnrnn.export import performance_to_svg
+
+    rows = min(rows, len(real), len(generated))
+    width, height = 2 * size + 30, rows * size + 30
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        f'width="{width}" height="{height}">',
+        f'<text x="{size // 2}" y="18" font-family="sans-serif" font-size="14">real (test split)</text>',
+        f'<text x="{size + 30 + size // 2 - 30}" y="18" font-family="sans-serif" font-size="14">generated</text>',
+    ]
+    for row in range(rows):
+        for column, performance in enumerate((real[row], generated[row])):
+            picture = base64.b64encode(performance_to_svg(performance, size=size).encode()).decode()
+            parts.append(
+                f'<image x="{column * (size + 30)}" y="{24 + row * size}" width="{size}" height="{size}" '
+                f'xlink:href="data:image/svg+xml;base64,{picture}"/>'
+            )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="touch", help="a .keras file or a pretrained model name")
+    parser.add_argument("--train-epochs", type=int, default=0, help="train a small model for this many epochs instead")
+    parser.add_argument("--units", type=int, default=64, help="LSTM units of the model --train-epochs trains")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length limit of a generated performance")
+    parser.add_argument("--max-steps", type=int, default=400, help="step limit of a generated performance")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--sigma-temperature", type=float, default=1.0)
+    parser.add_argument("--tap-threshold", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--svg", help="write the side-by-side SVG here")
+    args = parser.parse_args(argv)
+
+    import mdnrnn
+    from data_prep import robojam
+    from mdnrnn import data, datasets
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store_path = os.path.join(tmp, "robojam.h5")
+        robojam.convert(None, store_path, sample=True, progress=False)
+        with data.open_store(store_path) as store:
+            real = [np.asarray(store[int(i)]) for i in store.split("test")]
+            mean, std = tuple(store.mean.tolist()), tuple(store.std.tolist())
+        if args.train_epochs:
+            import keras
+
+            keras.utils.set_random_seed(args.seed)
+            config = mdnrnn.preset("touch", units=args.units, mean=mean, std=std)
+            model = mdnrnn.build_model(config)
+            model.fit(data.make_dataset(store_path, "train", 64, window=50, seed=args.seed), epochs=args.train_epochs, verbose=0)
+            args.model = f"preset('touch', units={args.units}) trained {args.train_epochs} epochs"
+        else:
+            model = mdnrnn.load_model(args.model)
+    generator = mdnrnn.Generator(
+        model, temperature=args.temperature, sigma_temperature=args.sigma_temperature, seed=args.seed
+    )
+    generated = generator.generate(n=len(real), max_steps=args.max_steps, max_seconds=args.seconds)
+    print(
+        f"# model {args.model}; {len(real)} held-out performances of {datasets.path('robojam').name} "
+        f"(test split, seed 0) against {len(generated)} generated ones (max {args.seconds:g} s, "
+        f"{args.max_steps} steps, temperature {args.temperature:g}, sigma_temperature "
+        f"{args.sigma_temperature:g}, seed {args.seed})\n"
+    )
+    print("| statistic | real mean | generated mean | KS statistic |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, (real_mean, generated_mean, ks) in compare(real, generated, args.tap_threshold).items():
+        print(f"| {name} | {real_mean:.4g} | {generated_mean:.4g} | {ks:.3f} |")
+    if args.svg:
+        _common.write_atomically(args.svg, side_by_side_svg(real, generated).encode())
+        print(f"\nwrote {args.svg}")
+
+
+if __name__ == "__main__":
+    main()

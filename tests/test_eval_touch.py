@@ -1,0 +1,64 @@
+"""scripts/eval_touch.py: its statistics against small performances checked by hand."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_SPEC = importlib.util.spec_from_file_location(
+    "eval_touch", Path(__file__).resolve().parents[1] / "scripts" / "eval_touch.py"
+)
+eval_touch = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(eval_touch)
+
+# A tap on the left border, a three-point swipe (steps 0.3 and 0.4), then a tap in the
+# bottom-right corner; 1.0 s in all.
+PERFORMANCE = np.array(
+    [
+        [0.0, 0.5, 0.0],  # tap, on the border (x = 0)
+        [0.2, 0.2, 0.5],  # swipe starts (dt > 0.1)
+        [0.2, 0.5, 0.05],  # step 0.3
+        [0.6, 0.5, 0.05],  # step 0.4
+        [1.0, 1.0, 0.4],  # tap, on the border (corner)
+    ]
+)
+
+
+def test_performance_metrics_by_hand():
+    m = eval_touch.performance_metrics(PERFORMANCE)
+    assert m["border"] == pytest.approx(2 / 5)
+    np.testing.assert_allclose(m["step"], [0.3, 0.4])
+    np.testing.assert_allclose(m["dt"], [0.5, 0.05, 0.05, 0.4])
+    np.testing.assert_array_equal(m["swipe points"], [1, 3, 1])
+    assert m["touches/s"] == pytest.approx(3 / 1.0)  # three touches in 1.0 s
+
+
+def test_tap_threshold_splits_touches():
+    m = eval_touch.performance_metrics(PERFORMANCE, tap_threshold=0.45)
+    np.testing.assert_array_equal(m["swipe points"], [1, 4])  # the 0.4 s gap no longer splits
+    np.testing.assert_allclose(m["step"], [0.3, 0.4, np.hypot(0.4, 0.5)])
+
+
+def test_empty_and_single_row_performances():
+    empty = eval_touch.performance_metrics(np.zeros((0, 3)))
+    assert np.isnan(empty["border"]) and len(empty["step"]) == 0
+    one = eval_touch.performance_metrics([[0.5, 0.5, 0.0]])
+    assert one["border"] == 0 and np.isnan(one["touches/s"]) and list(one["swipe points"]) == [1]
+
+
+def test_compare_gives_zero_for_the_same_set_and_one_for_disjoint_sets():
+    same = eval_touch.compare([PERFORMANCE], [PERFORMANCE])
+    assert all(ks == 0 for _, _, ks in same.values())
+    slow = PERFORMANCE.copy()
+    slow[1:, 2] = 2.0  # every gap 2 s: five taps in 8 s, the same points
+    result = eval_touch.compare([PERFORMANCE], [slow])
+    assert result["dt"][2] == 1.0  # no overlap at all
+    assert result["border"][2] == 0.0
+    assert result["touches/s"][:2] == pytest.approx((3.0, 5 / 8.0))
+
+
+def test_side_by_side_svg_holds_both_columns():
+    svg = eval_touch.side_by_side_svg([PERFORMANCE] * 3, [PERFORMANCE] * 2, rows=4)
+    assert svg.count("<image") == 4  # two rows (the shorter set) x two columns
+    assert "real" in svg and "generated" in svg
