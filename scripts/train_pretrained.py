@@ -53,6 +53,8 @@ RECIPES = {
                    "falls under KanjiVG's licence)",
         "use": "continues or draws kanji in KanjiVG's 109 x 109 viewBox (y grows downwards); "
                "stroke-5 rows, so a drawing ends by itself",
+        "summary": "kanji drawings (KanjiVG)",
+        "studio": {"canvas_units": 109.0, "epsilon": 1.0},  # what `mdnrnn serve` needs
     },
     "touch": {
         "preset": "touch",
@@ -64,6 +66,8 @@ RECIPES = {
         "licence": "CC0 1.0 (the RoboJam corpus is CC0; so is this model)",
         "use": "answers touch-screen performances: rows (x, y, dt), x and y in [0, 1], dt in "
                "seconds since the previous touch",
+        "summary": "touch-screen performances (RoboJam)",
+        "studio": {},
     },
 }
 
@@ -149,6 +153,8 @@ def ship(name: str, run_dir: Path, store: Path, out: Path, seconds: float | None
         "heldout_steps": steps,
         "data": {"splits": splits, "points": points, "description": RECIPES[name]["data"]},
         "licence": RECIPES[name]["licence"],
+        "summary": RECIPES[name]["summary"],
+        **RECIPES[name]["studio"],
         "command": f".venv/bin/python scripts/train_pretrained.py {name} --epochs {len(history) - 1}",
         "train_seconds": seconds,
         "trained_on": f"{platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}",
