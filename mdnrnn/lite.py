@@ -122,6 +122,9 @@ def _write_atomically(path, data: bytes):
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)  # as a plain open() would make it (mkstemp: 0600)
         os.replace(temp, path)
     except BaseException:
         if os.path.exists(temp):
@@ -135,16 +138,21 @@ class LiteSpec:
     """The mixture layout of a LiteRT model (what `MixtureSpec` says, without TensorFlow).
 
     Params rows are laid out as in `MixtureSpec`:
-    `[ mixture logits (K) | loc (K * D) | scale (K * D) | pen logits (0, 1 or 3) ]`.
+    `[ mixture logits (K) | loc (K * D) | scale (K * D) | correlation (K * C) | pen logits ]`.
     """
 
     dim: int  # D, continuous dimensions
     components: int  # K
     pen: str | None = None  # None, "bernoulli" (stroke-3) or "categorical" (stroke-5)
+    covariance: str = "diagonal"  # or "full": C = D (D - 1) / 2 correlation values
+
+    @property
+    def correlation_size(self) -> int:
+        return self.dim * (self.dim - 1) // 2 if self.covariance == "full" else 0
 
     @property
     def params_size(self) -> int:
-        return self.components * (1 + 2 * self.dim) + _PEN_SIZES[self.pen]
+        return self.components * (1 + 2 * self.dim + self.correlation_size) + _PEN_SIZES[self.pen]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -394,15 +402,19 @@ class SamplerTables:
 
     def __init__(self, spec):
         k, d = spec.components, spec.dim
-        self.components, self.dim, self.pen = k, d, spec.pen
+        c = getattr(spec, "correlation_size", 0)
+        self.components, self.dim, self.pen, self.correlated = k, d, spec.pen, c > 0
         self.params_size = spec.params_size
         # Columns of the mixture logits, then of a categorical pen's logits.
         self.logit_columns = np.arange(k)
         if spec.pen == "categorical":
             self.logit_columns = np.r_[self.logit_columns, spec.params_size - 3 : spec.params_size]
-        # Component -> its loc and scale columns in a params row: [K, 2D].
+        # Component -> its loc, scale (and correlation) columns in a params row: [K, 2D + C].
         offsets = np.concatenate([np.arange(d), k * d + np.arange(d)])  # component 0's loc, scale
         self.loc_scale_columns = k + np.arange(k)[:, None] * d + offsets
+        if c:
+            correlation = k + 2 * k * d + np.arange(k)[:, None] * c + np.arange(c)  # [K, C]
+            self.loc_scale_columns = np.concatenate([self.loc_scale_columns, correlation], 1)
 
 
 def sample_numpy(params, tables, rng, temperature=1.0, sigma_temperature=1.0):
@@ -411,7 +423,8 @@ def sample_numpy(params, tables, rng, temperature=1.0, sigma_temperature=1.0):
     Categorical draws are Gumbel-max draws: with `G` standard Gumbel noise,
     `argmax(logits + temperature * G)` is distributed as `softmax(logits / temperature)`;
     `G = -log(E)` with `E` standard exponential. The chosen component's normal draw is
-    `loc + sqrt(sigma_temperature) * scale * N(0, 1)`; a Bernoulli pen lifts with
+    `loc + sqrt(sigma_temperature) * scale * (L_corr @ N(0, 1))` (`L_corr` the identity for
+    diagonal components, see `MixtureSpec`); a Bernoulli pen lifts with
     probability `sigmoid(logit / temperature)`. Draw order: exponentials `(B, K [+3])`,
     normals `(B, D)`, then uniforms `(B,)` for a Bernoulli pen.
 
@@ -431,9 +444,11 @@ def sample_numpy(params, tables, rng, temperature=1.0, sigma_temperature=1.0):
     columns += np.arange(batch)[:, None] * tables.params_size  # rows of the flat params
     loc_scale = params.take(columns)  # [B, 2D]
     values = rng.standard_normal((batch, d), np.float32)
+    if tables.correlated:  # full covariance: L_corr @ z
+        values = correlate(values, loc_scale[:, 2 * d :])
     if sigma_temperature != 1.0:
         values *= np.float32(np.sqrt(sigma_temperature))
-    values *= loc_scale[:, d:]
+    values *= loc_scale[:, d : 2 * d]
     values += loc_scale[:, :d]
     if categorical_pen:
         return values, scores[:, k:].argmax(axis=1)
@@ -441,3 +456,19 @@ def sample_numpy(params, tables, rng, temperature=1.0, sigma_temperature=1.0):
         probability = 0.5 * np.tanh(0.5 / temperature * params[:, -1]) + 0.5  # sigmoid
         return values, (rng.random(batch) < probability).astype(np.float32)
     return values, None
+
+
+def correlate(z, correlation):
+    """`L_corr @ z` per row: standard normal draws `z` (B, D) given correlation `u` (B, C).
+
+    `L_corr` is the correlation Cholesky factor of `mixture.correlation_cholesky`: row i is
+    `[u_i0, ..., u_i(i-1), 1]` over its length, so `y_i = (u_i . z[:i] + z_i) / norm_i`.
+    """
+    out = np.empty_like(z)
+    out[:, 0] = z[:, 0]
+    start = 0
+    for i in range(1, z.shape[1]):
+        u = correlation[:, start : start + i]  # [B, i]
+        start += i
+        out[:, i] = (np.einsum("bi,bi->b", u, z[:, :i]) + z[:, i]) / np.sqrt(1.0 + np.einsum("bi,bi->b", u, u))
+    return out

@@ -356,3 +356,16 @@ def test_cli_play_over_osc_without_tensorflow(touch_model, tmp_path):
     lines = log.read_text().splitlines()
     assert lines[0] == "direction,scheduled,sent,x,y,dt"
     assert sum(line.startswith("in,") for line in lines) == 6
+
+
+def test_cli_play_user_errors(touch_model, capsys):
+    from mdnrnn import cli
+
+    assert cli.main(["play", "--model", str(touch_model)]) == 1
+    assert "needs an output" in capsys.readouterr().err
+    assert cli.main(["play", "--model", str(touch_model), "--osc-out", "nohost"]) == 1
+    assert "HOST:PORT" in capsys.readouterr().err
+    assert cli.main(["play", "--model", "missing.tflite", "--osc-out", f"{HOST}:9"]) == 1
+    assert "No such file" in capsys.readouterr().err
+    code = cli.main(["play", "--list-ports"])  # no ALSA sequencer here: one error line
+    assert code == 0 or "no MIDI system" in capsys.readouterr().err
