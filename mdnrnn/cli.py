@@ -278,7 +278,7 @@ def cmd_play(args):
         loop = live.LiveLoop(generator, settings, osc_in=osc_in, osc_out=osc_out,
                              midi_in=ports[0], midi_out=ports[1], log=log)
         stack.callback(loop.close)
-        signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+        stack.callback(signal.signal, signal.SIGTERM, signal.signal(signal.SIGTERM, lambda *_: loop.stop()))
         where = ", ".join(f"{label} {value}" for label, value in (
             ("MIDI in", args.midi_in), ("MIDI out", args.midi_out),
             ("OSC in", "%s:%d" % loop.osc_in_address if osc_in else None), ("OSC out", args.osc_out)) if value)

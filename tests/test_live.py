@@ -322,8 +322,10 @@ def test_settings_files(tmp_path):
         live.load_settings(None, mode="solo")
 
 
-def test_cli_play_over_osc_without_tensorflow(touch_model, tmp_path):
-    """`mdnrnn play` with a LiteRT model, TensorFlow unimportable: answers, then Ctrl-C."""
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_cli_play_over_osc_without_tensorflow(touch_model, tmp_path, stop_signal):
+    """`mdnrnn play` with a LiteRT model, TensorFlow unimportable: answers, then stops on
+    Ctrl-C (SIGINT) or SIGTERM with its summary."""
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     probe.bind((HOST, 0))
     port = probe.getsockname()[1]
@@ -346,7 +348,7 @@ def test_cli_play_over_osc_without_tensorflow(touch_model, tmp_path):
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         perform(lambda datagram: sender.sendto(datagram, (HOST, port)), n=6)
         receiver.collect_until(time.monotonic() + 0.5)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         out, err = process.communicate(timeout=10)
     finally:
         process.kill()
