@@ -420,6 +420,10 @@ class SamplerTables:
 def sample_numpy(params, tables, rng, temperature=1.0, sigma_temperature=1.0):
     """One draw per row of `params` `(B, P)`, as `Generator.step()` draws it.
 
+    `Generator`'s own copy of this sampler lives in `mdnrnn.generate`, which imports
+    TensorFlow; until the two share one TF-free module, `tests/test_lite.py` holds them
+    equal draw for draw (same seed, same rows) for every kind of head.
+
     Categorical draws are Gumbel-max draws: with `G` standard Gumbel noise,
     `argmax(logits + temperature * G)` is distributed as `softmax(logits / temperature)`;
     `G = -log(E)` with `E` standard exponential. The chosen component's normal draw is
