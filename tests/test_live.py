@@ -295,6 +295,19 @@ def test_ctrl_c_stops_cleanly_and_sends_note_offs(touch_model):
     assert kinds == ["note_on", "note_off"]  # the held note ended on the way out
 
 
+def test_battle_with_a_keras_model_over_midi(tmp_path):
+    """`load_generator` gives a `Generator` for a .keras file; battle plays from the start."""
+    model = build_model(preset("touch", units=16, layers=1, components=2, mean=(0.5, 0.5, 0.05), std=(0.2, 0.2, 0.02)))
+    model.save(tmp_path / "touch.keras")
+    generator = live.load_generator(tmp_path / "touch.keras", seed=0)
+    assert type(generator).__name__ == "Generator"
+    midi_out = live.LoopbackMidi()
+    loop = live.LiveLoop(generator, live.LiveSettings(mode="battle"), midi_out=midi_out, warn=lambda text: None)
+    loop.run(duration=0.6)
+    kinds = [m.type for _, m in midi_out.sent]
+    assert kinds.count("note_on") >= 1 and kinds.count("note_on") == kinds.count("note_off")
+
+
 def test_realtime_priority_is_given_back(touch_model):
     warnings = []
     loop = live.LiveLoop(lite.LiteGenerator(touch_model, seed=0),
@@ -322,7 +335,7 @@ def test_settings_files(tmp_path):
         live.load_settings(None, mode="solo")
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_cli_play_over_osc_without_tensorflow(touch_model, tmp_path, stop_signal):
     """`mdnrnn play` with a LiteRT model, TensorFlow unimportable: answers, then stops on
     Ctrl-C (SIGINT) or SIGTERM with its summary."""
