@@ -44,6 +44,9 @@ to one thread for small batches) and once with every BLAS thread (what `step()` 
 before):
 
     .venv/bin/python scripts/bench_generate.py --load
+
+`--ours` measures only our whole-sequence throughput (`generate(n=1)`, `generate(n=64)`,
+best of `--repeats` after an untimed compiling call), also without baseline packages.
 """
 
 from __future__ import annotations
@@ -287,6 +290,25 @@ def load_test(args):
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 
+def ours_throughput(args):
+    """Points per second of `generate(n=1)` and `generate(n=args.batch)`, ours only."""
+    print(f"# {platform.machine()}, {os.cpu_count()} cores; load average before: {os.getloadavg()[0]:.2f}")
+    print(f"\n| config | call | first call (compiles), s | points/s, best of {args.repeats} |")
+    print("| --- | --- | ---: | ---: |")
+    for name in args.configs:
+        (preset_name, overrides), _, _ = CONFIGS[name]
+        generator = mdnrnn.Generator(mdnrnn.build_model(mdnrnn.preset(preset_name, **overrides)), seed=0)
+        for batch in (1, args.batch):
+            start = time.perf_counter()
+            generator.generate(n=batch, max_steps=args.length, stop=False)
+            first = time.perf_counter() - start
+            rates = [generate_throughput(generator, batch, args.length) for _ in range(args.repeats)]
+            if args.verbose:
+                print(f"  {name} n={batch}: " + ", ".join(f"{r:,.0f}" for r in rates))
+            print(f"| {name} | `generate(n={batch}, max_steps={args.length})` | {first:.1f} | {max(rates):,.0f} |")
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+
+
 OURS_STEP = "mdnrnn `Generator.step()`"
 KERAS = "keras-mdn-layer, Keras call (IMPSY)"
 TFLITE = "keras-mdn-layer, TFLite (LiteRT)"
@@ -304,9 +326,12 @@ def main(argv=None):
     parser.add_argument("--verbose", action="store_true", help="print every repeat")
     parser.add_argument("--load", action="store_true", help="only step() latency, idle and under --busy load")
     parser.add_argument("--busy", type=int, default=2, help="busy processes for --load")
+    parser.add_argument("--ours", action="store_true", help="only our generate() throughput")
     args = parser.parse_args(argv)
     if args.load:
         return load_test(args)
+    if args.ours:
+        return ours_throughput(args)
     import_baselines()
 
     keras.utils.set_random_seed(0)
