@@ -445,7 +445,8 @@ def sample_numpy(params, tables, rng, temperature=1.0, sigma_temperature=1.0):
         scores *= np.float32(temperature)
     np.subtract(params.take(tables.logit_columns, axis=1), scores, out=scores)
     columns = tables.loc_scale_columns[scores[:, :k].argmax(axis=1)]  # [B, 2D], chosen component
-    columns += np.arange(batch)[:, None] * tables.params_size  # rows of the flat params
+    if batch > 1:
+        columns += np.arange(batch)[:, None] * tables.params_size  # rows of the flat params
     loc_scale = params.take(columns)  # [B, 2D]
     values = rng.standard_normal((batch, d), np.float32)
     if tables.correlated:  # full covariance: L_corr @ z
