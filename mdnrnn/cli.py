@@ -77,6 +77,7 @@ def cmd_train(args):
             raise FileNotFoundError(f"No store at {args.data}")
         overrides = {k: v for k, v in {
             "units": args.units, "layers": args.layers, "components": args.mixtures, "dropout": args.dropout,
+            "covariance": args.covariance,
         }.items() if v is not None}
         config = models.preset(args.preset, **overrides)
         run_dir = Path(args.out)
@@ -325,6 +326,8 @@ def build_parser():
     p.add_argument("--layers", type=_int_in(1, 16), help="LSTM layers, up to 16 (preset's)")
     p.add_argument("--mixtures", type=_int_in(1, 256), help="mixture components, up to 256 (preset's)")
     p.add_argument("--dropout", type=_float_in(0, 0.99, low_open=False), help="LSTM input dropout in [0, 0.99] (preset's)")
+    p.add_argument("--covariance", choices=["diagonal", "full"],
+                   help="mixture components' covariance: full (correlated, Cholesky) or diagonal (preset's)")
     p.add_argument("--seq-len", type=_int_in(1, 10_000), default=50,
                    help="window length for touch/IMPSY data, up to 10,000 (50); drawings train whole")
     p.add_argument("--batch-size", type=_int_in(1, 65_536), default=64, help="batch size, up to 65,536 (64)")

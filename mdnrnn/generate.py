@@ -24,7 +24,7 @@ from threadpoolctl import ThreadpoolController
 
 from mdnrnn._tf import tf
 from mdnrnn import formats
-from mdnrnn.mixture import MIN_SCALE, mixture_distribution
+from mdnrnn.mixture import MAX_CORRELATION_PARAM, MIN_SCALE, mixture_distribution
 from mdnrnn.models import MixtureRNN, build_step_model
 
 # Smallest dt (seconds) a generated touch or IMPSY row can have (see `mdnrnn.formats`).
@@ -76,8 +76,9 @@ class Generator:
         self._rng = np.random.default_rng(seed)
         self._mean, self._std = config.normalisation
         self._model = model
-        k, d = self.spec.components, self.spec.dim
+        k, d, c = self.spec.components, self.spec.dim, self.spec.correlation_size
         self._scale_slice = slice(k + k * d, k + 2 * k * d)
+        self._correlation_slice = slice(k + 2 * k * d, k + 2 * k * d + k * c) if c else None
         self._init_numpy_tables()
         self._work = None  # preallocated NumPy work arrays for one batch size
         self.reset(1)
@@ -141,8 +142,7 @@ class Generator:
             kernel, recurrent, bias = (w.numpy() for w in lstm.cell.weights)
             self._cells.append(_fused_cell_kernel(np.concatenate([kernel, recurrent], 0), bias))
         self._work = None
-        head = self._model.head
-        dense = [d for d in (head.logits_dense, head.loc_dense, head.scale_dense, head.pen_dense) if d]
+        dense = self._model.head.denses()
         self._head_kernel = np.concatenate([d.kernel.numpy() for d in dense], 1)
         self._head_bias = np.concatenate([d.bias.numpy() for d in dense], 0)
 
@@ -180,12 +180,16 @@ class Generator:
         for t in range(lengths.max()):
             active = lengths > t
             rows = np.stack([p[min(t, len(p) - 1)] for p in prefixes])
+            model_rows = self.codec.encode(rows)
+            # The training model's Masking layer skips all-zero model rows (padding), and
+            # so a real stroke-3 row (0, 0, 0): it keeps the state and the output. So here.
+            fed = active & model_rows.any(axis=1)
             h, c = list(self._h), list(self._c)
-            params = self._advance(self.codec.encode(rows))
+            params = self._advance(model_rows)
             for layer in range(len(self._h)):  # finished prefixes keep their state
-                self._h[layer] = np.where(active[:, None], self._h[layer], h[layer])
-                self._c[layer] = np.where(active[:, None], self._c[layer], c[layer])
-            self._params = np.where(active[:, None], params, self._params)
+                self._h[layer] = np.where(fed[:, None], self._h[layer], h[layer])
+                self._c[layer] = np.where(fed[:, None], self._c[layer], c[layer])
+            self._params = np.where(fed[:, None], params, self._params)
             if "dt" in self.columns:
                 self._elapsed += np.where(active, rows[:, self.columns.index("dt")], 0.0)
 
@@ -303,14 +307,17 @@ class Generator:
 
     def _init_numpy_tables(self):
         """Constants of the NumPy sampler and decoder, made once."""
-        k, d = self.spec.components, self.spec.dim
+        k, d, c = self.spec.components, self.spec.dim, self.spec.correlation_size
         # Columns of the mixture logits, then of a categorical pen's logits.
         self._logit_columns = np.arange(k)
         if self.spec.pen == "categorical":
             self._logit_columns = np.r_[self._logit_columns, self.spec.params_size - 3 : self.spec.params_size]
-        # Component -> its loc and scale columns in a params row: [K, 2D].
+        # Component -> its loc, scale (and correlation) columns in a params row: [K, 2D + C].
         offsets = np.concatenate([np.arange(d), k * d + np.arange(d)])  # component 0's loc, scale
         self._loc_scale_columns = k + np.arange(k)[:, None] * d + offsets
+        if c:
+            correlation = k + 2 * k * d + np.arange(k)[:, None] * c + np.arange(c)  # [K, C]
+            self._loc_scale_columns = np.concatenate([self._loc_scale_columns, correlation], 1)
 
     def _work_arrays(self, batch_size):
         """Preallocated arrays, and views into them, for one batch size (the last used)."""
@@ -359,6 +366,11 @@ class Generator:
         scale = params[:, self._scale_slice]
         np.logaddexp(_ZERO, scale, out=scale)  # softplus
         np.add(scale, _MIN_SCALE, out=scale)
+        if self._correlation_slice is not None:  # bounded, as `MixtureDensity` does
+            correlation = params[:, self._correlation_slice]
+            correlation *= 1.0 / _MAX_CORRELATION_PARAM
+            np.tanh(correlation, out=correlation)
+            correlation *= _MAX_CORRELATION_PARAM
         return params
 
     def _sample_numpy(self, params):
@@ -389,9 +401,11 @@ class Generator:
             columns += self._work_arrays(batch)[2]
         loc_scale = params.take(columns)  # [B, 2D]
         values = rng.standard_normal((batch, d), np.float32)
+        if self._correlation_slice is not None:  # full covariance: L_corr @ z
+            values = _correlate(values, loc_scale[:, 2 * d :])
         if self.sigma_temperature != 1.0:
             values *= np.float32(np.sqrt(self.sigma_temperature))
-        values *= loc_scale[:, d:]
+        values *= loc_scale[:, d : 2 * d]
         values += loc_scale[:, :d]
         if categorical_pen:
             return values, scores[:, k:].argmax(axis=1)
@@ -402,7 +416,25 @@ class Generator:
 
 # Constants of the NumPy path as 0-d float32 arrays: NumPy applies these faster than
 # Python floats, and they keep every array float32.
-_ZERO, _HALF, _MIN_SCALE = (np.array(value, np.float32) for value in (0.0, 0.5, MIN_SCALE))
+_ZERO, _HALF, _MIN_SCALE, _MAX_CORRELATION_PARAM = (
+    np.array(value, np.float32) for value in (0.0, 0.5, MIN_SCALE, MAX_CORRELATION_PARAM)
+)
+
+
+def _correlate(z, correlation):
+    """`L_corr @ z` per row: standard normal draws `z` (B, D) given correlation `u` (B, C).
+
+    `L_corr` is the correlation Cholesky factor of `mixture.correlation_cholesky`: row i
+    is `[u_i0, ..., u_i(i-1), 1]` over its length, so `y_i = (u_i . z[:i] + z_i) / norm_i`.
+    """
+    out = np.empty_like(z)
+    out[:, 0] = z[:, 0]
+    start = 0
+    for i in range(1, z.shape[1]):
+        u = correlation[:, start : start + i]  # [B, i]
+        start += i
+        out[:, i] = (np.einsum("bi,bi->b", u, z[:, :i]) + z[:, i]) / np.sqrt(1.0 + np.einsum("bi,bi->b", u, u))
+    return out
 
 # model -> {steps: compiled generation loop}; `_compiled_loop` rounds the steps up.
 _LOOPS = weakref.WeakKeyDictionary()

@@ -15,10 +15,16 @@ tfd = tfp.distributions
 
 PEN_KINDS = (None, "bernoulli", "categorical")
 _PEN_SIZES = {None: 0, "bernoulli": 1, "categorical": 3}
+COVARIANCE_KINDS = ("diagonal", "full")
 
 # Smallest component scale the head can emit (in normalised data units). It keeps the
 # density finite for targets far from every component and the gradients bounded.
 MIN_SCALE = 1e-4
+# Bound on the magnitude of each off-diagonal correlation parameter `u` (see
+# `MixtureSpec`): the head emits `MAX_CORRELATION_PARAM * tanh(raw / MAX_CORRELATION_PARAM)`.
+# For D = 2 the correlation is `u / sqrt(1 + u**2)`, so |rho| <= 10 / sqrt(101) ~ 0.995,
+# and every diagonal entry of the correlation Cholesky factor stays >= 1 / sqrt(1 + 100 (D-1)).
+MAX_CORRELATION_PARAM = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,16 +37,28 @@ class MixtureSpec:
 
     The flat parameter vector of length `params_size` is laid out as
 
-        [ mixture logits (K) | loc (K * D) | scale (K * D) | pen logits (0, 1 or 3) ]
+        [ mixture logits (K) | loc (K * D) | scale (K * D) | correlation (K * C) | pen logits (0, 1 or 3) ]
 
     where loc and scale are component-major: the value for component k and dimension d
     sits at offset `k * D + d` inside its block. Scales are positive (the head applies a
-    softplus); pen logits are unnormalised (one logit for Bernoulli, three for categorical).
+    softplus) and are each component's standard deviations along the axes; pen logits are
+    unnormalised (one logit for Bernoulli, three for categorical).
+
+    The correlation block is there only with `covariance="full"`: C = D (D - 1) / 2
+    values `u` per component, in row-major order of the strictly lower triangle
+    ((1, 0), (2, 0), (2, 1), ...), bounded to |u| < `MAX_CORRELATION_PARAM`. They give
+    the Cholesky factor of the component's correlation matrix: row i of the lower
+    triangular `L_corr` is `[u_i0, ..., u_i(i-1), 1] / norm` (unit length, positive
+    diagonal); the component's covariance is `S L_corr L_corr^T S` with `S = diag(scale)`,
+    so its Cholesky factor is `scale[:, None] * L_corr` and its variances are `scale**2`.
+    For D = 2 that is Graves' bivariate normal with correlation `rho = u / sqrt(1 + u**2)`.
+    With `covariance="diagonal"` (C = 0) the components are axis-aligned.
 
     Args:
         dim: Number of continuous dimensions D, a positive integer.
         components: Number of mixture components K, a positive integer.
         pen: `None`, `"bernoulli"` or `"categorical"`. Defaults to `None`.
+        covariance: `"diagonal"` or `"full"`. Defaults to `"diagonal"`.
 
     Raises:
         ValueError: If an argument is out of range.
@@ -54,6 +72,7 @@ class MixtureSpec:
     dim: int
     components: int
     pen: str | None = None
+    covariance: str = "diagonal"
 
     def __post_init__(self):
         for name in ("dim", "components"):
@@ -68,6 +87,11 @@ class MixtureSpec:
                 "Received an invalid value for `pen`, expected one of None, "
                 f"'bernoulli', 'categorical'. Received: pen={self.pen!r}"
             )
+        if self.covariance not in COVARIANCE_KINDS:
+            raise ValueError(
+                "Received an invalid value for `covariance`, expected 'diagonal' or "
+                f"'full'. Received: covariance={self.covariance!r}"
+            )
 
     @property
     def pen_size(self) -> int:
@@ -75,9 +99,14 @@ class MixtureSpec:
         return _PEN_SIZES[self.pen]
 
     @property
+    def correlation_size(self) -> int:
+        """Correlation parameters per component C: D (D - 1) / 2 when full, else 0."""
+        return self.dim * (self.dim - 1) // 2 if self.covariance == "full" else 0
+
+    @property
     def params_size(self) -> int:
         """Length P of the flat parameter vector."""
-        return self.components * (1 + 2 * self.dim) + self.pen_size
+        return self.components * (1 + 2 * self.dim + self.correlation_size) + self.pen_size
 
     @property
     def target_size(self) -> int:
@@ -101,28 +130,63 @@ def split_params(params, spec: MixtureSpec):
 
     Returns:
         A tuple `(logits, loc, scale, pen_logits)` of shapes `(..., K)`, `(..., K, D)`,
-        `(..., K, D)` and `(..., pen_size)` (`pen_logits` is `None` without a pen).
+        `(..., K, D)` and `(..., pen_size)` (`pen_logits` is `None` without a pen). With
+        `covariance="full"`, `scale` is instead the Cholesky factor of each component's
+        covariance, `(..., K, D, D)` (see `MixtureSpec`).
 
     Raises:
         ValueError: If the last axis of `params` is not `spec.params_size`.
     """
     params = tf.convert_to_tensor(params)
     _check_last_axis(params, spec.params_size, "params", f"params_size of {spec}")
-    k, d = spec.components, spec.dim
+    k, d, c = spec.components, spec.dim, spec.correlation_size
     batch_shape = tf.shape(params)[:-1]
     logits = params[..., :k]  # [..., K]
     loc = tf.reshape(params[..., k : k + k * d], tf.concat([batch_shape, [k, d]], 0))  # [..., K, D]
     scale = tf.reshape(
         params[..., k + k * d : k + 2 * k * d], tf.concat([batch_shape, [k, d]], 0)
     )  # [..., K, D]
-    pen_logits = params[..., k + 2 * k * d :] if spec.pen else None  # [..., pen_size]
+    start = k + 2 * k * d + k * c
+    pen_logits = params[..., start:] if spec.pen else None  # [..., pen_size]
+    if spec.covariance == "full":
+        correlation = tf.reshape(
+            params[..., k + 2 * k * d : start], tf.concat([batch_shape, [k, c]], 0)
+        )  # [..., K, C]
+        scale = scale[..., :, None] * correlation_cholesky(correlation, d)  # [..., K, D, D]
     return logits, loc, scale, pen_logits
+
+
+def correlation_cholesky(correlation, dim: int):
+    """The Cholesky factor of a correlation matrix from its D (D - 1) / 2 parameters.
+
+    Row i of the result is `[u_i0, ..., u_i(i-1), 1, 0, ...]` divided by its length, so
+    every row has unit length (the matrix `L L^T` has a unit diagonal) and the diagonal
+    is positive; `u` comes in row-major order of the strictly lower triangle.
+
+    Args:
+        correlation: Tensor `(..., D (D - 1) / 2)`.
+        dim: D.
+
+    Returns:
+        Tensor `(..., D, D)`, lower triangular.
+    """
+    correlation = tf.convert_to_tensor(correlation)
+    batch_shape = tf.shape(correlation)[:-1]
+    ones = tf.ones(tf.concat([batch_shape, [1]], 0), correlation.dtype)
+    rows, start = [], 0
+    for i in range(dim):
+        row = tf.concat([correlation[..., start : start + i], ones], -1)  # [..., i + 1]
+        start += i
+        row = row * tf.math.rsqrt(tf.reduce_sum(tf.square(row), -1, keepdims=True))
+        rows.append(tf.pad(row, [[0, 0]] * (row.shape.rank - 1) + [[0, dim - i - 1]]))  # [..., D]
+    return tf.stack(rows, -2)  # [..., D, D]
 
 
 def mixture_distribution(params, spec: MixtureSpec, temperature=1.0, sigma_temperature=1.0):
     """Turns head parameters into a TensorFlow Probability distribution over target rows.
 
-    The continuous part is a `MixtureSameFamily` of `MultivariateNormalDiag` components.
+    The continuous part is a `MixtureSameFamily` of `MultivariateNormalDiag` components
+    (`MultivariateNormalTriL` with `spec.covariance == "full"`).
     With a pen, the pen distribution (`Bernoulli` or `Categorical`, its value stored as a
     float 0/1 or 0/1/2 in the last column) is joined to it with `Blockwise`, so the event
     is a row of `spec.target_size` floats and `log_prob` is the sum of both parts, computed
@@ -164,11 +228,13 @@ def mixture_distribution(params, spec: MixtureSpec, temperature=1.0, sigma_tempe
     logits, loc, scale, pen_logits = split_params(params, spec)
     temperature = tf.cast(temperature, logits.dtype)
     sigma_temperature = tf.cast(sigma_temperature, logits.dtype)
+    if spec.covariance == "full":  # scale: Cholesky factors [..., K, D, D]
+        components = tfd.MultivariateNormalTriL(loc=loc, scale_tril=scale * tf.sqrt(sigma_temperature))
+    else:
+        components = tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale * tf.sqrt(sigma_temperature))
     continuous = tfd.MixtureSameFamily(
         mixture_distribution=tfd.Categorical(logits=logits / temperature),
-        components_distribution=tfd.MultivariateNormalDiag(
-            loc=loc, scale_diag=scale * tf.sqrt(sigma_temperature)
-        ),
+        components_distribution=components,
     )
     if spec.pen is None:
         return continuous
@@ -196,7 +262,9 @@ class MixtureDensity(keras.layers.Layer):
 
     Maps `(batch_size, ..., features)` to `(batch_size, ..., params_size)` with one dense
     projection per parameter group: mixture logits, component means (`loc`), component
-    scales (softplus plus `MIN_SCALE`, so strictly positive) and pen logits. Works on
+    scales (softplus plus `MIN_SCALE`, so strictly positive), with full covariance the
+    correlation parameters (`MAX_CORRELATION_PARAM * tanh(x / MAX_CORRELATION_PARAM)`,
+    so bounded), and pen logits. Works on
     rank-2 and rank-3 (time-distributed) inputs alike and passes Keras masks through.
     The output is a plain tensor; turn it into a distribution with `mixture_distribution`.
 
@@ -231,19 +299,30 @@ class MixtureDensity(keras.layers.Layer):
         self.logits_dense = keras.layers.Dense(k, name="logits")
         self.loc_dense = keras.layers.Dense(k * d, name="loc")
         self.scale_dense = keras.layers.Dense(k * d, name="scale")
+        self.correlation_dense = (
+            keras.layers.Dense(k * spec.correlation_size, name="correlation")
+            if spec.covariance == "full" else None
+        )
         self.pen_dense = keras.layers.Dense(spec.pen_size, name="pen") if spec.pen else None
         self.supports_masking = True
 
-    def _denses(self):
-        return [d for d in (self.logits_dense, self.loc_dense, self.scale_dense, self.pen_dense) if d]
+    def denses(self):
+        """The head's Dense layers in the order of the parameter layout (present ones only)."""
+        return [
+            d for d in (self.logits_dense, self.loc_dense, self.scale_dense, self.correlation_dense, self.pen_dense)
+            if d is not None
+        ]
 
     def build(self, input_shape):
-        for dense in self._denses():
+        for dense in self.denses():
             dense.build(input_shape)
 
     def call(self, inputs):
         scale = keras.ops.softplus(self.scale_dense(inputs)) + MIN_SCALE
         parts = [self.logits_dense(inputs), self.loc_dense(inputs), scale]
+        if self.correlation_dense is not None:
+            bound = MAX_CORRELATION_PARAM
+            parts.append(bound * keras.ops.tanh(self.correlation_dense(inputs) / bound))
         if self.pen_dense is not None:
             parts.append(self.pen_dense(inputs))
         return keras.ops.concatenate(parts, axis=-1)

@@ -117,8 +117,9 @@ class ModelConfig:
         return mean, std
 
     def replace(self, **changes) -> "ModelConfig":
-        """Returns a copy with fields changed; `dim`, `components` and `pen` change the spec."""
-        spec_changes = {k: changes.pop(k) for k in ("dim", "components", "pen") if k in changes}
+        """Returns a copy with fields changed; `dim`, `components`, `pen` and `covariance`
+        change the spec."""
+        spec_changes = {k: changes.pop(k) for k in ("dim", "components", "pen", "covariance") if k in changes}
         if spec_changes:
             changes["spec"] = dataclasses.replace(self.spec, **spec_changes)
         return dataclasses.replace(self, **changes)
