@@ -410,3 +410,16 @@ def test_numpy_sampler_matches_mixture_distribution(pen, sigma_temperature):
     assert stats.chisquare(reference_counts, probabilities * n).pvalue > 0.001  # the reference itself
     log_prob = dist.log_prob(tf.constant(np.column_stack([values, pen_draws]).astype(np.float32)))
     assert np.isfinite(log_prob.numpy()).all()
+
+
+def test_priming_skips_what_the_training_model_masks():
+    """A real stroke-3 row (0, 0, 0) encodes to the all-zero padding row, which the
+    training model's Masking layer skips; priming skips it too, so both agree."""
+    model = random_weights_model("bernoulli", seed=2)
+    prefix = np.array([[1.0, 2.0, 0.0], [0.0, 0.0, 0.0], [3.0, -1.0, 1.0], [0.0, 0.0, 0.0]], np.float32)
+    generator = Generator(model)
+    generator.prime([prefix, prefix[:2]])
+    inputs = np.concatenate([generator.codec.start_rows(1), generator.codec.encode(prefix)])
+    assert not inputs[2].any() and not inputs[4].any()  # the two masked rows
+    np.testing.assert_allclose(generator.params[0], model(inputs[None]).numpy()[0, -1], atol=1e-5)
+    np.testing.assert_allclose(generator.params[1], model(inputs[None, :3]).numpy()[0, -1], atol=1e-5)
