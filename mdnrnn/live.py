@@ -329,7 +329,7 @@ class MidiCodec:
         self.control_value = None
         self.sent_values = None
         # What it received: the held touch's note x and y, the last controller values.
-        self.in_x = None
+        self.in_x = self.in_x0 = None  # x of the held touch now, and at its note-on
         self.in_y = 0.5
         self.in_values = np.zeros(max(len(self.columns) - 1, 1), np.float32)
 
@@ -374,6 +374,14 @@ class MidiCodec:
         self.off_at = max(self.note_start + s.min_duration, when + s.tap_threshold)
         return out
 
+    def start_messages(self) -> list:
+        """What to send before anything else: the pitch bend range (RPN 0), when bending."""
+        if self.kind != "touch" or not self.settings.bend:
+            return []
+        from mdnrnn.export import midi
+
+        return midi._bend_range_messages(self.settings.bend_range, self.settings.channel)
+
     def note_off(self) -> list:
         """The note-off of the sounding note, if any (and forgets it)."""
         if self.note is None:
@@ -410,13 +418,13 @@ class MidiCodec:
             index = int(np.argmin([abs(n - message.note) for n in self.notes]))
             self.in_x = (index + 0.5) / len(self.notes)
             self.in_y = float(np.clip((self.loudest - message.velocity) / max(self.loudest - self.quietest, 1), 0, 1))
-            self._in_x0 = self.in_x
+            self.in_x0 = self.in_x
             return np.array([self.in_x, self.in_y], np.float32)
         if self.in_x is None:
             return None
         if kind == "pitchwheel" and s.bend:
             semitones = message.pitch / (_PITCH_BEND_MAX + 1) * s.bend_range
-            self.in_x = float(np.clip(self._in_x0 + semitones / max(s.high_note - s.low_note, 1), 0, 1))
+            self.in_x = float(np.clip(self.in_x0 + semitones / max(s.high_note - s.low_note, 1), 0, 1))
             return np.array([self.in_x, self.in_y], np.float32)
         if kind == "control_change" and s.cc is not None and message.control == s.cc:
             self.in_y = 1.0 - message.value / 127
@@ -584,6 +592,9 @@ class LiveLoop:
             self._start_response(clock(), math.inf)
         blas = _one_blas_thread()
         blas.__enter__()
+        if self.midi_out is not None:
+            for message in self.midi_model.start_messages():
+                self._send_midi(message)
         try:
             while not self._stopping:
                 now = clock()

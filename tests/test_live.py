@@ -214,6 +214,24 @@ def test_midi_touch_mapping_matches_the_exporter():
         assert (on.note, abs(on.velocity - velocity) <= 1) == (note, True)
 
 
+def test_midi_swipes_bend_and_controller_both_ways():
+    settings = live.LiveSettings(bend=True, cc=74)
+    touches = np.array([[0.2, 0.5, 0.0], [0.3, 0.25, 0.02], [0.3, 0.0, 0.02]])
+    expected = [(m.type, m.dict().get("pitch"), m.dict().get("value"))
+                for m in performance_to_midi(touches, bend=True, cc=74).tracks[0]
+                if m.type in ("pitchwheel", "control_change") and m.dict().get("control") in (None, 74)]
+    codec = live.MidiCodec(["x", "y", "dt"], settings)
+    played = [(m.type, m.dict().get("pitch"), m.dict().get("value"))
+              for i, row in enumerate(touches) for m in codec.encode(row, 0.02 * i)
+              if m.type in ("pitchwheel", "control_change")]
+    assert played == expected
+    back = live.MidiCodec(["x", "y", "dt"], settings)
+    x0, _ = back.decode(mido.Message("note_on", note=60, velocity=127))
+    x, y = back.decode(mido.Message("pitchwheel", pitch=4096))  # +6 semitones of 36
+    assert x == pytest.approx(x0 + 6 / 36) and y == 0.0
+    assert back.decode(mido.Message("control_change", control=74, value=0))[1] == pytest.approx(1.0)
+
+
 def test_midi_impsy_mapping_matches_the_exporter():
     codec = live.MidiCodec(["dt", "x_1", "x_2"], live.LiveSettings(controls=[1, 11]))
     rows = np.array([[0.0, 0.0, 1.0], [0.5, 0.5, 1.0]])
@@ -293,6 +311,15 @@ def test_ctrl_c_stops_cleanly_and_sends_note_offs(touch_model):
         signal.signal(signal.SIGALRM, previous)
     kinds = [m.type for _, m in midi_out.sent]
     assert kinds == ["note_on", "note_off"]  # the held note ended on the way out
+
+
+def test_bend_range_is_set_first(touch_model):
+    midi_out = live.LoopbackMidi()
+    loop = live.LiveLoop(lite.LiteGenerator(touch_model, seed=0), live.LiveSettings(mode="battle", bend=True, bend_range=7),
+                         midi_out=midi_out, warn=lambda text: None)
+    loop.run(duration=0.2)
+    first = [(m.control, m.value) for _, m in midi_out.sent[:6]]
+    assert first == [(101, 0), (100, 0), (6, 7), (38, 0), (101, 127), (100, 127)]  # RPN 0, as in files
 
 
 def test_battle_with_a_keras_model_over_midi(tmp_path):
