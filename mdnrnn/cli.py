@@ -263,7 +263,7 @@ def cmd_play(args):
     osc_out = live.parse_host_port(args.osc_out, "--osc-out") if args.osc_out else None
     settings = live.load_settings(args.mapping, mode=args.mode, silence=args.silence,
                                   temperature=args.temperature, sigma_temperature=args.sigma_temperature,
-                                  realtime=args.realtime or None)
+                                  realtime=args.realtime)
     generator = live.load_generator(args.model, seed=args.seed)
     ports = []
     with contextlib.ExitStack() as stack:
@@ -412,8 +412,9 @@ def build_parser():
     p.add_argument("--seed", type=_int_in(0, SEED_MAX), help="random seed, 0 to 2**32-1")
     p.add_argument("--duration", type=_float_in(0, 604_800), help="stop after this many seconds (Ctrl-C)")
     p.add_argument("--log", metavar="FILE", help="write every event in and out to this CSV file")
-    p.add_argument("--realtime", action="store_true",
-                   help="run the loop with real-time priority (SCHED_FIFO; root or CAP_SYS_NICE)")
+    p.add_argument("--realtime", action=argparse.BooleanOptionalAction,
+                   help="real-time priority for the loop (SCHED_FIFO): tried quietly by default; "
+                        "--realtime warns if refused, --no-realtime never asks")
     p.add_argument("--list-ports", action="store_true", help="list MIDI ports and exit")
     tf_logs(p)
     p.set_defaults(func=cmd_play)

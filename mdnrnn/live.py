@@ -83,8 +83,10 @@ class LiveSettings:
         max_rate: Input events per second; events above it are a flood, dropped. 500.
         thru: Send the person's events to the outputs; `None`: in useronly only.
         realtime: Run the loop's thread with real-time priority (`SCHED_FIFO`, Linux;
-            needs root or CAP_SYS_NICE, else a warning) so that a busy machine does not
-            delay its wake-ups. Defaults to False.
+            needs root, CAP_SYS_NICE or an rtprio limit) so that a busy machine does not
+            delay its wake-ups. `None` (default): try, and play on at normal priority
+            without a word where the system refuses; True: try, and warn if refused;
+            False: never.
         temperature, sigma_temperature: The sampler's (see `Generator`). 1.0.
     MIDI (`[midi]`, the mapping of `mdnrnn.export.midi.performance_to_midi` /
     `sequence_to_midi`):
@@ -103,7 +105,7 @@ class LiveSettings:
     stroke_interval: float = 0.02
     max_rate: float = 500.0
     thru: bool | None = None
-    realtime: bool = False
+    realtime: bool | None = None
     temperature: float = 1.0
     sigma_temperature: float = 1.0
     channel: int = 0
@@ -565,6 +567,7 @@ class LiveLoop:
         self._prime_due = False  # polyphony: a new event to answer
         self._response = None  # (anchor, duration, next_time, elapsed) of a running answer
         self._step_seconds = collections.deque(maxlen=32)  # how long recent model steps took
+        self.priority = "normal"  # of the loop's thread while it runs (see `realtime`)
 
     @property
     def osc_in_address(self):
@@ -587,7 +590,9 @@ class LiveLoop:
         """
         clock = time.monotonic
         end = math.inf if duration is None else clock() + duration
-        policy = self._raise_priority() if self.settings.realtime else None
+        realtime = self.settings.realtime
+        policy = None if realtime is False else self._raise_priority(warn=realtime is True)
+        self.priority = "normal" if policy is None else "real-time"
         if self.settings.mode == "battle":
             self._start_response(clock(), math.inf)
         blas = _one_blas_thread()
@@ -615,14 +620,15 @@ class LiveLoop:
             if policy is not None:
                 os.sched_setscheduler(0, *policy)
 
-    def _raise_priority(self):
-        """Puts this thread on `SCHED_FIFO`; returns its old policy, or None (and warns)."""
+    def _raise_priority(self, warn):
+        """Puts this thread on `SCHED_FIFO`; returns its old policy, or None if refused."""
         try:
             old = (os.sched_getscheduler(0), os.sched_getparam(0))
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(min(10, os.sched_get_priority_max(os.SCHED_FIFO))))
             return old
         except (AttributeError, OSError) as error:
-            self.warn(f"warning: no real-time priority ({error}); timing may suffer on a busy machine")
+            if warn:
+                self.warn(f"warning: no real-time priority ({error}); timing may suffer on a busy machine")
             return None
 
     def close(self):
@@ -635,7 +641,7 @@ class LiveLoop:
         timing = (f", lateness p50 {np.percentile(late, 50):.2f} ms, p95 {np.percentile(late, 95):.2f} ms"
                   if len(late) else "")
         dropped = ", ".join(f"{n} {reason}" for reason, n in sorted(self.dropped.items())) or "none"
-        return f"received {self.received}, sent {self.sent}{timing}; dropped: {dropped}"
+        return f"received {self.received}, sent {self.sent}{timing} ({self.priority} priority); dropped: {dropped}"
 
     # ------------------------------------------------------------- input
     def _on_midi(self, message):

@@ -16,7 +16,8 @@
    - arrival lateness: when the datagram reached the receiving socket (the kernel's
      SO_TIMESTAMPNS stamp, CLOCK_REALTIME moved onto the monotonic clock) minus its
      scheduled time: the send lateness plus loopback delivery.
-   Each model runs twice: as is, and with `--realtime` (the loop's thread on SCHED_FIFO).
+   Each model runs twice: `--no-realtime` (normal priority) and `--realtime` (the loop's
+   thread on SCHED_FIFO; play's default is to try that quietly).
 
 Run from the repository root (about 3 minutes; `--realtime` needs root or CAP_SYS_NICE,
 else that run prints a warning and goes on at normal priority):
@@ -191,13 +192,13 @@ def main():
         print("| model | events sent / received | send lateness p50 / p95 / p99 / max | "
               "arrival lateness p50 / p95 / p99 / max |")
         print("| --- | ---: | ---: | ---: |")
-        runs = [("LiteRT", paths["touch"], ()), ("LiteRT", paths["touch"], ("--realtime",)),
-                (".keras (Generator)", paths["touch"].with_suffix(".keras"), ()),
-                (".keras (Generator)", paths["touch"].with_suffix(".keras"), ("--realtime",))]
+        runs = [(label, paths["touch"].with_suffix(suffix), (flag,))
+                for label, suffix in (("LiteRT", ".tflite"), (".keras (Generator)", ".keras"))
+                for flag in ("--no-realtime", "--realtime")]
         for index, (label, path, extra) in enumerate(runs):
             result = live_run(path, args.rounds, work, str(index), extra)
             send, arrive = result["send"], result["arrive"]
-            print(f"| touch, {label}{', --realtime' if extra else ''} | {result['events']} / {result['received']} | "
+            print(f"| touch, {label}, `{extra[0]}` | {result['events']} / {result['received']} | "
                   f"{send[0]:.2f} / {send[2]:.2f} / {send[3]:.2f} / {send[4]:.2f} | "
                   f"{arrive[0]:.2f} / {arrive[2]:.2f} / {arrive[3]:.2f} / {arrive[4]:.2f} |")
             print(f"<!-- {result['summary']}; load average {os.getloadavg()[0]:.1f} -->", flush=True)

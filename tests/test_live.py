@@ -344,6 +344,11 @@ def test_realtime_priority_is_given_back(touch_model):
     loop.run(duration=0.3)
     assert os.sched_getscheduler(0) == before  # whether or not it was allowed (warnings)
     assert loop.sent > 0
+    assert (loop.priority == "real-time") == (not warnings)
+    never = live.LiveLoop(lite.LiteGenerator(touch_model, seed=0), live.LiveSettings(mode="battle", realtime=False),
+                          midi_out=live.LoopbackMidi())
+    never.run(duration=0.1)
+    assert never.priority == "normal" and "(normal priority)" in never.summary()
 
 
 # ------------------------------------------------------------ settings, CLI
