@@ -352,9 +352,9 @@ def build_parser():
     p.add_argument("--n", type=_int_in(1, N_MAX), default=16, help=f"sequences to generate, up to {N_MAX:,} (16)")
     p.add_argument("--prime", help="continue prefixes: a store (.h5, its first --n sequences) or a .npy array")
     p.add_argument("--temperature", type=_float_in(0, 100), default=1.0,
-                   help="mixture/pen temperature in (0, 100] (1.0)")
-    p.add_argument("--sigma-temperature", type=_float_in(0, 100), default=1.0,
-                   help="variance scale in (0, 100] (1.0)")
+                   help="in (0, 100]: divides mixture/pen logits and scales the variance, as in sketch-rnn (1.0)")
+    p.add_argument("--sigma-temperature", type=_float_in(0, 100),
+                   help="variance scale in (0, 100], on its own (the --temperature)")
     p.add_argument("--max-steps", type=_int_in(1, STEPS_MAX), default=500,
                    help=f"step limit, up to {STEPS_MAX:,}; --n x --max-steps at most {ROWS_MAX:,} (500)")
     p.add_argument("--max-seconds", type=_float_in(0, 86_400), help="time limit for touch/IMPSY data, in seconds")

@@ -38,11 +38,16 @@ class Generator:
 
     Args:
         model: A trained `MixtureRNN` (from `build_model` or `load_model`).
-        temperature: Divides the mixture and pen logits. 1.0 samples the model as
-            trained; below 1 is more conservative (towards 0 it always takes the most
-            likely component and pen state); above 1 is wilder. Defaults to 1.0.
-        sigma_temperature: Multiplies every component's variance. 1.0 leaves it as
-            trained; smaller values give smoother, more average strokes. Defaults to 1.0.
+        temperature: Divides the mixture and pen logits and, unless `sigma_temperature`
+            is set, also multiplies every component's variance (sketch-rnn's temperature).
+            1.0 samples the model as trained; below 1 is more conservative (towards 0 it
+            always takes the most likely component and pen state, at its mean); above 1
+            is wilder. Defaults to 1.0.
+        sigma_temperature: Multiplies every component's variance (covariance matrix) on
+            its own; `None` means "the same as `temperature`". 1.0 leaves the spread as
+            trained; smaller values give smoother, more average strokes. Defaults to
+            `None`. From keras-mdn-layer (`temp=t, sigma_temp=s`): pass
+            `temperature=t, sigma_temperature=s`.
         seed: Integer seed; the same seed gives the same output. Defaults to `None`
             (fresh randomness).
 
@@ -60,7 +65,7 @@ class Generator:
     >>> next_point = generator.step()                         # (1, 3)
     """
 
-    def __init__(self, model: MixtureRNN, temperature=1.0, sigma_temperature=1.0, seed=None):
+    def __init__(self, model: MixtureRNN, temperature=1.0, sigma_temperature=None, seed=None):
         if not isinstance(model, MixtureRNN):
             raise ValueError(
                 f"Received an invalid value for `model`, expected a MixtureRNN. Received: {type(model).__name__}"
@@ -94,13 +99,20 @@ class Generator:
         self._temperature = _check_temperature(value, "temperature")
 
     @property
-    def sigma_temperature(self) -> float:
-        """Multiplies every component's variance; a finite number above 0."""
+    def sigma_temperature(self) -> float | None:
+        """Multiplies every component's variance; a finite number above 0, or `None` to
+        follow `temperature` (see `variance_scale`)."""
         return self._sigma_temperature
 
     @sigma_temperature.setter
     def sigma_temperature(self, value):
-        self._sigma_temperature = _check_temperature(value, "sigma_temperature")
+        self._sigma_temperature = None if value is None else _check_temperature(value, "sigma_temperature")
+
+    @property
+    def variance_scale(self) -> float:
+        """The factor every component's variance is multiplied by now: `sigma_temperature`,
+        or `temperature` when `sigma_temperature` is `None`."""
+        return self._temperature if self._sigma_temperature is None else self._sigma_temperature
 
     # ----------------------------------------------------------------- state
     @property
@@ -266,7 +278,7 @@ class Generator:
         outputs = loop(
             states, tf.constant(self._params), tf.constant(seed, tf.int32),
             tf.constant(self.temperature, tf.float32),
-            tf.constant(self.sigma_temperature, tf.float32),
+            tf.constant(self.variance_scale, tf.float32),
             tf.constant(self._elapsed, tf.float32), tf.constant(limit, tf.float32),
             tf.constant(bool(stop)), tf.constant(int(max_steps), tf.int32),
         )
@@ -403,8 +415,8 @@ class Generator:
         values = rng.standard_normal((batch, d), np.float32)
         if self._correlation_slice is not None:  # full covariance: L_corr @ z
             values = _correlate(values, loc_scale[:, 2 * d :])
-        if self.sigma_temperature != 1.0:
-            values *= np.float32(np.sqrt(self.sigma_temperature))
+        if self.variance_scale != 1.0:
+            values *= np.float32(np.sqrt(self.variance_scale))
         values *= loc_scale[:, d : 2 * d]
         values += loc_scale[:, :d]
         if categorical_pen:

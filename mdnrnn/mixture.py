@@ -182,7 +182,7 @@ def correlation_cholesky(correlation, dim: int):
     return tf.stack(rows, -2)  # [..., D, D]
 
 
-def mixture_distribution(params, spec: MixtureSpec, temperature=1.0, sigma_temperature=1.0):
+def mixture_distribution(params, spec: MixtureSpec, temperature=1.0, sigma_temperature=None):
     """Turns head parameters into a TensorFlow Probability distribution over target rows.
 
     The continuous part is a `MixtureSameFamily` of `MultivariateNormalDiag` components
@@ -192,18 +192,26 @@ def mixture_distribution(params, spec: MixtureSpec, temperature=1.0, sigma_tempe
     is a row of `spec.target_size` floats and `log_prob` is the sum of both parts, computed
     in log space.
 
-    Temperatures (the keras-mdn-layer convention):
+    Temperatures (sketch-rnn's convention, one knob by default):
     - `temperature` divides the mixture logits and the pen logits. 1.0 leaves the
       distribution unchanged; below 1 is more conservative (as it goes to 0 the most
       likely component and pen state are always picked); above 1 is more random.
-    - `sigma_temperature` multiplies every component's variance (so the scales by its
-      square root). 1.0 leaves it unchanged; 0 would collapse each component to its mean.
+    - `sigma_temperature` multiplies every component's covariance matrix (so its scales,
+      or Cholesky factor, by the square root). `None` (the default) means "the same as
+      `temperature`": one knob that sharpens or widens everything, as sketch-rnn's
+      temperature does. 1.0 leaves the spread as trained; towards 0 each component
+      collapses to its mean.
+    - keras-mdn-layer's `sample_from_output(params, dim, K, temp=t, sigma_temp=s)`
+      divides the mixture logits by `t` and multiplies the variances by `s`: pass
+      `temperature=t, sigma_temperature=s` explicitly (its default `sigma_temp=1.0` is
+      `sigma_temperature=1.0` here, not `None`).
 
     Args:
         params: Tensor of shape `(..., P)` from `MixtureDensity`.
         spec: The `MixtureSpec` describing `params`.
         temperature: Positive float or scalar tensor. Defaults to 1.0.
-        sigma_temperature: Positive float or scalar tensor. Defaults to 1.0.
+        sigma_temperature: Positive float or scalar tensor, or `None` for the same value
+            as `temperature`. Defaults to `None`.
 
     Returns:
         A `tfd.Distribution` with batch shape `(...)` and event shape `(target_size,)`.
@@ -219,6 +227,8 @@ def mixture_distribution(params, spec: MixtureSpec, temperature=1.0, sigma_tempe
     >>> dist.sample(seed=(1, 2)).shape
     TensorShape([4, 3])
     """
+    if sigma_temperature is None:
+        sigma_temperature = temperature
     for name, value in (("temperature", temperature), ("sigma_temperature", sigma_temperature)):
         if isinstance(value, (int, float)) and not (value > 0 and math.isfinite(value)):
             raise ValueError(

@@ -490,3 +490,38 @@ def test_full_covariance_layer_config_round_trip_and_training_step():
     clone = MixtureDensity.from_config(head.get_config())
     assert clone.spec == spec
     assert MixtureNLL.from_config(MixtureNLL(spec).get_config()).spec.covariance == "full"
+
+
+# ------------------------------------------------- one temperature knob (sketch-rnn)
+def test_temperature_alone_scales_the_variance_too():
+    """sigma_temperature=None follows temperature: variances times 0.25 (sketch-rnn)."""
+    spec = MixtureSpec(2, 1)
+    params = np.array([[0.0, 1.0, -1.0, 2.0, 0.5]], np.float32)
+    samples = mixture_distribution(np.repeat(params, 20000, 0), spec, temperature=0.25).sample(seed=(3, 3)).numpy()
+    np.testing.assert_allclose(samples.var(0), 0.25 * np.array([4.0, 0.25]), rtol=0.04)
+    # An explicit sigma_temperature wins: the spread as trained, only the logits sharpen.
+    kept = mixture_distribution(np.repeat(params, 20000, 0), spec, temperature=0.25, sigma_temperature=1.0)
+    np.testing.assert_allclose(kept.sample(seed=(3, 3)).numpy().var(0), [4.0, 0.25], rtol=0.04)
+
+
+@pytest.mark.parametrize("covariance", ["diagonal", "full"])
+def test_temperature_to_zero_alone_gives_the_most_likely_mean(covariance):
+    """temperature -> 0 with the default sigma_temperature: every draw is the most likely
+    component's mean and the most likely pen state."""
+    spec = MixtureSpec(2, 2, "categorical", covariance=covariance)
+    rng = np.random.default_rng(0)
+    params = (random_full_params(spec, (1,), rng) if covariance == "full" else random_params(spec, (1,), rng))
+    params[0, :2] = [0.3, 1.0]
+    params[0, -3:] = [0.0, 0.5, 0.2]
+    samples = mixture_distribution(np.repeat(params, 2000, 0), spec, temperature=1e-6).sample(seed=(1, 1)).numpy()
+    np.testing.assert_allclose(samples[:, :2], np.broadcast_to(params[0, 4:6], (2000, 2)), atol=1e-2)
+    assert (samples[:, 2] == 1).all()
+
+
+def test_high_temperature_flattens_the_weights_and_widens_the_spread():
+    spec = MixtureSpec(1, 2)
+    params = np.array([[4.0, 0.0, -10.0, 10.0, 0.1, 0.1]], np.float32)  # weights 0.98 / 0.02
+    samples = mixture_distribution(np.repeat(params, 20000, 0), spec, temperature=1e4).sample(seed=(2, 2)).numpy()
+    assert abs((samples[:, 0] > 0).mean() - 0.5) < 0.02  # logits / 1e4: equal weights
+    one = mixture_distribution(params, spec, temperature=1e4)
+    assert one.components_distribution.stddev().numpy()[0, 0, 0] == pytest.approx(0.1 * 100, rel=1e-5)
