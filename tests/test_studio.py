@@ -425,3 +425,43 @@ def test_serve_command_prints_its_url_and_stops_on_ctrl_c(tmp_path, entries):
         process.kill()
     assert process.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ pretrained models
+@pytest.mark.parametrize("name", ["kanji", "touch"])
+def test_pretrained_model_loads_by_name(name):
+    import keras
+
+    import mdnrnn
+    import mdnrnn.models
+    from mdnrnn import datasets
+
+    path = datasets.model_path(name)
+    facts = datasets.model_facts(name)
+    assert path.stat().st_size == facts["bytes"] < 8_000_000
+    model = keras.models.load_model(path)  # no custom_objects once mdnrnn.models is imported
+    assert isinstance(model, mdnrnn.models.MixtureRNN) and getattr(model, "optimizer", None) is None
+    assert mdnrnn.load_model(name).config == model.config
+    card = path.with_suffix(".md").read_text()
+    assert facts["licence"].split(" (")[0] in card and f"{facts['heldout_nll']:.4f}" in card
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["kanji", "touch"])
+def test_pretrained_model_reproduces_its_heldout_nll(name, tmp_path):
+    import keras
+
+    import mdnrnn.models  # noqa: F401 - registers the classes
+    from mdnrnn import datasets
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import train_pretrained
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    store = tmp_path / f"{name}.h5"
+    train_pretrained.convert(name, store)
+    facts = datasets.model_facts(name)
+    nll, steps = train_pretrained.heldout_nll(keras.models.load_model(datasets.model_path(name)), store)
+    assert steps == facts["heldout_steps"]
+    assert abs(nll - facts["heldout_nll"]) < 1e-3
