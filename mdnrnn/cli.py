@@ -84,6 +84,7 @@ def cmd_train(args):
         outdir.check_replaceable(run_dir, args.force)
         settings = train.TrainSettings(
             epochs=args.epochs or 20, batch_size=args.batch_size, learning_rate=args.lr,
+            clipnorm=args.clipnorm, lr_decay=args.lr_decay, min_learning_rate=args.min_lr,
             window=args.seq_len, patience=args.patience, seed=args.seed,
             steps_per_epoch=args.steps_per_epoch, distribute=args.distribute,
         )
@@ -333,7 +334,12 @@ def build_parser():
     p.add_argument("--batch-size", type=_int_in(1, 65_536), default=64, help="batch size, up to 65,536 (64)")
     p.add_argument("--epochs", type=_int_in(1, 100_000), help="epochs to train to (20)")
     p.add_argument("--steps-per-epoch", type=_int_in(1, 10_000_000), help="cap on batches per epoch (whole split)")
-    p.add_argument("--lr", type=_float_in(0, 1), default=1e-3, help="learning rate in (0, 1] (0.001)")
+    p.add_argument("--lr", type=_float_in(0, 1), help="Adam's learning rate in (0, 1] (preset's: 0.001)")
+    p.add_argument("--clipnorm", type=_float_in(0, 1e6, low_open=False),
+                   help="gradient norm clipping, 0 for none (preset's: 1.0)")
+    p.add_argument("--lr-decay", type=_float_in(0, 1),
+                   help="per-step decay towards --min-lr, sketch-rnn uses 0.9999; 1 is constant (preset's: 1)")
+    p.add_argument("--min-lr", type=_float_in(0, 1, low_open=False), help="floor of the decay (preset's: 1e-05)")
     p.add_argument("--patience", type=_int_in(1, 100_000), default=5, help="early stopping patience (5)")
     p.add_argument("--seed", type=_int_in(0, SEED_MAX), default=0, help="random seed, 0 to 2**32-1 (0)")
     p.add_argument("--distribute", choices=["mirrored", "multiworker"],
@@ -408,7 +414,8 @@ def build_parser():
     p.add_argument("--mapping", metavar="FILE", help="settings and MIDI/OSC mapping, TOML or JSON (docs/live.md)")
     p.add_argument("--silence", type=_float_in(0, 60), help="seconds of quiet before an answer, in (0, 60] (1.0)")
     p.add_argument("--temperature", type=_float_in(0, 100), help="mixture/pen temperature in (0, 100] (1.0)")
-    p.add_argument("--sigma-temperature", type=_float_in(0, 100), help="variance scale in (0, 100] (1.0)")
+    p.add_argument("--sigma-temperature", type=_float_in(0, 100),
+                   help="variance scale in (0, 100] on its own (follows --temperature)")
     p.add_argument("--seed", type=_int_in(0, SEED_MAX), help="random seed, 0 to 2**32-1")
     p.add_argument("--duration", type=_float_in(0, 604_800), help="stop after this many seconds (Ctrl-C)")
     p.add_argument("--log", metavar="FILE", help="write every event in and out to this CSV file")

@@ -12,6 +12,7 @@ they are for touch and IMPSY data, all normalised with the config's `mean` and `
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import zipfile
 
@@ -228,13 +229,97 @@ class MixtureRNN(keras.Model):
         return cls(**config)
 
 
-def build_model(config: ModelConfig, learning_rate: float = 1e-3, clipnorm: float = 1.0):
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """Adam settings for training.
+
+    Args:
+        learning_rate: Initial learning rate. Defaults to 1e-3.
+        clipnorm: Gradient norm clipping (sketch-rnn and RoboJam clip at 1.0); 0 means
+            no clipping. Defaults to 1.0.
+        decay_rate: Per optimizer step, sketch-rnn's schedule
+            `(learning_rate - min_learning_rate) * decay_rate**step + min_learning_rate`;
+            1.0 keeps the rate constant (sketch-rnn uses 0.9999). Defaults to 1.0.
+        min_learning_rate: The floor of the decay. Defaults to 1e-5.
+
+    Raises:
+        ValueError: If a field is out of range.
+    """
+
+    learning_rate: float = 1e-3
+    clipnorm: float = 1.0
+    decay_rate: float = 1.0
+    min_learning_rate: float = 1e-5
+
+    def __post_init__(self):
+        checks = {
+            "learning_rate": (0 < self.learning_rate <= 1, "a number in (0, 1]"),
+            "clipnorm": (0 <= self.clipnorm < float("inf"), "a finite number >= 0 (0: no clipping)"),
+            "decay_rate": (0 < self.decay_rate <= 1, "a number in (0, 1]"),
+            "min_learning_rate": (0 <= self.min_learning_rate <= self.learning_rate,
+                                  "a number in [0, learning_rate]"),
+        }
+        for name, (ok, expected) in checks.items():
+            if not ok:
+                raise ValueError(
+                    f"Received an invalid value for `{name}`, expected {expected}. "
+                    f"Received: {name}={getattr(self, name)!r}"
+                )
+
+    def make(self) -> "keras.optimizers.Optimizer":
+        """A fresh Adam optimizer with these settings."""
+        rate = self.learning_rate
+        if self.decay_rate < 1.0:
+            rate = DecayToFloor(self.learning_rate, self.decay_rate, self.min_learning_rate)
+        return keras.optimizers.Adam(learning_rate=rate, clipnorm=self.clipnorm or None)
+
+
+@keras.saving.register_keras_serializable(package="mdnrnn")
+class DecayToFloor(keras.optimizers.schedules.LearningRateSchedule):
+    """sketch-rnn's learning-rate schedule: `(initial - floor) * decay_rate**step + floor`.
+
+    Args:
+        initial_learning_rate: The rate at step 0.
+        decay_rate: Multiplies the distance to the floor at every optimizer step.
+        min_learning_rate: The floor.
+    """
+
+    def __init__(self, initial_learning_rate, decay_rate, min_learning_rate):
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.decay_rate = float(decay_rate)
+        self.min_learning_rate = float(min_learning_rate)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        span = self.initial_learning_rate - self.min_learning_rate
+        # exp(step * log(rate)), the log taken in float64: 0.9999 itself rounds to float32
+        # with an error that 10,000 steps of power() would grow to 3e-4 of the result.
+        return span * keras.ops.exp(step * math.log(self.decay_rate)) + self.min_learning_rate
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_rate": self.decay_rate,
+            "min_learning_rate": self.min_learning_rate,
+        }
+
+
+# Per-preset training defaults (`mdnrnn train` and `train.train` use them for every setting
+# not given). All presets share one today; docs/quality.md has the measurements.
+PRESET_OPTIMIZERS: dict[str, OptimizerConfig] = {name: OptimizerConfig() for name in PRESETS}
+
+
+def build_model(config: ModelConfig, learning_rate: float = 1e-3, clipnorm: float = 1.0,
+                optimizer: OptimizerConfig | None = None):
     """Builds and compiles the training model for `config`.
 
     Args:
         config: The `ModelConfig`.
         learning_rate: Adam learning rate. Defaults to 1e-3.
-        clipnorm: Gradient norm clipping (sketch-rnn and RoboJam clip too). Defaults to 1.0.
+        clipnorm: Gradient norm clipping (sketch-rnn and RoboJam clip too); 0 means none.
+            Defaults to 1.0.
+        optimizer: An `OptimizerConfig`; when given, it replaces `learning_rate` and
+            `clipnorm` (and adds its decay schedule).
 
     Returns:
         A compiled `MixtureRNN` taking `(batch_size, timesteps, config.input_size)`,
@@ -246,10 +331,12 @@ def build_model(config: ModelConfig, learning_rate: float = 1e-3, clipnorm: floa
     >>> model(np.zeros([2, 7, 5], "float32")).shape
     TensorShape([2, 7, 31])
     """
+    if optimizer is None:
+        optimizer = OptimizerConfig(learning_rate=learning_rate, clipnorm=clipnorm)
     model = MixtureRNN(config)
     model.build((None, None, config.input_size))
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm),
+        optimizer=optimizer.make(),
         loss=MixtureNLL(config.spec),
         # XLA (Keras leaves it off on CPU): touch and IMPSY models train on fixed-length
         # windows, where it made RoboJam-sized training steps about 1.2x faster on CPU

@@ -30,7 +30,7 @@ import svgwrite
 
 from mdnrnn._tf import keras, tf
 from mdnrnn import data, outdir
-from mdnrnn.models import MixtureRNN, ModelConfig, build_model, load_model
+from mdnrnn.models import PRESET_OPTIMIZERS, MixtureRNN, ModelConfig, OptimizerConfig, build_model, load_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +40,12 @@ class TrainSettings:
     Args:
         epochs: Last epoch to train to. Defaults to 20.
         batch_size: Sequences (or windows) per batch. Defaults to 64.
-        learning_rate: Adam learning rate. Defaults to 1e-3.
+        learning_rate: Adam's initial learning rate; `None`: the preset's
+            (`models.PRESET_OPTIMIZERS`, 1e-3 today).
+        clipnorm: Gradient norm clipping, 0 for none; `None`: the preset's (1.0).
+        lr_decay: Per-step decay rate of sketch-rnn's schedule (see
+            `models.OptimizerConfig`), 1.0 for a constant rate; `None`: the preset's (1.0).
+        min_learning_rate: The schedule's floor; `None`: the preset's (1e-5).
         window: Steps per training window for touch and IMPSY stores (`None` for
             whole drawings). Defaults to `None`.
         patience: Epochs without a better validation NLL before stopping. Defaults to 5.
@@ -52,12 +57,31 @@ class TrainSettings:
 
     epochs: int = 20
     batch_size: int = 64
-    learning_rate: float = 1e-3
+    learning_rate: float | None = None
     window: int | None = None
     patience: int = 5
     seed: int = 0
     steps_per_epoch: int | None = None
     distribute: str | None = None
+    clipnorm: float | None = None
+    lr_decay: float | None = None
+    min_learning_rate: float | None = None
+
+    def optimizer(self, preset: str | None) -> OptimizerConfig:
+        """The `OptimizerConfig`: these settings, the preset's defaults for the unset ones."""
+        defaults = PRESET_OPTIMIZERS.get(preset, OptimizerConfig())
+        given = {"learning_rate": self.learning_rate, "clipnorm": self.clipnorm,
+                 "decay_rate": self.lr_decay, "min_learning_rate": self.min_learning_rate}
+        given = {k: v for k, v in given.items() if v is not None}
+        if self.min_learning_rate is None and self.learning_rate is not None:
+            given["min_learning_rate"] = min(defaults.min_learning_rate, self.learning_rate)  # a floor below it
+        return dataclasses.replace(defaults, **given)
+
+    def resolved(self, preset: str | None) -> "TrainSettings":
+        """These settings with every optimizer field filled in (what a run saves)."""
+        optimizer = self.optimizer(preset)
+        return dataclasses.replace(self, learning_rate=optimizer.learning_rate, clipnorm=optimizer.clipnorm,
+                                   lr_decay=optimizer.decay_rate, min_learning_rate=optimizer.min_learning_rate)
 
 
 STRATEGIES = (None, "mirrored", "multiworker")
@@ -210,6 +234,7 @@ def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = Tr
     keras.utils.set_random_seed(settings.seed)
     if not resume:
         config = prepare_config(store_path, config)
+        settings = settings.resolved(config.preset)  # checks the optimizer settings too
         check_examples(store_path, config, settings)
         run_dir.mkdir(parents=True, exist_ok=False)
         outdir.mark(run_dir, "run")
@@ -239,7 +264,7 @@ def _train(store_path, config, run_dir, settings, resume, verbose):
             run_dir / "config.json",
         )
         with make_strategy(settings.distribute).scope():
-            model = build_model(config, learning_rate=settings.learning_rate)
+            model = build_model(config, optimizer=settings.optimizer(config.preset))
         initial_epoch, best = 0, math.inf
     train_data, valid_data = datasets(store_path, config, settings)
     checkpoint = _RunCheckpoint(run_dir, best)

@@ -289,3 +289,66 @@ def test_generator_temperature_to_zero_samples_the_most_likely_mean(path):
     np.testing.assert_allclose(rows, mean, atol=1e-2)
     rows, mean = first_draws(Generator(model, temperature=1e-6, sigma_temperature=1.0, seed=0))
     assert np.abs(rows - mean).max() > 0.1
+
+
+# ------------------------------------------------------------ optimizer settings
+def test_optimizer_config_checks_and_sketch_rnn_decay():
+    from mdnrnn.models import DecayToFloor, OptimizerConfig
+
+    with pytest.raises(ValueError, match="clipnorm=-1"):
+        OptimizerConfig(clipnorm=-1)
+    with pytest.raises(ValueError, match="decay_rate=0"):
+        OptimizerConfig(decay_rate=0)
+    with pytest.raises(ValueError, match="min_learning_rate=0.1"):
+        OptimizerConfig(learning_rate=0.01, min_learning_rate=0.1)
+    schedule = DecayToFloor(1e-3, 0.9999, 1e-5)
+    # Hand-computed: (1e-3 - 1e-5) * 0.9999**s + 1e-5.
+    for step, expected in [(0, 1e-3), (10_000, 0.00099 * 0.36786104643 + 1e-5), (10**7, 1e-5)]:
+        assert float(schedule(step)) == pytest.approx(expected, rel=1e-5)
+    assert DecayToFloor.from_config(schedule.get_config()).get_config() == schedule.get_config()
+    optimizer = OptimizerConfig(clipnorm=0).make()
+    assert optimizer.clipnorm is None and float(optimizer.learning_rate) == pytest.approx(1e-3)
+
+
+def test_decay_schedule_and_clipnorm_are_saved_with_the_model(tmp_path):
+    from mdnrnn.models import OptimizerConfig
+
+    rng = np.random.default_rng(0)
+    x, y = stroke5_batch(rng, batch=2)
+    model = build_model(preset("kanji", units=8, components=2),
+                        optimizer=OptimizerConfig(learning_rate=2e-3, clipnorm=0.5, decay_rate=0.99))
+    model.fit(x, y, epochs=3, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = mdnrnn.load_model(tmp_path / "m.keras")
+    assert loaded.optimizer.clipnorm == 0.5
+    expected = (2e-3 - 1e-5) * 0.99**3 + 1e-5
+    assert float(loaded.optimizer.learning_rate) == pytest.approx(expected, rel=1e-5)
+
+
+def tiny_drawing_store(path, n=24, seed=0):
+    """A stroke-3 store of `n` random drawings of 4..12 points, 16 train, 4 valid, 4 test."""
+    rng = np.random.default_rng(seed)
+    sequences = []
+    for i in range(n):
+        length = 4 + i % 9
+        rows = np.column_stack([rng.normal(0, 5, (length, 2)), np.zeros(length)])
+        rows[length // 2 - 1, 2] = rows[-1, 2] = 1
+        sequences.append(rows.astype(np.float32))
+    splits = ["train"] * 16 + ["valid"] * 4 + ["test"] * 4
+    mdnrnn.data.write_store(path, sequences, kind="stroke3", splits=splits)
+    return sequences, splits
+
+
+def test_train_saves_resolved_optimizer_settings(tmp_path):
+    from mdnrnn import train
+
+    tiny_drawing_store(tmp_path / "s.h5")
+    settings = train.TrainSettings(epochs=1, batch_size=8, clipnorm=0.0, lr_decay=0.999)
+    model = train.train(tmp_path / "s.h5", preset("kanji", units=8, layers=1, components=2),
+                        tmp_path / "run", settings, verbose=0)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert saved["learning_rate"] == 1e-3 and saved["clipnorm"] == 0.0  # preset's rate, given clipnorm
+    assert saved["lr_decay"] == 0.999 and saved["min_learning_rate"] == 1e-5
+    assert model.optimizer.clipnorm is None
+    steps = int(model.optimizer.iterations.numpy())
+    assert float(model.optimizer.learning_rate) == pytest.approx((1e-3 - 1e-5) * 0.999**steps + 1e-5, rel=1e-5)
