@@ -221,10 +221,12 @@ class LiteGenerator:
 
     Args:
         path: A `.tflite` file written by `export_litert` (its sidecar next to it).
-        temperature: Divides the mixture and pen logits. 1.0 samples the model as
-            trained; below 1 is more conservative (towards 0 it always takes the most
-            likely component and pen state); above 1 is wilder. Defaults to 1.0.
-        sigma_temperature: Multiplies every component's variance. Defaults to 1.0.
+        temperature: Divides the mixture and pen logits and, unless `sigma_temperature`
+            is set, also multiplies every component's variance (sketch-rnn's temperature).
+            1.0 samples the model as trained; below 1 is more conservative; above 1 is
+            wilder. Defaults to 1.0.
+        sigma_temperature: Multiplies every component's variance on its own; `None`
+            means "the same as `temperature`". Defaults to `None`.
         seed: Integer seed; the same seed gives the same output. Defaults to `None`.
         num_threads: LiteRT interpreter threads. Defaults to 1 (steady latency on a
             busy machine).
@@ -243,7 +245,7 @@ class LiteGenerator:
     >>> next_touch = generator.step()    # (1, 3)
     """
 
-    def __init__(self, path, temperature=1.0, sigma_temperature=1.0, seed=None, num_threads=1):
+    def __init__(self, path, temperature=1.0, sigma_temperature=None, seed=None, num_threads=1):
         from ai_edge_litert.interpreter import Interpreter
 
         self.config = config = read_sidecar(path)
@@ -276,13 +278,20 @@ class LiteGenerator:
         self._temperature = check_temperature(value, "temperature")
 
     @property
-    def sigma_temperature(self) -> float:
-        """Multiplies every component's variance; a finite number above 0."""
+    def sigma_temperature(self) -> float | None:
+        """Multiplies every component's variance; a finite number above 0, or `None` to
+        follow `temperature` (see `variance_scale`)."""
         return self._sigma_temperature
 
     @sigma_temperature.setter
     def sigma_temperature(self, value):
-        self._sigma_temperature = check_temperature(value, "sigma_temperature")
+        self._sigma_temperature = None if value is None else check_temperature(value, "sigma_temperature")
+
+    @property
+    def variance_scale(self) -> float:
+        """The factor every component's variance is multiplied by now: `sigma_temperature`,
+        or `temperature` when `sigma_temperature` is `None`."""
+        return self._temperature if self._sigma_temperature is None else self._sigma_temperature
 
     @property
     def batch_size(self) -> int:
@@ -327,8 +336,12 @@ class LiteGenerator:
         lengths = np.array([len(p) for p in prefixes])
         for t in range(lengths.max()):
             active = np.flatnonzero(lengths > t)  # finished prefixes keep their state
-            rows = np.stack([prefixes[i][t] for i in active])
-            self._params[active] = self._advance(self.codec.encode(rows), active)
+            model_rows = self.codec.encode(np.stack([prefixes[i][t] for i in active]))
+            # The training model's Masking layer skips all-zero model rows (padding), and
+            # so a real stroke-3 row (0, 0, 0): it keeps the state and the output. So here.
+            fed = model_rows.any(axis=1)
+            if fed.any():
+                self._params[active[fed]] = self._advance(model_rows[fed], active[fed])
 
     def step(self, return_params: bool = False):
         """Samples the next row of every sequence and feeds it back (see `Generator.step`).
@@ -338,7 +351,7 @@ class LiteGenerator:
             `(rows, params)` with params `(batch_size, params_size)`.
         """
         params = self._params
-        sample = sample_numpy(params, self._tables, self._rng, self._temperature, self._sigma_temperature)
+        sample = sample_numpy(params, self._tables, self._rng, self._temperature, self.variance_scale)
         rows, model_rows = self.codec.decode(*sample)
         self._params = self._advance(model_rows)
         return (rows, params) if return_params else rows
@@ -417,7 +430,7 @@ class SamplerTables:
             self.loc_scale_columns = np.concatenate([self.loc_scale_columns, correlation], 1)
 
 
-def sample_numpy(params, tables, rng, temperature=1.0, sigma_temperature=1.0):
+def sample_numpy(params, tables, rng, temperature=1.0, variance_scale=1.0):
     """One draw per row of `params` `(B, P)`, as `Generator.step()` draws it.
 
     `Generator`'s own copy of this sampler lives in `mdnrnn.generate`, which imports
@@ -427,7 +440,7 @@ def sample_numpy(params, tables, rng, temperature=1.0, sigma_temperature=1.0):
     Categorical draws are Gumbel-max draws: with `G` standard Gumbel noise,
     `argmax(logits + temperature * G)` is distributed as `softmax(logits / temperature)`;
     `G = -log(E)` with `E` standard exponential. The chosen component's normal draw is
-    `loc + sqrt(sigma_temperature) * scale * (L_corr @ N(0, 1))` (`L_corr` the identity for
+    `loc + sqrt(variance_scale) * scale * (L_corr @ N(0, 1))` (`L_corr` the identity for
     diagonal components, see `MixtureSpec`); a Bernoulli pen lifts with
     probability `sigmoid(logit / temperature)`. Draw order: exponentials `(B, K [+3])`,
     normals `(B, D)`, then uniforms `(B,)` for a Bernoulli pen.
@@ -451,8 +464,8 @@ def sample_numpy(params, tables, rng, temperature=1.0, sigma_temperature=1.0):
     values = rng.standard_normal((batch, d), np.float32)
     if tables.correlated:  # full covariance: L_corr @ z
         values = correlate(values, loc_scale[:, 2 * d :])
-    if sigma_temperature != 1.0:
-        values *= np.float32(np.sqrt(sigma_temperature))
+    if variance_scale != 1.0:
+        values *= np.float32(np.sqrt(variance_scale))
     values *= loc_scale[:, d : 2 * d]
     values += loc_scale[:, :d]
     if categorical_pen:

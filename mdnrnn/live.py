@@ -87,7 +87,8 @@ class LiveSettings:
             delay its wake-ups. `None` (default): try, and play on at normal priority
             without a word where the system refuses; True: try, and warn if refused;
             False: never.
-        temperature, sigma_temperature: The sampler's (see `Generator`). 1.0.
+        temperature, sigma_temperature: The sampler's (see `Generator`). 1.0 and `None`
+            (the variance follows `temperature`).
     MIDI (`[midi]`, the mapping of `mdnrnn.export.midi.performance_to_midi` /
     `sequence_to_midi`):
         channel (0-15), low_note, high_note, scale, velocity_range, tap_threshold,
@@ -107,7 +108,7 @@ class LiveSettings:
     thru: bool | None = None
     realtime: bool | None = None
     temperature: float = 1.0
-    sigma_temperature: float = 1.0
+    sigma_temperature: float | None = None
     channel: int = 0
     low_note: int = 48
     high_note: int = 84

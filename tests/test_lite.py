@@ -27,7 +27,8 @@ if "covariance" in {f.name for f in dataclasses.fields(MixtureSpec)}:  # full-co
     KINDS["touch-full"] = KINDS["touch"].replace(covariance="full")
 PREFIXES = {
     "kanji": np.array([[3, 1, 0], [2, -4, 0], [0.5, 0.5, 1], [-6, 2, 0], [1, 1, 1]], np.float32),
-    "stroke3": np.array([[3, 1, 0], [2, -4, 1], [-6, 2, 0]], np.float32),
+    # (0, 0, 0) encodes to the padding row, which the training model masks: prime skips it.
+    "stroke3": np.array([[3, 1, 0], [0, 0, 0], [2, -4, 1], [-6, 2, 0]], np.float32),
     "touch": np.array([[0.2, 0.3, 0.0], [0.25, 0.35, 0.02], [0.7, 0.1, 0.4], [0.72, 0.12, 0.03]], np.float32),
     "impsy": np.array([[0.0, 0.1, 0.9, 0.5], [0.2, 0.3, 0.8, 0.5], [0.05, 0.35, 0.7, 0.6]], np.float32),
 }
@@ -75,7 +76,7 @@ def test_params_match_generator_at_every_step(exported, kind):
     assert np.abs(lite_params).max() > 0.1  # real, non-degenerate parameters
 
 
-@pytest.mark.parametrize("kind", ["kanji", "touch"])
+@pytest.mark.parametrize("kind", ["kanji", "stroke3", "touch"])
 def test_batched_prime_of_unequal_lengths(exported, kind):
     model, path = exported[kind]
     prefixes = [PREFIXES[kind], PREFIXES[kind][:2]]
@@ -100,6 +101,12 @@ def test_temperatures_change_samples_like_generator(exported):
     touches = np.concatenate([lite_generator.step() for _ in range(50)])
     assert (touches[:, :2] >= 0).all() and (touches[:, :2] <= 1).all()  # clipped like Generator
     assert (touches[:, 2] >= formats.MIN_DT).all()
+    # sigma_temperature=None (the default): the variance follows temperature, as in Generator.
+    reference = Generator(model, temperature=0.4, seed=4)
+    lite_generator = lite.LiteGenerator(path, temperature=0.4, seed=4)
+    assert lite_generator.variance_scale == reference.variance_scale == 0.4
+    for _ in range(10):
+        np.testing.assert_allclose(lite_generator.step(), reference.step(), atol=1e-4)
     with pytest.raises(ValueError, match="temperature=0"):
         lite_generator.temperature = 0
     with pytest.raises(ValueError, match="sigma_temperature=nan"):
