@@ -365,10 +365,10 @@ def test_midi_export_is_the_whole_exchange(server):
     address, _ = server
     ws, _ = open_session(address)
     with ws:
-        call = [[0.0, 0.1, 0.0], [1.0, 0.9, 0.4], [0.5, 0.2, 0.4]]
+        call = [[0.0, 0.1, 1.0], [1.0, 0.9, 0.4], [0.5, 0.2, 0.4]]  # 1 s after the last answer
         for i in range(2):
             ws.send(json.dumps({"type": "generate", "id": i, "model": "touch", "seconds": 0.8,
-                                "prime": {"rows": call}}))
+                                "after": 0.5, "seed": i, "prime": {"rows": call}}))
             frames(ws)
         ws.send(json.dumps({"type": "export", "id": 5, "format": "midi"}))
         frame = json.loads(ws.recv(timeout=10))
@@ -376,7 +376,7 @@ def test_midi_export_is_the_whole_exchange(server):
 
         midi = mido.MidiFile(file=io.BytesIO(base64.b64decode(frame["base64"])))
         notes = [m for m in midi.tracks[0] if m.type == "note_on"]
-        assert len(notes) >= 6  # three taps per call, twice, plus the answers
+        assert len(notes) >= 8  # three taps per call and an answer starting 0.5 s later, twice
         assert notes[0].note == 48 and notes[1].note == 84  # x = 0: C3, x = 1: C6
 
 
