@@ -50,6 +50,11 @@ class Generator:
             `temperature=t, sigma_temperature=s`.
         seed: Integer seed; the same seed gives the same output. Defaults to `None`
             (fresh randomness).
+        min_steps: Stroke-5 models: "end of drawing" is not sampled (its probability is
+            set to 0 and the other pen states renormalised) while a drawing has fewer
+            than this many points, prefix included. `None`: the model's
+            `config.min_steps` (set at training time to the shortest training drawing).
+            Defaults to `None`.
 
     Both temperatures are live knobs: set `generator.temperature = 0.5` between steps.
 
@@ -65,7 +70,7 @@ class Generator:
     >>> next_point = generator.step()                         # (1, 3)
     """
 
-    def __init__(self, model: MixtureRNN, temperature=1.0, sigma_temperature=None, seed=None):
+    def __init__(self, model: MixtureRNN, temperature=1.0, sigma_temperature=None, seed=None, min_steps=None):
         if not isinstance(model, MixtureRNN):
             raise ValueError(
                 f"Received an invalid value for `model`, expected a MixtureRNN. Received: {type(model).__name__}"
@@ -78,6 +83,14 @@ class Generator:
         self.columns = list(self.codec.columns)
         self.temperature = temperature
         self.sigma_temperature = sigma_temperature
+        if min_steps is None:
+            min_steps = config.min_steps
+        if isinstance(min_steps, bool) or not isinstance(min_steps, (int, np.integer)) or min_steps < 0:
+            raise ValueError(
+                f"Received an invalid value for `min_steps`, expected an integer >= 0. Received: min_steps={min_steps!r}"
+            )
+        # The stop rule only applies where there is an end-of-drawing state.
+        self.min_steps = int(min_steps) if self.spec.pen == "categorical" else 0
         self._rng = np.random.default_rng(seed)
         self._mean, self._std = config.normalisation
         self._model = model
@@ -202,6 +215,7 @@ class Generator:
                 self._h[layer] = np.where(fed[:, None], self._h[layer], h[layer])
                 self._c[layer] = np.where(fed[:, None], self._c[layer], c[layer])
             self._params = np.where(fed[:, None], params, self._params)
+            self._points += active
             if "dt" in self.columns:
                 self._elapsed += np.where(active, rows[:, self.columns.index("dt")], 0.0)
 
@@ -211,6 +225,7 @@ class Generator:
         self._c = [np.zeros((batch_size, units), np.float32) for _ in self._cells]
         self._params = np.zeros((batch_size, self.spec.params_size), np.float32)
         self._elapsed = np.zeros(batch_size)
+        self._points = np.zeros(batch_size, np.int64)  # rows so far (prefix included)
 
     # ------------------------------------------------------------- one step
     def step(self, return_params: bool = False):
@@ -229,6 +244,7 @@ class Generator:
         with _blas_threads(len(params)):
             rows, model_rows = self.codec.decode(*self._sample_numpy(params))
             self._params = self._advance(model_rows)
+        self._points += 1
         if "dt" in self.columns:
             self._elapsed += rows[:, self.columns.index("dt")]
         return (rows, params) if return_params else rows
@@ -281,6 +297,7 @@ class Generator:
             tf.constant(self.variance_scale, tf.float32),
             tf.constant(self._elapsed, tf.float32), tf.constant(limit, tf.float32),
             tf.constant(bool(stop)), tf.constant(int(max_steps), tf.int32),
+            tf.constant(np.maximum(self.min_steps - self._points, 0), tf.int32),
         )
         states, last_params, rows, params, lengths, steps = outputs
         steps = int(steps)
@@ -291,6 +308,7 @@ class Generator:
         params = params.numpy()[:steps].transpose(1, 0, 2)  # [B, steps, P]
         lengths = lengths.numpy()
         sequences = [rows[i, : lengths[i]] for i in range(len(lengths))]
+        self._points += lengths
         if self.codec.dt_index is not None:
             self._elapsed += np.array([s[:, self.codec.dt_index].sum() for s in sequences])
         if return_params:
@@ -408,6 +426,8 @@ class Generator:
             scores *= np.float32(self.temperature)
         # scores = logits - temperature * log(E), for the components and the pen together.
         np.subtract(params.take(self._logit_columns, axis=1), scores, out=scores)
+        if self.min_steps:  # no "end of drawing" before min_steps points
+            scores[self._points < self.min_steps, -1] = -np.inf
         columns = self._loc_scale_columns[scores[:, :k].argmax(axis=1)]  # [B, 2D], chosen component
         if batch > 1:
             columns += self._work_arrays(batch)[2]
@@ -447,6 +467,9 @@ def _correlate(z, correlation):
         start += i
         out[:, i] = (np.einsum("bi,bi->b", u, z[:, :i]) + z[:, i]) / np.sqrt(1.0 + np.einsum("bi,bi->b", u, u))
     return out
+
+# The end-of-drawing logit while `min_steps` holds it back: exp(-1e30 / T) is 0 for any T.
+_NO_END_LOGIT = np.float32(-1e30)
 
 # model -> {steps: compiled generation loop}; `_compiled_loop` rounds the steps up.
 _LOOPS = weakref.WeakKeyDictionary()
@@ -547,7 +570,7 @@ def _generation_loop(model, codec, size):
     dt = codec.dt_index
 
     @tf.function(reduce_retracing=True, jit_compile=True)
-    def loop(states, params, seed, temperature, sigma_temperature, elapsed, limit, stop, max_steps):
+    def loop(states, params, seed, temperature, sigma_temperature, elapsed, limit, stop, max_steps, points_to_go):
         batch = tf.shape(params)[0]
         rows_out = tf.TensorArray(tf.float32, size=size)
         params_out = tf.TensorArray(tf.float32, size=size)
@@ -556,7 +579,11 @@ def _generation_loop(model, codec, size):
 
         def body(t, states, params, elapsed, lengths, done, rows_out, params_out):
             step_seed = tf.random.experimental.stateless_fold_in(seed, t)
-            sample = mixture_distribution(params, spec, temperature, sigma_temperature).sample(seed=step_seed)
+            sampled = params
+            if spec.pen == "categorical":  # min_steps: no "end of drawing" before it
+                blocked = (t < points_to_go)[:, None]
+                sampled = tf.concat([params[:, :-1], tf.where(blocked, _NO_END_LOGIT, params[:, -1:])], 1)
+            sample = mixture_distribution(sampled, spec, temperature, sigma_temperature).sample(seed=step_seed)
             rows, model_rows, end = codec.decode_tf(sample)
             finished = tf.logical_and(end, stop)
             keep = tf.logical_and(~done, ~finished)  # the row belongs to its sequence

@@ -41,6 +41,10 @@ class ModelConfig:
         std: Per continuous column, the training data's standard deviation; `None`
             means ones. Model rows hold `(value - mean) / std`.
         preset: Name of the preset this config came from, if any (informational).
+        min_steps: For a stroke-5 (categorical pen) model, generation never samples "end
+            of drawing" before a drawing has this many points (see `Generator`). Training
+            sets it to the shortest drawing of the train split; 0 turns the rule off.
+            Defaults to 0.
 
     Raises:
         ValueError: If a field is out of range or does not fit `data_kind`.
@@ -54,6 +58,7 @@ class ModelConfig:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     preset: str | None = None
+    min_steps: int = 0
 
     def __post_init__(self):
         if isinstance(self.spec, dict):
@@ -70,6 +75,11 @@ class ModelConfig:
                     f"Received an invalid value for `{name}`, expected a positive integer. "
                     f"Received: {name}={value!r}"
                 )
+        if isinstance(self.min_steps, bool) or not isinstance(self.min_steps, int) or self.min_steps < 0:
+            raise ValueError(
+                "Received an invalid value for `min_steps`, expected an integer >= 0. "
+                f"Received: min_steps={self.min_steps!r}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(
                 "Received an invalid value for `dropout`, expected a float in [0, 1). "

@@ -159,7 +159,8 @@ class _RunCheckpoint(keras.callbacks.Callback):
 
 
 def prepare_config(store_path, config: ModelConfig) -> ModelConfig:
-    """Fits a config to a store: checks the kind, sets dim (IMPSY) and normalisation.
+    """Fits a config to a store: checks the kind, sets dim (IMPSY), normalisation and
+    `min_steps` (stroke-5 models: the train split's shortest drawing).
 
     Raises:
         ValueError: If the store's kind does not match the config's `data_kind`.
@@ -171,6 +172,10 @@ def prepare_config(store_path, config: ModelConfig) -> ModelConfig:
                 f"{config.data_kind!r} data (preset {config.preset!r})."
             )
         changes = {"mean": tuple(store.mean), "std": tuple(store.std)}
+        train_split = store.split("train") if "train" in store.split_names else []
+        if config.spec.pen == "categorical" and len(train_split):
+            # Generation's stop rule: no "end of drawing" before the shortest drawing's length.
+            changes["min_steps"] = int(store.lengths[train_split].min())
         if config.data_kind == "impsy":
             changes["dim"] = len(store.mean)
         return config.replace(**changes)

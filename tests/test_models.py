@@ -352,3 +352,58 @@ def test_train_saves_resolved_optimizer_settings(tmp_path):
     assert model.optimizer.clipnorm is None
     steps = int(model.optimizer.iterations.numpy())
     assert float(model.optimizer.learning_rate) == pytest.approx((1e-3 - 1e-5) * 0.999**steps + 1e-5, rel=1e-5)
+
+
+# ------------------------------------------------------------------- min_steps
+def eager_to_end_model(min_steps):
+    """A kanji model whose pen head always prefers "end of drawing" (logits -5, -5, 5)."""
+    keras.utils.set_random_seed(0)
+    model = build_model(preset("kanji", units=8, layers=1, components=2, std=(3.0, 3.0), min_steps=min_steps))
+    pen = model.head.pen_dense
+    pen.kernel.assign(np.zeros(pen.kernel.shape, np.float32))
+    pen.bias.assign(np.array([-5.0, -5.0, 5.0], np.float32))
+    return model
+
+
+def is_end_row(rows):
+    return (rows[:, 0] == 0) & (rows[:, 1] == 0) & (rows[:, 2] == 1)
+
+
+@pytest.mark.parametrize("covariance", ["diagonal", "full"])
+def test_min_steps_holds_back_end_of_drawing_in_both_paths(covariance):
+    from mdnrnn import Generator
+
+    model = eager_to_end_model(min_steps=7)
+    if covariance == "full":
+        model = build_model(model.config.replace(covariance="full"))
+        model.head.pen_dense.kernel.assign(np.zeros(model.head.pen_dense.kernel.shape, np.float32))
+        model.head.pen_dense.bias.assign(np.array([-5.0, -5.0, 5.0], np.float32))
+    # generate(): every drawing has exactly min_steps points, then ends.
+    drawings = Generator(model, seed=1).generate(n=20, max_steps=50)
+    assert [len(d) for d in drawings] == [7] * 20 and not is_end_row(np.concatenate(drawings)).any()
+    # Off: the model as trained ends at once.
+    assert {len(d) for d in Generator(model, seed=1, min_steps=0).generate(n=20, max_steps=50)} == {0}
+    # step(): no end row before min_steps points, the end at the next one.
+    generator = Generator(model, seed=2)
+    generator.reset(20)
+    ends = np.stack([is_end_row(generator.step()) for _ in range(8)], 1)  # [B, 8]
+    assert not ends[:, :7].any() and ends[:, 7].mean() > 0.9
+    # A prefix counts: 3 points drawn, 4 more before it may end.
+    prefix = np.array([[1, 2, 0], [3, 0, 1], [0, 2, 0]], np.float32)
+    generator.prime([prefix, prefix])
+    assert [len(d) for d in generator.generate(max_steps=50)] == [4, 4]
+    with pytest.raises(ValueError, match="min_steps=-1"):
+        Generator(model, min_steps=-1)
+
+
+def test_training_stores_the_shortest_drawing_as_min_steps(tmp_path):
+    from mdnrnn import train
+
+    sequences, splits = tiny_drawing_store(tmp_path / "s.h5")
+    shortest = min(len(s) for s, split in zip(sequences, splits) if split == "train")
+    config = train.prepare_config(tmp_path / "s.h5", preset("kanji"))
+    assert config.min_steps == shortest == 4
+    assert train.prepare_config(tmp_path / "s.h5", preset("stroke3")).min_steps == 0  # no end state
+    assert ModelConfig.from_dict(config.to_dict()).min_steps == 4
+    with pytest.raises(ValueError, match="min_steps=-2"):
+        config.replace(min_steps=-2)
