@@ -235,6 +235,40 @@ def cmd_info(args):
         print(f"std:       {np.round(store.std, 4).tolist()}")
 
 
+# ----------------------------------------------------------------------- eval
+def cmd_eval(args):
+    from mdnrnn import evaluate, load_model
+
+    if not Path(args.data).is_file():
+        raise FileNotFoundError(f"No store at {args.data}")
+    model = load_model(args.model)
+    result = evaluate.evaluate(
+        model, args.data, split=args.split, n=args.n, temperature=args.temperature,
+        sigma_temperature=args.sigma_temperature, max_steps=args.max_steps, seed=args.seed,
+        classifier=not args.no_classifier, svg_path=args.svg, max_len=args.max_len,
+    )
+    result = {"model": str(args.model), "data": str(args.data), **evaluate.to_json_ready(result)}
+    pen = f", pen {result['nll_pen']:.4f}" if result["nll_pen"] is not None else ""
+    print(f"held-out NLL ({args.split}, {result['sequences']} sequences): {result['nll']:.4f} nats/step "
+          f"(continuous {result['nll_continuous']:.4f}{pen}); sketch-rnn Lr {result['nll_sketch_rnn']:.4f} "
+          f"(N_max {result['max_len']})")
+    if result["ended_fraction"] is not None:
+        print(f"samples that ended by themselves: {result['ended_fraction']:.3f} of {args.n}")
+    for name in ("points", "strokes"):
+        if name in result:
+            part = result[name]
+            print(f"{name} per drawing: samples {part['generated_mean']:.2f}, data {part['data_mean']:.2f}, "
+                  f"KS {part['ks']:.3f}")
+    if result.get("classifier_accuracy") is not None:
+        print(f"classifier two-sample test: held-out accuracy {result['classifier_accuracy']:.3f} "
+              f"(0.5: indistinguishable) on {result['classifier_examples']} drawings")
+    if args.svg:
+        print(f"grid: {args.svg}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"json: {args.json}")
+
+
 # ------------------------------------------------------- export-model, play
 def cmd_export_model(args):
     from mdnrnn import load_model, lite
@@ -383,6 +417,23 @@ def build_parser():
     p.add_argument("file")
     tf_logs(p)
     p.set_defaults(func=cmd_info)
+
+    p = commands.add_parser("eval", help="held-out NLL, sample statistics and a classifier test (docs/quality.md)")
+    p.add_argument("--model", required=True, help="a .keras model file")
+    p.add_argument("--data", required=True, help="the sequence store the model was trained on (.h5)")
+    p.add_argument("--split", choices=["train", "valid", "test"], default="test", help="held-out split (test)")
+    p.add_argument("--n", type=_int_in(4, N_MAX), default=100, help=f"samples to generate, 4 to {N_MAX:,} (100)")
+    p.add_argument("--temperature", type=_float_in(0, 100), default=1.0, help="sampling temperature (1.0)")
+    p.add_argument("--sigma-temperature", type=_float_in(0, 100),
+                   help="variance scale on its own (the --temperature)")
+    p.add_argument("--max-steps", type=_int_in(1, STEPS_MAX), help="step limit per sample (twice the longest drawing)")
+    p.add_argument("--max-len", type=_int_in(1, STEPS_MAX), help="N_max of the sketch-rnn Lr (the longest sequence)")
+    p.add_argument("--seed", type=_int_in(0, SEED_MAX), default=0, help="random seed (0)")
+    p.add_argument("--no-classifier", action="store_true", help="skip the classifier two-sample test")
+    p.add_argument("--svg", help="write a grid of samples next to real drawings to this SVG file")
+    p.add_argument("--json", help="write every number to this JSON file")
+    tf_logs(p)
+    p.set_defaults(func=cmd_eval)
 
     p = commands.add_parser("serve", help="the studio: draw or play in the browser, the model answers")
     p.add_argument("--model", action="append", metavar="MODEL",
