@@ -168,6 +168,7 @@ class LiteConfig:
     preset: str | None
     columns: tuple  # the data's columns (see `mdnrnn.formats`)
     input_size: int  # width of a model input row
+    min_steps: int = 0  # stroke-5: no "end of drawing" before this many points
 
     @property
     def normalisation(self) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +205,7 @@ def read_sidecar(path) -> LiteConfig:
             spec=spec, data_kind=config["data_kind"], units=int(config["units"]),
             layers=int(config["layers"]), mean=config.get("mean"), std=config.get("std"),
             preset=config.get("preset"), columns=tuple(meta["columns"]),
-            input_size=int(meta["input_size"]),
+            input_size=int(meta["input_size"]), min_steps=int(config.get("min_steps", 0)),
         )
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{meta_path} is not an mdnrnn LiteRT sidecar: {error}") from None
@@ -228,6 +229,9 @@ class LiteGenerator:
         sigma_temperature: Multiplies every component's variance on its own; `None`
             means "the same as `temperature`". Defaults to `None`.
         seed: Integer seed; the same seed gives the same output. Defaults to `None`.
+        min_steps: Stroke-5 models: "end of drawing" is not sampled while a drawing has
+            fewer than this many points, prefix included (see `Generator`). `None`: the
+            saved config's `min_steps`. Defaults to `None`.
         num_threads: LiteRT interpreter threads. Defaults to 1 (steady latency on a
             busy machine).
 
@@ -245,7 +249,7 @@ class LiteGenerator:
     >>> next_touch = generator.step()    # (1, 3)
     """
 
-    def __init__(self, path, temperature=1.0, sigma_temperature=None, seed=None, num_threads=1):
+    def __init__(self, path, temperature=1.0, sigma_temperature=None, seed=None, min_steps=None, num_threads=1):
         from ai_edge_litert.interpreter import Interpreter
 
         self.config = config = read_sidecar(path)
@@ -253,6 +257,14 @@ class LiteGenerator:
         self.columns = list(config.columns)
         self.temperature = temperature
         self.sigma_temperature = sigma_temperature
+        if min_steps is None:
+            min_steps = config.min_steps
+        if isinstance(min_steps, bool) or not isinstance(min_steps, (int, np.integer)) or min_steps < 0:
+            raise ValueError(
+                f"Received an invalid value for `min_steps`, expected an integer >= 0. Received: min_steps={min_steps!r}"
+            )
+        # The stop rule only applies where there is an end-of-drawing state.
+        self.min_steps = int(min_steps) if self.spec.pen == "categorical" else 0
         self._rng = np.random.default_rng(seed)
         # The row codec: encodes inputs, start rows, decodes samples (see `mdnrnn.formats`).
         self.codec = formats.RowCodec(config.data_kind, self.spec.dim, self.spec.pen, *config.normalisation)
@@ -342,6 +354,7 @@ class LiteGenerator:
             fed = model_rows.any(axis=1)
             if fed.any():
                 self._params[active[fed]] = self._advance(model_rows[fed], active[fed])
+            self._points[active] += 1
 
     def step(self, return_params: bool = False):
         """Samples the next row of every sequence and feeds it back (see `Generator.step`).
@@ -351,15 +364,18 @@ class LiteGenerator:
             `(rows, params)` with params `(batch_size, params_size)`.
         """
         params = self._params
-        sample = sample_numpy(params, self._tables, self._rng, self._temperature, self.variance_scale)
+        no_end = self._points < self.min_steps if self.min_steps else None
+        sample = sample_numpy(params, self._tables, self._rng, self._temperature, self.variance_scale, no_end)
         rows, model_rows = self.codec.decode(*sample)
         self._params = self._advance(model_rows)
+        self._points += 1
         return (rows, params) if return_params else rows
 
     # ------------------------------------------------------------- helpers
     def _zero_state(self, batch_size):
         self._state = np.zeros((batch_size, 2 * self.config.layers, 1, self.config.units), np.float32)
         self._params = np.zeros((batch_size, self.spec.params_size), np.float32)
+        self._points = np.zeros(batch_size, np.int64)  # rows so far (prefix included)
 
     def _advance(self, model_rows, sequences=None):
         """Feeds one model row to each of `sequences` (default all); returns their params."""
@@ -430,7 +446,7 @@ class SamplerTables:
             self.loc_scale_columns = np.concatenate([self.loc_scale_columns, correlation], 1)
 
 
-def sample_numpy(params, tables, rng, temperature=1.0, variance_scale=1.0):
+def sample_numpy(params, tables, rng, temperature=1.0, variance_scale=1.0, no_end=None):
     """One draw per row of `params` `(B, P)`, as `Generator.step()` draws it.
 
     `Generator`'s own copy of this sampler lives in `mdnrnn.generate`, which imports
@@ -443,7 +459,8 @@ def sample_numpy(params, tables, rng, temperature=1.0, variance_scale=1.0):
     `loc + sqrt(variance_scale) * scale * (L_corr @ N(0, 1))` (`L_corr` the identity for
     diagonal components, see `MixtureSpec`); a Bernoulli pen lifts with
     probability `sigmoid(logit / temperature)`. Draw order: exponentials `(B, K [+3])`,
-    normals `(B, D)`, then uniforms `(B,)` for a Bernoulli pen.
+    normals `(B, D)`, then uniforms `(B,)` for a Bernoulli pen. Where `no_end` `(B,)` is
+    true, a stroke-5 pen never draws "end of drawing" (the other two renormalise).
 
     Returns:
         `(values, pen)`: model-space values `(B, D)`, and the pen `(B,)` (a class index
@@ -457,6 +474,8 @@ def sample_numpy(params, tables, rng, temperature=1.0, variance_scale=1.0):
     if temperature != 1.0:
         scores *= np.float32(temperature)
     np.subtract(params.take(tables.logit_columns, axis=1), scores, out=scores)
+    if no_end is not None and categorical_pen:
+        scores[no_end, -1] = -np.inf
     columns = tables.loc_scale_columns[scores[:, :k].argmax(axis=1)]  # [B, 2D], chosen component
     if batch > 1:
         columns += np.arange(batch)[:, None] * tables.params_size  # rows of the flat params

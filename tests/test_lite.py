@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from mdnrnn import Generator, MixtureSpec, build_model, preset
+from mdnrnn import Generator, MixtureSpec, ModelConfig, build_model, preset
 from mdnrnn import cli, formats, lite
 
 # Small versions of each preset kind; touch and IMPSY get a real normalisation so that
@@ -90,6 +90,27 @@ def test_batched_prime_of_unequal_lengths(exported, kind):
         lite_rows, lite_params = lite_generator.step(return_params=True)
         np.testing.assert_allclose(lite_params, params, atol=1e-4)
         np.testing.assert_allclose(lite_rows, rows, atol=1e-4)
+
+
+@pytest.mark.skipif("min_steps" not in {f.name for f in dataclasses.fields(ModelConfig)},
+                    reason="ModelConfig has no min_steps")
+def test_min_steps_like_generator(tmp_path):
+    """No "end of drawing" before min_steps points; a model that loves to end shows it."""
+    model = random_model(KINDS["kanji"].replace(min_steps=6), seed=9)
+    pen_bias = model.head.pen_dense.bias
+    pen_bias.assign(np.array([0.0, 0.0, 4.0], np.float32))  # "end of drawing" most of the time
+    lite.export_litert(model, tmp_path / "k.tflite")
+    reference = Generator(model, seed=2)
+    lite_generator = lite.LiteGenerator(tmp_path / "k.tflite", seed=2)
+    assert lite_generator.min_steps == reference.min_steps == 6
+    reference.prime(PREFIXES["kanji"][:2])
+    lite_generator.prime(PREFIXES["kanji"][:2])
+    rows = []
+    for _ in range(12):
+        rows.append(lite_generator.step())
+        np.testing.assert_allclose(rows[-1], reference.step(), atol=1e-4)
+    ends = [i for i, row in enumerate(rows) if not row[0, :2].any() and row[0, 2] == 1]
+    assert ends and min(ends) >= 6 - 2  # 2 prefix points count
 
 
 def test_temperatures_change_samples_like_generator(exported):
