@@ -64,6 +64,15 @@ def start_server(model: str):
     return process, line.split()[2]
 
 
+def cpu_seconds(pid=None):
+    """CPU time (user + system) of process `pid` (this process if None), in seconds."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values, q):
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
@@ -157,8 +166,11 @@ def main(argv=None):
     try:
         asyncio.run(client(url, name, prefixes, time.perf_counter() + 60, max_requests=5))  # warm-up
         latencies = browser_latency(url, name, prefixes, args.trials)
+        cpu = [(cpu_seconds(process.pid), cpu_seconds(), time.perf_counter())]
         single = asyncio.run(one_client(url, name, prefixes, args.seconds))
+        cpu.append((cpu_seconds(process.pid), cpu_seconds(), time.perf_counter()))
         several = asyncio.run(many_clients(url, name, prefixes, args.clients, args.seconds))
+        cpu.append((cpu_seconds(process.pid), cpu_seconds(), time.perf_counter()))
     finally:
         process.terminate()
         process.wait(30)
@@ -176,15 +188,21 @@ def main(argv=None):
                     "ttfp_median_ms": 1000 * percentile(all_ttfp, 50),
                     "ttfp_p99_ms": 1000 * percentile(all_ttfp, 99)},
     }
+    for key, (before, after) in (("one_client", cpu[0:2]), ("clients", cpu[1:3])):
+        wall = after[2] - before[2]
+        results[key]["server_cpu_share"] = (after[0] - before[0]) / wall  # 1.0 = one core
+        results[key]["client_cpu_share"] = (after[1] - before[1]) / wall
     b, o, c = results["browser"], results["one_client"], results["clients"]
     print(f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     print(f"browser, pen-up -> first model point ({b['pen_ups']} pen-ups): median {b['median_ms']:.1f} ms, "
           f"p90 {b['p90_ms']:.1f} ms, max {b['max_ms']:.1f} ms")
     print(f"one client: {o['points_per_s']:,.0f} points/s ({o['requests']} requests), "
-          f"TTFP median {o['ttfp_median_ms']:.1f} ms, p99 {o['ttfp_p99_ms']:.1f} ms")
+          f"TTFP median {o['ttfp_median_ms']:.1f} ms, p99 {o['ttfp_p99_ms']:.1f} ms; CPU (cores) server "
+          f"{o['server_cpu_share']:.2f}, clients {o['client_cpu_share']:.2f}")
     each = c["points_per_s_each"]
     print(f"{c['n']} clients: points/s each min {min(each):,.0f}, median {statistics.median(each):,.0f} "
-          f"({c['requests']} requests); TTFP median {c['ttfp_median_ms']:.1f} ms, p99 {c['ttfp_p99_ms']:.1f} ms")
+          f"({c['requests']} requests); TTFP median {c['ttfp_median_ms']:.1f} ms, p99 {c['ttfp_p99_ms']:.1f} ms; "
+          f"CPU (cores) server {c['server_cpu_share']:.2f}, clients {c['client_cpu_share']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import sys
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -25,7 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from mdnrnn.studio import protocol
 from mdnrnn.studio.protocol import Limits, ProtocolError
-from mdnrnn.studio.session import Session
+from mdnrnn.studio.session import Session, Worker
 
 STATIC = Path(__file__).resolve().parent / "static"
 log = logging.getLogger("mdnrnn.studio")
@@ -49,6 +50,8 @@ class Studio:
         self.limits = limits
         self.sessions: dict[int, Session] = {}
         self._ids = itertools.count(1)
+        # All generation work, every session's, on one thread (see session.py).
+        self.worker = Worker()
 
     def first(self, kind: str) -> str | None:
         """Name of the first model of `kind` ("drawing" or "performance"), if any."""
@@ -68,7 +71,7 @@ class Studio:
             if websocket.client_state == WebSocketState.CONNECTED:
                 await websocket.send_text(json.dumps(frame, separators=(",", ":")))
 
-        session = Session(self.models, self.limits, send, session_id)
+        session = Session(self.models, self.limits, send, session_id, self.worker)
         self.sessions[session_id] = session
         try:
             await send(session.ready_frame())
@@ -147,7 +150,15 @@ def serve(models: dict, host: str = "127.0.0.1", port: int = 8000, limits: Limit
     import asyncio
 
     import uvicorn
+    from threadpoolctl import threadpool_limits
 
+    # One BLAS thread for the server's life: a step's matrix-vector products are too small
+    # to split, and OpenBLAS threads woken and put to sleep at every step stalled the
+    # streams of concurrent clients (docs/benchmarks.md, "Studio").
+    threadpool_limits(limits=1, user_api="blas")
+    # The event loop and the worker thread hand the GIL to each other at every job; the
+    # default 5 ms switch interval would add up to 5 ms to each hand-over.
+    sys.setswitchinterval(0.0005)
     app = create_app(models, limits)
     # uvicorn drops a connection whose frame is over ws_max_size; below that, an oversized
     # message gets the protocol's `too_large` error frame and the session goes on.

@@ -2,9 +2,14 @@
 
 A `Session` belongs to one WebSocket (one browser tab): it owns its generators (one per
 model it has used), its temperatures and the last exchange (for the SVG and MIDI
-downloads). All work on a session's generators runs on the session's own worker thread,
-one job after another, so the event loop stays free for other clients and a stream that
-is replaced or stopped never races the next one.
+downloads). All generation work (priming with the person's drawing or call, then the
+steps) runs on the studio's one worker thread, in the order it was asked for, so the event
+loop stays free for other clients and a stream that is replaced or stopped never races the
+next one. One thread, not one per session: the NumPy steps hold the GIL for much of their
+time, and threads taking turns at it made the time to a first point ten times longer with
+eight clients (docs/benchmarks.md, "Studio"). An unpaced stream runs `STEPS_PER_JOB`
+steps per job, as each hop between the event loop and the worker costs about as much as
+a step.
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import itertools
+import queue
+import threading
 import dataclasses
 import re
 import time
@@ -29,6 +37,8 @@ MODEL_COLOR = "#d9480f"
 PERSON_COLOR = "#111111"
 # The touch -> note mapping of `mdnrnn.export.midi.performance_to_midi`'s defaults.
 LOW_NOTE, HIGH_NOTE, SCALE, TAP_THRESHOLD = 48, 84, "pentatonic", 0.1
+# Steps an unpaced stream computes per job on the worker thread (see `Session._stream`).
+STEPS_PER_JOB = 8
 
 
 @dataclasses.dataclass
@@ -123,6 +133,53 @@ def strokes_to_rows(strokes, epsilon: float) -> np.ndarray | None:
     return formats.strokes_to_stroke3(lines).astype(np.float32)
 
 
+class Worker:
+    """One thread that runs all generation work, urgent jobs first.
+
+    Jobs run one at a time. Priority 0 (a prime and the first points after it: what the
+    person waits for) goes before priority 1 (the rest of the streams); within a priority,
+    first come, first served. A job whose `token` was cancelled before it started is
+    skipped, so a replaced stream's queued steps never touch the generator again.
+    """
+
+    def __init__(self):
+        self._queue = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._thread = threading.Thread(target=self._serve, name="studio-worker", daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while True:
+            _, _, job = self._queue.get()
+            if job is None:
+                return
+            function, args, token, future = job
+            if not future.set_running_or_notify_cancel():  # its coroutine was cancelled
+                continue
+            if token is not None and token.cancelled:
+                future.set_result(None)
+                continue
+            try:
+                future.set_result(function(*args))
+            except BaseException as error:  # noqa: BLE001 - handed to the awaiting coroutine
+                future.set_exception(error)
+
+    async def run(self, function, *args, priority: int = 1, token=None):
+        """Runs `function(*args)` on the worker thread and returns its result."""
+        future = concurrent.futures.Future()
+        self._queue.put((priority, next(self._order), (function, args, token, future)))
+        return await asyncio.wrap_future(future)
+
+    def close(self):
+        self._queue.put((-1, -1, None))
+
+
+class _Token:
+    """Marks a stream's queued jobs as void once the stream has ended."""
+
+    cancelled = False
+
+
 class Session:
     """The state of one WebSocket client: generators, temperatures, the running stream.
 
@@ -131,9 +188,10 @@ class Session:
         limits: The server's `Limits`.
         send: Coroutine function sending one JSON-able dict to this client.
         session_id: A number for logs and the `ready` frame.
+        worker: The `Worker` that runs all generation work.
     """
 
-    def __init__(self, models, limits: Limits, send, session_id: int):
+    def __init__(self, models, limits: Limits, send, session_id: int, worker):
         self.models = models
         self.limits = limits
         self.send = send
@@ -141,7 +199,7 @@ class Session:
         self.temperature = 1.0
         self.sigma_temperature = 1.0
         self._generators = {}
-        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"studio-{session_id}")
+        self._worker = worker
         self._task: asyncio.Task | None = None
         self.last = None  # the last exchange: {"model", "prefix", "rows": [...]} for exports
         self.performance = []  # a performance model's whole call-and-response, rows in order
@@ -159,7 +217,7 @@ class Session:
         }
 
     async def close(self):
-        """Stops the stream and frees the worker and the generators."""
+        """Stops the stream and frees the generators."""
         self.closed = True
         task = self._task
         if task is not None and not task.done():
@@ -168,16 +226,15 @@ class Session:
                 await task
             except BaseException:  # noqa: BLE001 - the stream's own end is of no interest now
                 pass
-        self._worker.shutdown(wait=False, cancel_futures=True)
         self._generators.clear()
 
     @property
     def streaming(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    async def _run(self, function, *args):
-        """Runs `function(*args)` on this session's worker thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._worker, function, *args)
+    async def _run(self, function, *args, priority=1, token=None):
+        """Runs `function(*args)` on the worker thread."""
+        return await self._worker.run(function, *args, priority=priority, token=token)
 
     # ----------------------------------------------------------------- requests
     async def handle(self, request: dict):
@@ -192,7 +249,7 @@ class Session:
         elif kind == "stop":
             await self.stop("stopped")
         elif kind == "export":
-            await self.send(await self._run(self.export, request))
+            await self.send(await self._run(self.export, request, priority=0))
         elif kind == "generate":
             await self.stop("replaced")
             self.temperature = request.get("temperature", self.temperature)
@@ -216,8 +273,9 @@ class Session:
             self._generators[name] = Generator(self.models[name].model)
         return self._generators[name]
 
-    def _prime(self, request) -> dict:
-        """On the worker: converts the prefix, primes (or resets) the model's generator."""
+    def _prime(self, request, count, temperature, sigma_temperature) -> dict:
+        """On the worker: converts the prefix, primes (or resets) the model's generator and
+        takes its first `count` steps."""
         entry = self.models[request["model"]]
         if request["seed"] is not None:  # a seeded request gets a fresh, seeded generator
             from mdnrnn.generate import Generator
@@ -233,12 +291,14 @@ class Session:
             generator.reset(n)
         else:
             generator.prime([prefix] * n)
-        return {"generator": generator, "prefix": prefix}
+        rows = self._steps(generator, temperature, sigma_temperature, count)
+        return {"generator": generator, "prefix": prefix, "rows": rows}
 
-    def _step(self, generator, temperature, sigma_temperature):
+    def _steps(self, generator, temperature, sigma_temperature, count):
+        """On the worker: `count` steps of `generator` at these temperatures."""
         generator.temperature = temperature
         generator.sigma_temperature = sigma_temperature
-        return generator.step()
+        return [generator.step() for _ in range(count)]
 
     async def _stream(self, request):
         """Primes, then streams one `points` frame per step until the stop rule."""
@@ -252,53 +312,65 @@ class Session:
         elapsed = np.zeros(n)
         dt_column = entry.columns.index("dt") if "dt" in entry.columns else None
         reason, step = "max_points", 0
+        token = _Token()
+        # A paced stream computes each point when it is due; an unpaced one computes up to
+        # STEPS_PER_JOB at a time (fewer hops to the worker), so a temperature change
+        # applies from the next job, at most that many points later.
+        chunk = 1 if request["rate"] > 0 else STEPS_PER_JOB
         try:
-            primed = await self._run(self._prime, request)
-            generator, prefix = primed["generator"], primed["prefix"]
+            temperature, sigma = self.temperature, self.sigma_temperature
+            primed = await self._run(self._prime, request, min(chunk, request["max_points"]), temperature,
+                                     sigma, priority=0, token=token)
+            generator, prefix, batch = primed["generator"], primed["prefix"], primed["rows"]
             self.last = {"model": entry.name, "prefix": prefix, "rows": rows_out}
             await self.send({"type": "started", "id": request["id"], "model": entry.name, "n": n,
                              "until": until, "prefix_points": 0 if prefix is None else len(prefix),
-                             "temperature": self.temperature, "sigma_temperature": self.sigma_temperature})
+                             "temperature": temperature, "sigma_temperature": sigma})
             started = time.perf_counter()
-            while step < request["max_points"]:
-                temperature, sigma = self.temperature, self.sigma_temperature
-                rows = await self._run(self._step, generator, temperature, sigma)
-                out = []
-                for i, row in enumerate(rows):
-                    if not active[i]:
-                        out.append(None)
-                        continue
-                    if can_end and row[0] == 0 and row[1] == 0 and row[2] == 1:
-                        # "End of drawing": Generator.step gives the row (0, 0, 1) for it.
-                        active[i], ended[i] = False, True
-                        out.append(None)
-                        continue
-                    values = [round(float(v), 5) for v in row]
-                    rows_out[i].append(values)
-                    out.append(values)
-                    if drawing and until == "stroke" and row[2] >= 0.5:
-                        active[i] = False
-                    if dt_column is not None:
-                        elapsed[i] += row[dt_column]
-                        if until == "seconds" and elapsed[i] >= request["seconds"]:
+            while True:
+                for rows in batch:
+                    out = []
+                    for i, row in enumerate(rows):
+                        if not active[i]:
+                            out.append(None)
+                            continue
+                        if can_end and row[0] == 0 and row[1] == 0 and row[2] == 1:
+                            # "End of drawing": Generator.step gives the row (0, 0, 1) for it.
+                            active[i], ended[i] = False, True
+                            out.append(None)
+                            continue
+                        values = [round(float(v), 5) for v in row]
+                        rows_out[i].append(values)
+                        out.append(values)
+                        if drawing and until == "stroke" and row[2] >= 0.5:
                             active[i] = False
-                step += 1
-                await self.send({"type": "points", "id": request["id"], "step": step - 1, "rows": out,
-                                 "temperature": temperature, "sigma_temperature": sigma})
+                        if dt_column is not None:
+                            elapsed[i] += row[dt_column]
+                            if until == "seconds" and elapsed[i] >= request["seconds"]:
+                                active[i] = False
+                    step += 1
+                    await self.send({"type": "points", "id": request["id"], "step": step - 1, "rows": out,
+                                     "temperature": temperature, "sigma_temperature": sigma})
+                    if not active.any():
+                        break
                 if not active.any():
                     reason = "end" if ended.all() else until
+                    break
+                if step >= request["max_points"]:
                     break
                 if request["rate"] > 0:  # pace the stream: point `step` is due at step / rate
                     delay = started + step / request["rate"] - time.perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                else:
-                    await asyncio.sleep(0)  # let other clients' frames through
+                temperature, sigma = self.temperature, self.sigma_temperature
+                batch = await self._run(self._steps, generator, temperature, sigma,
+                                        min(chunk, request["max_points"] - step), token=token)
         except asyncio.CancelledError as cancelled:
             reason = cancelled.args[0] if cancelled.args else "stopped"
             if self.closed:
                 raise
         finally:
+            token.cancelled = True
             if not drawing and self.last is not None and self.last["rows"] is rows_out:
                 self._record_performance(request, rows_out)
         await self.send({"type": "done", "id": request["id"], "reason": reason, "steps": step,
