@@ -394,6 +394,25 @@ def test_session_svg_recolours_only_the_model_runs():
     assert [p.get("d").count("M") for p in paths] == [2, 1]
 
 
+def test_fixed_weights_generator_samples_as_generator(entries):
+    from mdnrnn.generate import Generator
+    from mdnrnn.studio.session import generator_class, strokes_to_rows
+
+    model = entries["draw"].model
+    prefix = strokes_to_rows([np.array(s) for s in STROKES], 1.0)
+    outputs = []
+    for cls in (Generator, generator_class()):
+        generator = cls(model, temperature=0.7, seed=3)
+        rows = []
+        for batch in (2, 1):  # two primes: the second reuses the weights read by the first
+            generator.prime([prefix] * batch)
+            rows += [generator.step() for _ in range(20)]
+        generator.reset(3)
+        rows += [generator.step() for _ in range(5)]
+        outputs.append(np.concatenate(rows))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
 # ------------------------------------------------------------------ the command
 def test_serve_help_needs_no_tensorflow():
     code = ("import sys; from mdnrnn import cli; p = cli.build_parser(); "

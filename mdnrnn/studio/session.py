@@ -112,6 +112,32 @@ def load_entries(specs) -> dict[str, ModelEntry]:
     return entries
 
 
+_GENERATOR_CLASS = None
+
+
+def generator_class():
+    """`Generator` for models whose weights stay fixed while the studio serves them.
+
+    `Generator` re-reads and re-fuses its model's weights at every `reset` and `prime`, so
+    that it follows a model still in training; that took 5 to 25 ms per prime on a busy
+    machine, most of a first point's delay. The studio never trains, so this subclass reads
+    them once; everything else is `Generator`'s (tests hold the two equal).
+    """
+    global _GENERATOR_CLASS
+    if _GENERATOR_CLASS is None:
+        from mdnrnn.generate import Generator
+
+        class FixedWeightsGenerator(Generator):
+            def _read_weights(self):
+                if getattr(self, "_weights_read", False):
+                    return
+                super()._read_weights()
+                self._weights_read = True
+
+        _GENERATOR_CLASS = FixedWeightsGenerator
+    return _GENERATOR_CLASS
+
+
 def scale_notes() -> list[int]:
     """The MIDI notes that `performance_to_midi`'s default mapping lays out across x."""
     from mdnrnn.export.midi import _scale_notes
@@ -267,10 +293,8 @@ class Session:
                 pass
 
     def _generator(self, name):
-        from mdnrnn.generate import Generator
-
         if name not in self._generators:
-            self._generators[name] = Generator(self.models[name].model)
+            self._generators[name] = generator_class()(self.models[name].model)
         return self._generators[name]
 
     def _prime(self, request, count, temperature, sigma_temperature) -> dict:
@@ -278,9 +302,7 @@ class Session:
         takes its first `count` steps."""
         entry = self.models[request["model"]]
         if request["seed"] is not None:  # a seeded request gets a fresh, seeded generator
-            from mdnrnn.generate import Generator
-
-            self._generators[request["model"]] = Generator(entry.model, seed=request["seed"])
+            self._generators[request["model"]] = generator_class()(entry.model, seed=request["seed"])
         generator = self._generator(request["model"])
         prefix = request.get("rows")
         if "strokes" in request:
