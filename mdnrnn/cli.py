@@ -77,7 +77,7 @@ def cmd_train(args):
             raise FileNotFoundError(f"No store at {args.data}")
         overrides = {k: v for k, v in {
             "units": args.units, "layers": args.layers, "components": args.mixtures, "dropout": args.dropout,
-            "covariance": args.covariance,
+            "covariance": args.covariance, "cell": args.cell, "recurrent_dropout": args.recurrent_dropout,
         }.items() if v is not None}
         config = models.preset(args.preset, **overrides)
         run_dir = Path(args.out)
@@ -85,6 +85,7 @@ def cmd_train(args):
         settings = train.TrainSettings(
             epochs=args.epochs or 20, batch_size=args.batch_size, learning_rate=args.lr,
             clipnorm=args.clipnorm, lr_decay=args.lr_decay, min_learning_rate=args.min_lr,
+            max_seq_len=args.max_seq_len, scale_augment=args.scale_augment, drop_points=args.drop_points,
             window=args.seq_len, patience=args.patience, seed=args.seed,
             steps_per_epoch=args.steps_per_epoch, distribute=args.distribute,
         )
@@ -361,6 +362,9 @@ def build_parser():
     p.add_argument("--layers", type=_int_in(1, 16), help="LSTM layers, up to 16 (preset's)")
     p.add_argument("--mixtures", type=_int_in(1, 256), help="mixture components, up to 256 (preset's)")
     p.add_argument("--dropout", type=_float_in(0, 0.99, low_open=False), help="LSTM input dropout in [0, 0.99] (preset's)")
+    p.add_argument("--cell", choices=["lstm", "layer_norm"], help="LSTM cell: Keras' or sketch-rnn's layer-normalised (lstm)")
+    p.add_argument("--recurrent-dropout", type=_float_in(0, 0.99, low_open=False),
+                   help="recurrent dropout in [0, 0.99] (layer_norm: on the candidate values, as sketch-rnn) (0)")
     p.add_argument("--covariance", choices=["diagonal", "full"],
                    help="mixture components' covariance: full (correlated, Cholesky) or diagonal (preset's)")
     p.add_argument("--seq-len", type=_int_in(1, 10_000), default=50,
@@ -374,6 +378,11 @@ def build_parser():
     p.add_argument("--lr-decay", type=_float_in(0, 1),
                    help="per-step decay towards --min-lr, sketch-rnn uses 0.9999; 1 is constant (preset's: 1)")
     p.add_argument("--min-lr", type=_float_in(0, 1, low_open=False), help="floor of the decay (preset's: 1e-05)")
+    p.add_argument("--max-seq-len", type=_int_in(1, 10_000_000), help="leave out drawings longer than this (no limit)")
+    p.add_argument("--scale-augment", type=_float_in(0, 0.99, low_open=False), default=0.0,
+                   help="drawings: random dx/dy scale in [1-s, 1+s] while training, sketch-rnn uses 0.15 (0)")
+    p.add_argument("--drop-points", type=_float_in(0, 0.99, low_open=False), default=0.0,
+                   help="drawings: chance of dropping a mid-stroke point while training, sketch-rnn uses 0.1 (0)")
     p.add_argument("--patience", type=_int_in(1, 100_000), default=5, help="early stopping patience (5)")
     p.add_argument("--seed", type=_int_in(0, SEED_MAX), default=0, help="random seed, 0 to 2**32-1 (0)")
     p.add_argument("--distribute", choices=["mirrored", "multiworker"],

@@ -1143,6 +1143,7 @@ class _Plan:
     row0: np.ndarray  # first row of each chunk, increasing
     size: np.ndarray  # rows per sequence (whole modes) or windows per chunk (window mode)
     block_bounds: np.ndarray  # block b = chunks block_bounds[b]:block_bounds[b + 1]
+    augment: "Augmentation | None" = None  # drawings only: random changes per example
 
     def rows(self, lo, hi):
         """The file rows `[first, end)` covering chunks `lo:hi`."""
@@ -1164,12 +1165,25 @@ class _Plan:
         return np.repeat(row0, size) + k * self.stride, np.full(size.sum(), self.span)
 
 
-def _usable(lengths, mode, window):
+def _usable(lengths, mode, window, max_seq_len=None):
     if mode == "window":
         return lengths >= window + 1
+    short_enough = True if max_seq_len is None else lengths <= max_seq_len
     if mode == "next":
-        return lengths >= 2
-    return lengths >= 1
+        return (lengths >= 2) & short_enough
+    return (lengths >= 1) & short_enough
+
+
+def _check_max_seq_len(max_seq_len, mode):
+    if max_seq_len is None:
+        return
+    if isinstance(max_seq_len, bool) or not isinstance(max_seq_len, (int, np.integer)) or max_seq_len < 1:
+        raise ValueError(
+            "Received an invalid value for `max_seq_len`, expected a positive integer or None. "
+            f"Received: max_seq_len={max_seq_len!r}"
+        )
+    if mode == "window":
+        raise ValueError("`max_seq_len` filters whole sequences; windows already have a fixed length.")
 
 
 def _n_windows(lengths, window, stride):
@@ -1211,13 +1225,13 @@ def _resolve_mode(kind, pen, window, stride):
     return "window"
 
 
-def count_examples(store, split, *, pen=None, window=None, stride=None):
+def count_examples(store, split, *, pen=None, window=None, stride=None, max_seq_len=None):
     """Counts the examples `make_dataset` yields per epoch, and what it skips.
 
     Args:
         store: a `SequenceStore` or a path to one.
         split: `"train"`, `"valid"` or `"test"`.
-        pen, window, stride: as for `make_dataset`.
+        pen, window, stride, max_seq_len: as for `make_dataset`.
 
     Returns:
         An `ExampleCount`.
@@ -1227,10 +1241,11 @@ def count_examples(store, split, *, pen=None, window=None, stride=None):
     """
     if not isinstance(store, SequenceStore):
         with open_store(store, check_values=False) as opened:
-            return count_examples(opened, split, pen=pen, window=window, stride=stride)
+            return count_examples(opened, split, pen=pen, window=window, stride=stride, max_seq_len=max_seq_len)
     mode = _resolve_mode(store.kind, pen, window, stride)
+    _check_max_seq_len(max_seq_len, mode)
     lengths = _split_lengths(store.offsets, store.split(split))
-    usable = _usable(lengths, mode, window)
+    usable = _usable(lengths, mode, window, max_seq_len)
     lengths = lengths[usable]
     if mode == "window":
         examples = _n_windows(lengths, window, stride or window).sum()
@@ -1244,10 +1259,10 @@ def count_examples(store, split, *, pen=None, window=None, stride=None):
     )
 
 
-def _plan(store, split, mode, window, stride, block_rows):
+def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augment=None):
     indices = store.split(split)
     lengths = _split_lengths(store.offsets, indices)
-    usable = _usable(lengths, mode, window)
+    usable = _usable(lengths, mode, window, max_seq_len)
     if not usable.all():
         indices, lengths = indices[usable], lengths[usable]
     del usable
@@ -1280,6 +1295,7 @@ def _plan(store, split, mode, window, stride, block_rows):
         row0=row0,
         size=size,
         block_bounds=_block_bounds(row0, block_rows),
+        augment=augment,
     )
 
 
@@ -1325,7 +1341,7 @@ def _batches(plan, batch_size, shuffle, drop_remainder, shuffle_blocks, seed):
             n_full = len(starts) // batch_size
             for k in range(n_full):
                 batch = slice(k * batch_size, (k + 1) * batch_size)
-                yield _make_batch(plan, rows, starts[batch], lengths[batch])
+                yield _make_batch(plan, rows, starts[batch], lengths[batch], rng)
             rest = slice(n_full * batch_size, None)
             carry_lengths = lengths[rest]
             carry = np.concatenate(
@@ -1334,15 +1350,68 @@ def _batches(plan, batch_size, shuffle, drop_remainder, shuffle_blocks, seed):
             )
             carry_starts = np.cumsum(carry_lengths) - carry_lengths
     if len(carry_starts) and not drop_remainder:
-        yield _make_batch(plan, carry, carry_starts, carry_lengths)
+        yield _make_batch(plan, carry, carry_starts, carry_lengths, rng)
 
 
-def _make_batch(plan, rows, starts, lengths):
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """sketch-rnn's data augmentation for drawings, drawn afresh for every example.
+
+    Args:
+        scale: Each drawing's dx and dy are multiplied by two independent factors drawn
+            uniformly from `[1 - scale, 1 + scale]` (sketch-rnn uses 0.15). Defaults to 0.
+        drop_points: Each point whose pen stays down before and after it (not a stroke's
+            first or last point, nor the drawing's last) is dropped with this probability,
+            its offset added to the next point's, so the line keeps its end points
+            (sketch-rnn's `augment_strokes`, which uses 0.1). Defaults to 0.
+
+    Raises:
+        ValueError: If a value is outside [0, 1).
+    """
+
+    scale: float = 0.0
+    drop_points: float = 0.0
+
+    def __post_init__(self):
+        for name in ("scale", "drop_points"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(
+                    f"Received an invalid value for `{name}`, expected a number in [0, 1). "
+                    f"Received: {name}={value!r}"
+                )
+
+    def __bool__(self):
+        return bool(self.scale or self.drop_points)
+
+    def apply(self, drawing, rng):
+        """One augmented copy of a stroke-3 drawing `(n, 3)` (data units)."""
+        drawing = drawing.copy()
+        if self.drop_points and len(drawing) > 2:
+            pen = drawing[:, 2] >= 0.5
+            # Point i may go if the pen is down after i - 1 and after i, and i is not last.
+            candidates = np.zeros(len(drawing), bool)
+            candidates[1:-1] = ~pen[:-2] & ~pen[1:-1]
+            drop = candidates & (rng.random(len(drawing)) < self.drop_points)
+            for i in np.flatnonzero(drop):  # increasing: a run of drops carries forward
+                drawing[i + 1, :2] += drawing[i, :2]
+            drawing = drawing[~drop]
+        if self.scale:
+            drawing[:, :2] *= rng.uniform(1 - self.scale, 1 + self.scale, 2).astype(drawing.dtype)
+        return drawing
+
+
+def _make_batch(plan, rows, starts, lengths, rng=None):
     """Pads raw examples to the longest and converts them to model rows.
 
     Rows go through the row codec (`plan.codec`, see `mdnrnn.formats`): model inputs,
     start rows and targets are encoded there and nowhere else.
     """
+    if plan.augment:
+        examples = [plan.augment.apply(rows[s : s + n], rng) for s, n in zip(starts, lengths)]
+        lengths = np.array([len(e) for e in examples], np.int64)
+        starts = np.cumsum(lengths) - lengths
+        rows = np.concatenate(examples)
     t = int(lengths.max())
     steps = np.arange(t)
     real = steps[None, :] < lengths[:, None]  # [B, T]
@@ -1386,6 +1455,8 @@ def make_dataset(
     drop_remainder=False,
     block_rows=1 << 16,
     shuffle_blocks=8,
+    max_seq_len=None,
+    augment=None,
 ):
     """A `tf.data.Dataset` of `(inputs, targets, weights)` batches from a store.
 
@@ -1441,6 +1512,11 @@ def make_dataset(
         block_rows: rows per contiguous read. Defaults to 65,536.
         shuffle_blocks: blocks whose examples are shuffled together.
             Defaults to 8.
+        max_seq_len: whole-sequence modes: leave out sequences longer than
+            this many rows (sketch-rnn's filter), counted as skipped.
+            Defaults to `None` (no limit).
+        augment: drawings only: an `Augmentation` applied to every example
+            as it is batched (random scale, point dropping). Defaults to `None`.
 
     Returns:
         A prefetching `tf.data.Dataset` with known cardinality (batches per
@@ -1474,11 +1550,14 @@ def make_dataset(
                 opened, split, batch_size, pen=pen, window=window, stride=stride,
                 shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
                 block_rows=block_rows, shuffle_blocks=shuffle_blocks,
+                max_seq_len=max_seq_len, augment=augment,
             )
     mode = _resolve_mode(store.kind, pen, window, stride)
+    if augment and mode not in PEN_MODES:
+        raise ValueError(f"`augment` applies to drawings (stroke3 stores); this store's kind is {store.kind!r}.")
     stride = stride or window
     store.require_split(split)
-    counts = count_examples(store, split, pen=pen, window=window, stride=stride)
+    counts = count_examples(store, split, pen=pen, window=window, stride=stride, max_seq_len=max_seq_len)
     if counts.examples == 0:
         raise ValueError(
             f"{store.path}: split {split!r} has no examples ({counts.sequences} sequences, "
@@ -1490,7 +1569,7 @@ def make_dataset(
             store.path, split, counts.skipped, counts.sequences,
             window + 1 if mode == "window" else 2,
         )
-    plan = _plan(store, split, mode, window, stride, block_rows)
+    plan = _plan(store, split, mode, window, stride, block_rows, max_seq_len, augment or None)
     n_batches = (
         counts.examples // batch_size
         if drop_remainder

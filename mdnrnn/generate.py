@@ -25,7 +25,7 @@ from threadpoolctl import ThreadpoolController
 from mdnrnn._tf import tf
 from mdnrnn import formats
 from mdnrnn.mixture import MAX_CORRELATION_PARAM, MIN_SCALE, mixture_distribution
-from mdnrnn.models import MixtureRNN, build_step_model
+from mdnrnn.models import LayerNormLSTMCell, MixtureRNN, build_step_model
 
 # Smallest dt (seconds) a generated touch or IMPSY row can have (see `mdnrnn.formats`).
 MIN_DT = formats.MIN_DT
@@ -161,9 +161,13 @@ class Generator:
         so a generator made before more training samples from the trained weights as
         soon as it starts new sequences.
         """
-        # One fused (input + units + 1, 4 * units) matrix per LSTM (see `_fused_cell_kernel`).
+        # One fused (input + units + 1, 4 * units) matrix per LSTM (see `_fused_cell_kernel`);
+        # a layer-normalised cell keeps its own weights (see `_LayerNormCell`).
         self._cells = []
         for lstm in self._model.lstms:
+            if isinstance(lstm.cell, LayerNormLSTMCell):
+                self._cells.append(_LayerNormCell(lstm.cell))
+                continue
             kernel, recurrent, bias = (w.numpy() for w in lstm.cell.weights)
             self._cells.append(_fused_cell_kernel(np.concatenate([kernel, recurrent], 0), bias))
         self._work = None
@@ -355,6 +359,9 @@ class Generator:
             return self._work
         layers = []
         for kernel in self._cells:
+            if isinstance(kernel, _LayerNormCell):
+                layers.append((kernel,))
+                continue
             units = kernel.shape[1] // 4
             inputs = kernel.shape[0] - units - 1
             xh = np.zeros((batch_size, inputs + units + 1), np.float32)  # [x, h, 1]
@@ -379,7 +386,12 @@ class Generator:
         """
         _, layers, _ = self._work_arrays(len(model_rows))
         x = model_rows
-        for layer, (kernel, xh, x_slot, h_slot, z, sigmoid, i, f, o, g, tanh_c) in enumerate(layers):
+        for layer, work in enumerate(layers):
+            if len(work) == 1:  # a layer-normalised cell
+                x, self._c[layer] = work[0](x, self._h[layer], self._c[layer])
+                self._h[layer] = x
+                continue
+            kernel, xh, x_slot, h_slot, z, sigmoid, i, f, o, g, tanh_c = work
             x_slot[...] = x
             h_slot[...] = self._h[layer]
             np.matmul(xh, kernel, out=z)
@@ -613,6 +625,30 @@ def _generation_loop(model, codec, size):
         return states, params, rows_out.stack(), params_out.stack(), lengths, t
 
     return loop
+
+
+class _LayerNormCell:
+    """A `LayerNormLSTMCell`'s inference step in NumPy, with the weights read once."""
+
+    def __init__(self, cell):
+        self.kernel = np.concatenate([cell.kernel.numpy(), cell.recurrent_kernel.numpy()], 0)  # [in + U, 4U]
+        self.gamma, self.beta = cell.gamma.numpy(), cell.beta.numpy()  # [4, U]
+        self.gamma_c, self.beta_c = cell.gamma_c.numpy(), cell.beta_c.numpy()  # [U]
+        self.epsilon = np.float32(cell.epsilon)
+        self.units = cell.units
+
+    def _normalise(self, z, gamma, beta):
+        z = z - z.mean(-1, keepdims=True)
+        return gamma * z / np.sqrt((z * z).mean(-1, keepdims=True) + self.epsilon) + beta
+
+    def __call__(self, x, h, c):
+        """One step: returns the new `(h, c)`."""
+        z = np.concatenate([x, h], 1) @ self.kernel  # [B, 4U]
+        z = self._normalise(z.reshape(len(z), 4, self.units), self.gamma, self.beta)  # [B, gate, U]
+        i, f, g, o = 1 / (1 + np.exp(-z[:, 0])), 1 / (1 + np.exp(-z[:, 1])), np.tanh(z[:, 2]), z[:, 3]
+        c = f * c + i * g
+        h = np.tanh(self._normalise(c, self.gamma_c, self.beta_c)) / (1 + np.exp(-o))
+        return h.astype(np.float32), c.astype(np.float32)
 
 
 def _fused_cell_kernel(kernel, bias):

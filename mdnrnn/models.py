@@ -22,6 +22,7 @@ from mdnrnn._tf import keras
 from mdnrnn.mixture import MixtureDensity, MixtureNLL, MixtureSpec
 
 DATA_KINDS = ("stroke3", "touch", "impsy")
+CELLS = ("lstm", "layer_norm")
 _PEN_INPUT_SIZES = {None: 0, "bernoulli": 1, "categorical": 3}
 
 
@@ -37,6 +38,11 @@ class ModelConfig:
         units: LSTM units per layer. Defaults to 256.
         layers: Number of stacked LSTM layers. Defaults to 2.
         dropout: Dropout on each LSTM's inputs during training. Defaults to 0.0.
+        cell: `"lstm"` (Keras' LSTM) or `"layer_norm"` (sketch-rnn's layer-normalised
+            LSTM, `LayerNormLSTMCell`). Defaults to `"lstm"`.
+        recurrent_dropout: Dropout during training only: for `"layer_norm"`, sketch-rnn's
+            recurrent dropout on the cell's candidate values (Semeniuta et al. 2016); for
+            `"lstm"`, Keras' dropout on the recurrent state. Defaults to 0.0.
         mean: Per continuous column, the training data's mean; `None` means zeros.
         std: Per continuous column, the training data's standard deviation; `None`
             means ones. Model rows hold `(value - mean) / std`.
@@ -59,6 +65,8 @@ class ModelConfig:
     std: tuple[float, ...] | None = None
     preset: str | None = None
     min_steps: int = 0
+    cell: str = "lstm"
+    recurrent_dropout: float = 0.0
 
     def __post_init__(self):
         if isinstance(self.spec, dict):
@@ -80,10 +88,15 @@ class ModelConfig:
                 "Received an invalid value for `min_steps`, expected an integer >= 0. "
                 f"Received: min_steps={self.min_steps!r}"
             )
-        if not 0.0 <= self.dropout < 1.0:
+        for name in ("dropout", "recurrent_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(
+                    f"Received an invalid value for `{name}`, expected a float in [0, 1). "
+                    f"Received: {name}={getattr(self, name)!r}"
+                )
+        if self.cell not in CELLS:
             raise ValueError(
-                "Received an invalid value for `dropout`, expected a float in [0, 1). "
-                f"Received: dropout={self.dropout!r}"
+                f"Received an invalid value for `cell`, expected one of {CELLS}. Received: cell={self.cell!r}"
             )
         stroke = self.data_kind == "stroke3"
         if stroke and (self.spec.pen is None or self.spec.dim != 2):
@@ -181,6 +194,99 @@ def preset(name: str, **overrides) -> ModelConfig:
 
 
 @keras.saving.register_keras_serializable(package="mdnrnn")
+class LayerNormLSTMCell(keras.layers.Layer):
+    """sketch-rnn's layer-normalised LSTM cell, with recurrent dropout.
+
+    With `z = x @ kernel + h @ recurrent_kernel` split into the gates i, f, g, o (Keras'
+    order), each gate is layer-normalised on its own, `LN(z) = gamma * (z - mean) /
+    sqrt(var + epsilon) + beta` over its `units` values, then
+
+        c' = sigmoid(f) * c + sigmoid(i) * dropout(tanh(g))
+        h' = sigmoid(o) * tanh(LN_c(c'))
+
+    The gates' `beta` replaces the bias; the forget gate's starts at 1.0.
+
+    Args:
+        units: Positive integer, the state size.
+        dropout: Fraction of the inputs `x` dropped during training (a fresh mask at
+            every step). Defaults to 0.0.
+        recurrent_dropout: Fraction of the candidate values `tanh(g)` dropped during
+            training (Semeniuta et al. 2016, "recurrent dropout without memory loss").
+            Defaults to 0.0.
+        epsilon: Added to the variance. Defaults to 1e-3 (sketch-rnn's).
+        **kwargs: Base layer arguments.
+
+    Call arguments:
+        inputs: `(batch_size, input_size)`.
+        states: `[h, c]`, each `(batch_size, units)`.
+        training: Whether dropout is active.
+
+    Returns:
+        `(h', [h', c'])`, as Keras' `LSTMCell`.
+
+    Example:
+
+    >>> layer = keras.layers.RNN(LayerNormLSTMCell(32), return_sequences=True)
+    >>> layer(np.zeros([2, 7, 5], "float32")).shape
+    TensorShape([2, 7, 32])
+    """
+
+    def __init__(self, units, dropout=0.0, recurrent_dropout=0.0, epsilon=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+            raise ValueError(
+                f"Received an invalid value for `units`, expected a positive integer. Received: units={units!r}"
+            )
+        for name, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if not 0.0 <= value < 1.0:
+                raise ValueError(
+                    f"Received an invalid value for `{name}`, expected a float in [0, 1). "
+                    f"Received: {name}={value!r}"
+                )
+        self.dropout = float(dropout)
+        self.units = units
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.epsilon = float(epsilon)
+        self.state_size = [units, units]
+        self.output_size = units
+        self.input_dropout = keras.layers.Dropout(self.dropout)
+        self.recurrent_dropout_layer = keras.layers.Dropout(self.recurrent_dropout)
+
+    def build(self, input_shape):
+        units = self.units
+        self.kernel = self.add_weight(shape=(input_shape[-1], 4 * units), initializer="glorot_uniform", name="kernel")
+        self.recurrent_kernel = self.add_weight(shape=(units, 4 * units), initializer="orthogonal",
+                                                name="recurrent_kernel")
+        self.gamma = self.add_weight(shape=(4, units), initializer="ones", name="gamma")
+        beta = np.zeros((4, units), np.float32)
+        beta[1] = 1.0  # forget gate
+        self.beta = self.add_weight(shape=(4, units), initializer=keras.initializers.Constant(beta), name="beta")
+        self.gamma_c = self.add_weight(shape=(units,), initializer="ones", name="gamma_c")
+        self.beta_c = self.add_weight(shape=(units,), initializer="zeros", name="beta_c")
+
+    def _normalise(self, z, gamma, beta):
+        mean = keras.ops.mean(z, axis=-1, keepdims=True)
+        variance = keras.ops.var(z, axis=-1, keepdims=True)
+        return gamma * (z - mean) * keras.ops.rsqrt(variance + self.epsilon) + beta
+
+    def call(self, inputs, states, training=False):
+        h, c = states[0], states[1]
+        inputs = self.input_dropout(inputs, training=training)
+        z = keras.ops.matmul(inputs, self.kernel) + keras.ops.matmul(h, self.recurrent_kernel)  # [B, 4U]
+        z = keras.ops.reshape(z, (-1, 4, self.units))  # [B, gate, U]
+        z = self._normalise(z, self.gamma, self.beta)
+        i, f, g, o = (z[:, j] for j in range(4))
+        g = self.recurrent_dropout_layer(keras.ops.tanh(g), training=training)
+        c = keras.ops.sigmoid(f) * c + keras.ops.sigmoid(i) * g
+        h = keras.ops.sigmoid(o) * keras.ops.tanh(self._normalise(c, self.gamma_c, self.beta_c))
+        return h, [h, c]
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "dropout": self.dropout,
+                "recurrent_dropout": self.recurrent_dropout, "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="mdnrnn")
 class MixtureRNN(keras.Model):
     """LSTM stack with a mixture density head at every step.
 
@@ -202,19 +308,30 @@ class MixtureRNN(keras.Model):
             config = ModelConfig.from_dict(config)
         self.config = config
         self.masking = keras.layers.Masking(mask_value=0.0, name="masking")
-        self.lstms = [
-            keras.layers.LSTM(
-                config.units, return_sequences=True, dropout=config.dropout, name=f"lstm_{i}"
-            )
-            for i in range(config.layers)
-        ]
+        if config.cell == "layer_norm":
+            self.lstms = [
+                keras.layers.RNN(
+                    LayerNormLSTMCell(config.units, dropout=config.dropout,
+                                      recurrent_dropout=config.recurrent_dropout),
+                    return_sequences=True, name=f"lstm_{i}",
+                )
+                for i in range(config.layers)
+            ]
+        else:
+            self.lstms = [
+                keras.layers.LSTM(
+                    config.units, return_sequences=True, dropout=config.dropout,
+                    recurrent_dropout=config.recurrent_dropout, name=f"lstm_{i}",
+                )
+                for i in range(config.layers)
+            ]
         self.head = MixtureDensity(config.spec, name="head")
 
     def build(self, input_shape):
         shape = tuple(input_shape)
         for lstm in self.lstms:
             lstm.build(shape)
-            shape = shape[:-1] + (lstm.units,)
+            shape = shape[:-1] + (self.config.units,)
         self.head.build(shape)
         self.built = True
 

@@ -46,6 +46,12 @@ class TrainSettings:
         lr_decay: Per-step decay rate of sketch-rnn's schedule (see
             `models.OptimizerConfig`), 1.0 for a constant rate; `None`: the preset's (1.0).
         min_learning_rate: The schedule's floor; `None`: the preset's (1e-5).
+        max_seq_len: Drawings (or whole sequences) longer than this are left out of
+            training and validation (sketch-rnn's filter); `None`: no limit.
+        scale_augment: Drawings: random per-drawing scale of dx and dy in
+            `[1 - s, 1 + s]` during training (sketch-rnn uses 0.15); 0 is off.
+        drop_points: Drawings: probability of dropping a mid-stroke point during
+            training (sketch-rnn's `augment_strokes`); 0 is off.
         window: Steps per training window for touch and IMPSY stores (`None` for
             whole drawings). Defaults to `None`.
         patience: Epochs without a better validation NLL before stopping. Defaults to 5.
@@ -66,6 +72,9 @@ class TrainSettings:
     clipnorm: float | None = None
     lr_decay: float | None = None
     min_learning_rate: float | None = None
+    max_seq_len: int | None = None
+    scale_augment: float = 0.0
+    drop_points: float = 0.0
 
     def optimizer(self, preset: str | None) -> OptimizerConfig:
         """The `OptimizerConfig`: these settings, the preset's defaults for the unset ones."""
@@ -192,7 +201,8 @@ def check_examples(store_path, config: ModelConfig, settings: TrainSettings):
     with data.open_store(store_path) as store:
         for split in ("train", "valid"):
             store.require_split(split)
-            count = data.count_examples(store, split, pen=config.spec.pen, window=window)
+            count = data.count_examples(store, split, pen=config.spec.pen, window=window,
+                                        max_seq_len=settings.max_seq_len)
             if count.examples == 0:
                 need = f"{window + 1} points (--seq-len {window} + 1)" if window else "2 points"
                 longest = int(store.lengths[store.split(split)].max())
@@ -202,8 +212,11 @@ def check_examples(store_path, config: ModelConfig, settings: TrainSettings):
 
 def datasets(store_path, config: ModelConfig, settings: TrainSettings):
     """The train and valid `tf.data` pipelines for a config."""
-    kwargs = dict(pen=config.spec.pen, window=settings.window if config.spec.pen is None else None)
-    train = data.make_dataset(store_path, "train", settings.batch_size, seed=settings.seed, **kwargs)
+    kwargs = dict(pen=config.spec.pen, window=settings.window if config.spec.pen is None else None,
+                  max_seq_len=settings.max_seq_len)
+    augment = data.Augmentation(settings.scale_augment, settings.drop_points)
+    train = data.make_dataset(store_path, "train", settings.batch_size, seed=settings.seed,
+                              augment=augment if augment else None, **kwargs)
     valid = data.make_dataset(store_path, "valid", settings.batch_size, shuffle=False, **kwargs)
     if settings.steps_per_epoch:
         train = train.repeat().take(settings.steps_per_epoch)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import mdnrnn
+import mdnrnn.data
 from mdnrnn import MixtureRNN, MixtureSpec, ModelConfig, build_model, build_step_model, preset
 
 
@@ -407,3 +408,128 @@ def test_training_stores_the_shortest_drawing_as_min_steps(tmp_path):
     assert ModelConfig.from_dict(config.to_dict()).min_steps == 4
     with pytest.raises(ValueError, match="min_steps=-2"):
         config.replace(min_steps=-2)
+
+
+# ---------------------------------------------------- layer-normalised LSTM cell
+def layer_norm_model(pen, seed, covariance="diagonal", **overrides):
+    """A small layer-norm model with every weight drawn from N(0, 0.5^2) (gammas around 1)."""
+    keras.utils.set_random_seed(seed)
+    stats = dict(mean=(0.5, 0.5, 0.1), std=(0.3, 0.3, 0.08)) if pen is None else dict(std=(3.0, 3.0))
+    config = preset(FULL_PRESETS[pen], units=12, layers=2, components=3, covariance=covariance,
+                    cell="layer_norm", **stats, **overrides)
+    model = build_model(config)
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        offset = 1.0 if "gamma" in variable.path else 0.0
+        variable.assign((offset + rng.normal(0.0, 0.5, variable.shape)).astype(np.float32))
+    return model
+
+
+def test_layer_norm_cell_by_hand_config_and_dropout():
+    from mdnrnn.models import LayerNormLSTMCell
+
+    cell = LayerNormLSTMCell(3, recurrent_dropout=0.5)
+    cell.build((None, 2))
+    rng = np.random.default_rng(0)
+    for variable in cell.weights:
+        variable.assign(rng.normal(0, 1, variable.shape).astype(np.float32))
+    x, h, c = (rng.normal(0, 1, (2, n)).astype(np.float32) for n in (2, 3, 3))
+    # By hand, from the docstring's equations.
+    z = (x @ cell.kernel.numpy() + h @ cell.recurrent_kernel.numpy()).reshape(2, 4, 3)
+    z = (z - z.mean(-1, keepdims=True)) / np.sqrt(z.var(-1, keepdims=True) + 1e-3)
+    z = cell.gamma.numpy() * z + cell.beta.numpy()
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))
+    new_c = sigmoid(z[:, 1]) * c + sigmoid(z[:, 0]) * np.tanh(z[:, 2])
+    normal_c = (new_c - new_c.mean(-1, keepdims=True)) / np.sqrt(new_c.var(-1, keepdims=True) + 1e-3)
+    new_h = sigmoid(z[:, 3]) * np.tanh(cell.gamma_c.numpy() * normal_c + cell.beta_c.numpy())
+    got_h, (_, got_c) = cell(x, [h, c])
+    np.testing.assert_allclose(got_c, new_c, atol=1e-5)
+    np.testing.assert_allclose(got_h, new_h, atol=1e-5)
+    assert not np.allclose(cell(x, [h, c], training=True)[0], new_h)  # dropout while training only
+    clone = LayerNormLSTMCell.from_config(cell.get_config())
+    assert (clone.units, clone.recurrent_dropout) == (3, 0.5)
+    with pytest.raises(ValueError, match="cell='gru'"):
+        preset("kanji", cell="gru")
+
+
+@pytest.mark.parametrize("pen,covariance", [(None, "diagonal"), ("categorical", "diagonal"), ("categorical", "full")])
+def test_layer_norm_numpy_step_compiled_loop_and_training_model_agree(pen, covariance):
+    from mdnrnn import Generator
+
+    model = layer_norm_model(pen, seed=3, covariance=covariance, recurrent_dropout=0.3, dropout=0.2)
+    steps = 10
+    for path in ("step", "generate"):
+        generator = Generator(model, temperature=0.8, seed=5)
+        generator.reset(3)
+        if path == "step":
+            rows, params = zip(*(generator.step(return_params=True) for _ in range(steps)))
+            sequences, params = list(np.stack(rows, 1)), list(np.stack(params, 1))
+        else:
+            sequences, params = generator.generate(max_steps=steps, stop=False, return_params=True)
+        for i, (seq, got) in enumerate(zip(sequences, params)):
+            inputs = training_inputs(generator.codec, seq[:-1], after_start=True)
+            expected = model(inputs[None]).numpy()[0, -len(seq):]
+            np.testing.assert_allclose(got, expected, atol=1e-4, err_msg=f"{path}, sequence {i}")
+        assert np.abs(np.concatenate(params)).max() > 0.5
+
+
+def test_layer_norm_model_saves_loads_and_trains(tmp_path):
+    rng = np.random.default_rng(4)
+    x, y = stroke5_batch(rng, batch=2)
+    model = build_model(preset("kanji", units=8, components=2, cell="layer_norm", recurrent_dropout=0.1))
+    before = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=3, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < before
+    model.save(tmp_path / "m.keras")
+    loaded = mdnrnn.load_model(tmp_path / "m.keras")
+    assert loaded.config == model.config
+    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+
+
+# ------------------------------------------- sketch-rnn's data tricks (pipeline)
+def test_point_dropping_and_scale_by_hand():
+    drawing = np.array([[1, 0, 0], [2, 0, 0], [3, 0, 0], [4, 0, 1], [5, 0, 0], [6, 0, 1]], np.float32)
+    # Only points 1 and 2 have the pen down before and after them; both go, their offsets
+    # carried into the next point, so every stroke still ends where it did.
+    got = mdnrnn.data.Augmentation(drop_points=0.999999).apply(drawing, np.random.default_rng(0))
+    np.testing.assert_array_equal(got, [[1, 0, 0], [9, 0, 1], [5, 0, 0], [6, 0, 1]])
+    unchanged = mdnrnn.data.Augmentation(drop_points=0.0, scale=0.0).apply(drawing, np.random.default_rng(0))
+    np.testing.assert_array_equal(unchanged, drawing)
+    rng = np.random.default_rng(1)
+    factors = np.array([mdnrnn.data.Augmentation(scale=0.15).apply(drawing[:, [0, 0, 2]], rng)[:, :2].sum(0) / 21
+                        for _ in range(500)])
+    assert factors.min() >= 0.85 and factors.max() <= 1.15 and factors.std() > 0.05
+    assert abs(np.corrcoef(factors.T)[0, 1]) < 0.2  # x and y scaled independently
+    with pytest.raises(ValueError, match="scale=1.5"):
+        mdnrnn.data.Augmentation(scale=1.5)
+
+
+def test_max_seq_len_and_augmentation_in_the_pipeline(tmp_path):
+    sequences, splits = tiny_drawing_store(tmp_path / "s.h5")
+    train_lengths = [len(s) for s, split in zip(sequences, splits) if split == "train"]
+    counted = mdnrnn.data.count_examples(tmp_path / "s.h5", "train", pen="categorical", max_seq_len=6)
+    assert counted.used == sum(n <= 6 for n in train_lengths) and counted.skipped == sum(n > 6 for n in train_lengths)
+    batches = list(mdnrnn.data.make_dataset(tmp_path / "s.h5", "train", 4, pen="categorical", max_seq_len=6))
+    assert sum(len(b[0]) for b in batches) == counted.used
+    assert max(b[0].shape[1] for b in batches) <= 6 + 1  # start token + at most 6 points
+    plain = mdnrnn.data.make_dataset(tmp_path / "s.h5", "train", 16, pen="categorical", shuffle=False)
+    augment = mdnrnn.data.Augmentation(scale=0.15, drop_points=0.5)
+    augmented = mdnrnn.data.make_dataset(tmp_path / "s.h5", "train", 16, pen="categorical", shuffle=False,
+                                         augment=augment)
+    (x0, _, w0), (x1, _, w1) = next(iter(plain)), next(iter(augmented))
+    assert w1.numpy().sum() < w0.numpy().sum()  # points were dropped
+    with pytest.raises(ValueError, match="max_seq_len=0"):
+        mdnrnn.data.count_examples(tmp_path / "s.h5", "train", pen="categorical", max_seq_len=0)
+
+
+def test_train_with_tricks_saves_them(tmp_path):
+    from mdnrnn import train
+
+    tiny_drawing_store(tmp_path / "s.h5")
+    settings = train.TrainSettings(epochs=1, batch_size=8, max_seq_len=10, scale_augment=0.15, drop_points=0.1)
+    train.train(tmp_path / "s.h5", preset("kanji", units=8, layers=1, components=2, cell="layer_norm",
+                                         recurrent_dropout=0.1), tmp_path / "run", settings, verbose=0)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["train"]["max_seq_len"] == 10 and saved["train"]["scale_augment"] == 0.15
+    assert saved["model"]["cell"] == "layer_norm" and saved["model"]["recurrent_dropout"] == 0.1
+    assert mdnrnn.load_model(tmp_path / "run" / "model.keras").config.cell == "layer_norm"
