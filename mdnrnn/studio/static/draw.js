@@ -198,6 +198,7 @@ function onFrame(frame) {
   if (frame.id !== state.request) return;  // frames of a stream this page has left behind
   if (frame.type === "started") {
     state.lastStarted = frame;
+    document.getElementById("svg").disabled = false;
   } else if (frame.type === "points") {
     if (frame.step === 0 && state.penUpAt !== null) {
       state.firstPointLatency.push(performance.now() - state.penUpAt);
@@ -229,10 +230,15 @@ bindSlider("sigma", (value) => socket.send({ type: "set", sigma_temperature: val
 document.getElementById("continue").addEventListener("click", () => ask("stroke"));
 document.getElementById("finish").addEventListener("click", () => ask("end"));
 document.getElementById("scratch").addEventListener("click", () => ask("end", true));
+// The SVG is the server's record of the last request (strokes and continuations): after an
+// undo or a clear it no longer matches the boards, until the next continuation.
+const svgButton = document.getElementById("svg");
 document.getElementById("undo").addEventListener("click", () => {
   stopStream(); state.strokes.pop(); clearContinuations(); redraw();
+  svgButton.disabled = true;
   setStatus(`${state.strokes.length} stroke(s).`);
 });
-document.getElementById("clear").addEventListener("click", () => { resetAll(); setStatus("Cleared."); });
+document.getElementById("clear").addEventListener("click", () => { resetAll(); svgButton.disabled = true; setStatus("Cleared."); });
 document.getElementById("svg").addEventListener("click", () => socket.send({ type: "export", format: "svg" }));
 makeBoards();
+svgButton.disabled = true;
