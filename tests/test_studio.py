@@ -75,6 +75,7 @@ def running(entries, limits=Limits()):
     finally:
         server.should_exit = True
         thread.join(10)
+        app.state.studio.close()
 
 
 @pytest.fixture(scope="module")
@@ -483,3 +484,10 @@ def test_pretrained_model_reproduces_its_heldout_nll(name, tmp_path):
     nll, steps = train_pretrained.heldout_nll(keras.models.load_model(datasets.model_path(name)), store)
     assert steps == facts["heldout_steps"]
     assert abs(nll - facts["heldout_nll"]) < 1e-3
+
+
+def test_closing_the_studio_stops_its_worker_thread(entries):
+    with running(entries) as (_, studio):
+        thread = studio.worker._thread
+        assert thread.is_alive()
+    assert not thread.is_alive()

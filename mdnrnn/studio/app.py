@@ -53,6 +53,10 @@ class Studio:
         # All generation work, every session's, on one thread (see session.py).
         self.worker = Worker()
 
+    def close(self):
+        """Stops the worker thread; call once the server has stopped."""
+        self.worker.close()
+
     def first(self, kind: str) -> str | None:
         """Name of the first model of `kind` ("drawing" or "performance"), if any."""
         return next((name for name, entry in self.models.items() if entry.kind == kind), None)
@@ -180,3 +184,5 @@ def serve(models: dict, host: str = "127.0.0.1", port: int = 8000, limits: Limit
     except SystemExit as exit:  # uvicorn exits 1 when it cannot bind (it has logged why)
         if exit.code:
             raise OSError(f"Could not serve on {host}:{port} (is the port in use?).") from None
+    finally:
+        app.state.studio.close()

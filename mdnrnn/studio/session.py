@@ -196,8 +196,10 @@ class Worker:
         self._queue.put((priority, next(self._order), (function, args, token, future)))
         return await asyncio.wrap_future(future)
 
-    def close(self):
+    def close(self, timeout: float = 10.0):
+        """Stops the thread once the job it is running ends (queued jobs are dropped)."""
         self._queue.put((-1, -1, None))
+        self._thread.join(timeout)
 
 
 class _Token:
