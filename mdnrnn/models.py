@@ -527,7 +527,7 @@ def build_step_model(model: MixtureRNN) -> StepModel:
 def load_model(path) -> MixtureRNN:
     """Loads a model saved with `model.save("name.keras")`, or a pretrained one by name.
 
-    Plain `keras.models.load_model(path)` works as well once `mdnrnn` is imported; this
+    Plain `keras.models.load_model(path)` works as well once `mdnrnn.models` is imported; this
     function adds checks with clear errors. A name with no path separator and no suffix,
     such as `"kanji"` or `"touch"`, loads the pretrained model of that name
     (`mdnrnn.datasets.model_path`).
