@@ -29,11 +29,10 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 
 import numpy as np
 
-from mdnrnn import formats
+from mdnrnn import atomic, formats
 
 FORMAT = "mdnrnn-litert"
 FORMAT_VERSION = 1
@@ -111,25 +110,9 @@ def export_litert(model, path):
         "sha256": hashlib.sha256(flatbuffer).hexdigest(),
     }
     path = os.fspath(path)
-    _write_atomically(path, flatbuffer)
-    _write_atomically(sidecar_path(path), (json.dumps(sidecar, indent=2) + "\n").encode())
+    atomic.write_atomically(path, flatbuffer)
+    atomic.write_atomically(sidecar_path(path), (json.dumps(sidecar, indent=2) + "\n").encode())
     return {"path": path, "sidecar": sidecar_path(path), "size": len(flatbuffer)}
-
-
-def _write_atomically(path, data: bytes):
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # as a plain open() would make it (mkstemp: 0600)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
 
 
 # ------------------------------------------------------------------ reading

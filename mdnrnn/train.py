@@ -21,7 +21,6 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import numpy as np
 import svgwrite
 
 from mdnrnn._tf import keras, tf
-from mdnrnn import data, outdir
+from mdnrnn import atomic, data, outdir
 from mdnrnn.models import PRESET_OPTIMIZERS, MixtureRNN, ModelConfig, OptimizerConfig, build_model, load_model
 
 
@@ -120,15 +119,12 @@ class TrainingError(RuntimeError):
 
 
 def _save_atomic(model, path: Path):
-    temp = path.with_name(path.stem + ".tmp.keras")
-    model.save(temp)
-    os.replace(temp, path)
+    with atomic.replacing(path, suffix=".tmp.keras") as temp:  # Keras wants the .keras suffix
+        model.save(temp)
 
 
 def _write_json_atomic(obj, path: Path):
-    temp = path.with_name(path.name + ".tmp")
-    temp.write_text(json.dumps(obj, indent=2))
-    os.replace(temp, path)
+    atomic.write_atomically(path, json.dumps(obj, indent=2).encode())
 
 
 class _RunCheckpoint(keras.callbacks.Callback):
@@ -334,6 +330,4 @@ def write_loss_curve(history_csv, svg_path, size=(480, 320)):
         drawing.add(drawing.text(f"{high:.3f}", insert=(2, pad), font_size=10))
         drawing.add(drawing.text(f"{low:.3f}", insert=(2, height - pad), font_size=10))
     drawing.add(drawing.text("NLL (nats/step) per epoch: train blue, valid red", insert=(pad, 16), font_size=12))
-    temp = Path(str(svg_path) + ".tmp")
-    temp.write_text(drawing.tostring())
-    os.replace(temp, svg_path)
+    atomic.write_atomically(svg_path, drawing.tostring().encode())

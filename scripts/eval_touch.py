@@ -42,6 +42,7 @@ from scipy import stats
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
+from mdnrnn import atomic  # noqa: E402  (standard library only)
 from mdnrnn.export import _common  # noqa: E402  (NumPy only)
 
 # Positions within this of 0 or 1 count as on the border.
@@ -169,7 +170,7 @@ def main(argv=None):
     for name, (real_mean, generated_mean, ks) in compare(real, generated, args.tap_threshold).items():
         print(f"| {name} | {real_mean:.4g} | {generated_mean:.4g} | {ks:.3f} |")
     if args.svg:
-        _common.write_atomically(args.svg, side_by_side_svg(real, generated).encode())
+        atomic.write_atomically(args.svg, side_by_side_svg(real, generated).encode())
         print(f"\nwrote {args.svg}")
 
 

@@ -187,7 +187,8 @@ def test_whole_touch_sequences_padded(tmp_path):
 @pytest.mark.parametrize("shuffle", [True, False])
 def test_small_blocks_yield_every_example_once(tmp_path, monkeypatch, shuffle):
     # Tiny slices for the bookkeeping computed slice by slice, too.
-    monkeypatch.setattr(data, "_SCAN_ROWS", 7)
+    for module in (data.store, data.writer, data.pipeline):
+        monkeypatch.setattr(module, "_SCAN_ROWS", 7)
     lengths = np.random.default_rng(3).integers(1, 30, 300)
     seqs = _touch(lengths, seed=4)
     splits = ["train" if i % 3 else "valid" for i in range(300)]

@@ -163,7 +163,8 @@ def test_append_with_random_splits_leaves_old_assignments(touch_store):
 
 def test_streaming_writer_flushes_many_blocks(tmp_path, monkeypatch):
     # Small scan blocks: statistics merge over many blocks must match NumPy.
-    monkeypatch.setattr(data, "_SCAN_ROWS", 1000)
+    for module in (data.store, data.writer):
+        monkeypatch.setattr(module, "_SCAN_ROWS", 1000)
     rng = np.random.default_rng(5)
     seqs = [rng.normal(3.0, 2.0, (int(k), 3)).astype(np.float32)
             for k in rng.integers(100, 2000, 200)]
@@ -171,7 +172,7 @@ def test_streaming_writer_flushes_many_blocks(tmp_path, monkeypatch):
         for s in seqs:
             writer.add(s)
     with data.open_store(tmp_path / "big.h5") as store:
-        assert store.n_points == sum(len(s) for s in seqs) > 8 * data._chunk_rows(3)
+        assert store.n_points == sum(len(s) for s in seqs) > 8 * data.writer._chunk_rows(3)
         for i in (0, 77, 199):
             np.testing.assert_array_equal(store[i], seqs[i])
         train = np.concatenate([seqs[i] for i in store.split("train")]).astype(np.float64)
@@ -473,7 +474,7 @@ def test_version_1_store_opens_and_append_upgrades_it(tmp_path):
 
 def test_labels_widen_as_longer_ones_arrive(tmp_path, monkeypatch):
     # Small chunks, so labels are flushed in several blocks before a long one.
-    monkeypatch.setattr(data, "_chunk_rows", lambda n_columns: 4)
+    monkeypatch.setattr(data.writer, "_chunk_rows", lambda n_columns: 4)
     labels = ["漢"] * 40 + ["x" * 40] + ["二"] * 40 + ["y" * 70]
     seqs = _touch_sequences(len(labels))
     path = data.write_store(tmp_path / "w.h5", seqs, kind="touch", labels=labels)
@@ -572,7 +573,7 @@ def test_stroke3_pen_values_are_checked(tmp_path):
 
 
 def test_nan_found_in_a_later_scan_block(touch_store, monkeypatch):
-    monkeypatch.setattr(data, "_SCAN_ROWS", 64)
+    monkeypatch.setattr(data.store, "_SCAN_ROWS", 64)
     path = touch_store[0]
     with h5py.File(path, "r") as f:
         offsets = f["sequences/offsets"][:]
@@ -583,7 +584,7 @@ def test_nan_found_in_a_later_scan_block(touch_store, monkeypatch):
 
 
 def test_split_checks_run_slice_by_slice(touch_store, monkeypatch):
-    monkeypatch.setattr(data, "_SCAN_ROWS", 3)
+    monkeypatch.setattr(data.store, "_SCAN_ROWS", 3)
     path = touch_store[0]
     with data.open_store(path) as store:
         np.testing.assert_array_equal(store.split("train"), np.arange(20))

@@ -1,16 +1,14 @@
 """Helpers shared by the SVG and MIDI exporters.
 
-Input checks that raise `ValueError` with the argument named, the split of a touch
-performance into touches, and atomic file writes. Pure NumPy and the standard library.
+Input checks that raise `ValueError` with the argument named, and the split of a touch
+performance into touches. Pure NumPy and the standard library (atomic file writes are
+`mdnrnn.atomic`'s).
 
 Touch format (RoboJam / MicroJam): rows `(x, y, dt)`, `x` and `y` the absolute screen
 position in [0, 1] (`y` grows downwards), `dt` the seconds since the previous touch event.
 A row whose `dt` exceeds the tap threshold starts a new touch; a smaller `dt` continues the
 current swipe. The first row always starts a touch.
 """
-
-import os
-import uuid
 
 import numpy as np
 
@@ -114,29 +112,3 @@ def touch_spans(dt, tap_threshold):
     stops = np.append(starts[1:], len(dt))
     return [slice(int(start), int(stop)) for start, stop in zip(starts, stops)]
 
-
-def write_atomically(path, data):
-    """Writes `data` to `path` so that readers see the old file or the new one, never half.
-
-    The bytes go to a temporary file in the same directory, which then replaces `path` with
-    `os.replace`. On any error the temporary file is removed and `path` is left untouched.
-
-    Args:
-        path: destination file path (`str` or `os.PathLike`).
-        data: the complete file contents, `bytes`.
-    """
-    path = os.fspath(path)
-    directory, name = os.path.split(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
-    # os.open applies the user's umask, unlike tempfile's private 0o600 files.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise

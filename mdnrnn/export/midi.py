@@ -24,6 +24,7 @@ import operator
 import mido
 import numpy as np
 
+from mdnrnn import atomic
 from mdnrnn.export import _common
 
 SCALES = {
@@ -376,4 +377,4 @@ def _save(midi, path):
         return
     buffer = io.BytesIO()
     midi.save(file=buffer)
-    _common.write_atomically(path, buffer.getvalue())
+    atomic.write_atomically(path, buffer.getvalue())

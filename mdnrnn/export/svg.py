@@ -24,7 +24,7 @@ import math
 import numpy as np
 import svgwrite
 
-from mdnrnn import formats
+from mdnrnn import atomic, formats
 from mdnrnn.export import _common
 
 
@@ -429,5 +429,5 @@ def _finish(document, path):
     document.write(buffer)
     text = buffer.getvalue()
     if path is not None:
-        _common.write_atomically(path, text.encode("utf-8"))
+        atomic.write_atomically(path, text.encode("utf-8"))
     return text

@@ -1,0 +1,528 @@
+"""Training pipelines over a sequence store: `make_dataset`, `count_examples`, `Augmentation`.
+
+`make_dataset` streams `(inputs, targets, weights)` batches from the file with
+bounded memory; the modes and the streaming are documented in `docs/store.md`.
+
+Legend for shapes: B batch, T time, C columns, D continuous columns.
+"""
+
+import dataclasses
+import itertools
+import logging
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from mdnrnn import formats
+from mdnrnn.data.store import _SCAN_ROWS, _VALUES, SequenceStore, _read, open_store
+
+PEN_MODES = ("categorical", "bernoulli")
+
+logger = logging.getLogger(__name__)
+
+
+def _split_lengths(offsets, indices):
+    """Lengths of sequences `indices`, computed in slices to keep temporaries small.
+
+    Int32 (half the memory) unless the store has 2**31 rows or more.
+    """
+    dtype = np.int32 if offsets[-1] < 2**31 else np.int64
+    lengths = np.empty(len(indices), dtype=dtype)
+    for start in range(0, len(indices), _SCAN_ROWS):
+        idx = indices[start : start + _SCAN_ROWS]
+        lengths[start : start + len(idx)] = offsets[idx + 1] - offsets[idx]
+    return lengths
+
+
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleCount:
+    """How many training examples a split yields (see `count_examples`).
+
+    Attributes:
+        sequences: sequences in the split.
+        used: sequences long enough to give at least one example.
+        skipped: sequences too short (fewer than `window + 1` rows in window
+            mode, fewer than 2 in whole-sequence next-step mode).
+        examples: drawings, sequences or windows per epoch.
+    """
+
+    sequences: int
+    used: int
+    skipped: int
+    examples: int
+
+
+@dataclasses.dataclass
+class _Plan:
+    """What the batch generator reads, computed once from the store.
+
+    The split's examples are grouped into *chunks* in file order: in drawing
+    and whole-sequence modes a chunk is one sequence; in window mode it is a
+    run of at most `block_rows // stride` consecutive windows of one sequence,
+    so a very long stream is read piece by piece. Chunks whose first row falls
+    in the same `block_rows`-aligned stretch of the file form a block, read
+    with one contiguous HDF5 read of at most about `2 * block_rows` rows (or
+    one whole sequence, if longer).
+    """
+
+    path: Path
+    n_columns: int
+    codec: formats.RowCodec  # data rows -> model input rows and targets
+    mode: str  # "categorical", "bernoulli", "window" or "next"
+    stride: int | None  # window mode: rows between window starts
+    span: int | None  # window mode: rows per window (window + 1)
+    row0: np.ndarray  # first row of each chunk, increasing
+    size: np.ndarray  # rows per sequence (whole modes) or windows per chunk (window mode)
+    block_bounds: np.ndarray  # block b = chunks block_bounds[b]:block_bounds[b + 1]
+    augment: "Augmentation | None" = None  # drawings only: random changes per example
+
+    def rows(self, lo, hi):
+        """The file rows `[first, end)` covering chunks `lo:hi`."""
+        last = hi - 1
+        extent = (
+            (self.size[last] - 1) * self.stride + self.span
+            if self.mode == "window"
+            else self.size[last]
+        )
+        return int(self.row0[lo]), int(self.row0[last] + extent)
+
+    def examples(self, lo, hi, shift):
+        """Example starts (rows shifted by `shift`) and lengths of chunks `lo:hi`."""
+        row0, size = self.row0[lo:hi] + shift, self.size[lo:hi]
+        if self.mode != "window":
+            return row0, size
+        first = np.cumsum(size) - size
+        k = np.arange(size.sum()) - np.repeat(first, size)  # window index in its chunk
+        return np.repeat(row0, size) + k * self.stride, np.full(size.sum(), self.span)
+
+
+def _usable(lengths, mode, window, max_seq_len=None):
+    if mode == "window":
+        return lengths >= window + 1
+    short_enough = True if max_seq_len is None else lengths <= max_seq_len
+    if mode == "next":
+        return (lengths >= 2) & short_enough
+    return (lengths >= 1) & short_enough
+
+
+def _check_max_seq_len(max_seq_len, mode):
+    if max_seq_len is None:
+        return
+    if isinstance(max_seq_len, bool) or not isinstance(max_seq_len, (int, np.integer)) or max_seq_len < 1:
+        raise ValueError(
+            "Received an invalid value for `max_seq_len`, expected a positive integer or None. "
+            f"Received: max_seq_len={max_seq_len!r}"
+        )
+    if mode == "window":
+        raise ValueError("`max_seq_len` filters whole sequences; windows already have a fixed length.")
+
+
+def _n_windows(lengths, window, stride):
+    return (lengths - window - 1) // stride + 1
+
+
+def _resolve_mode(kind, pen, window, stride):
+    if kind == "stroke3":
+        if pen not in PEN_MODES:
+            raise ValueError(
+                f"A stroke3 store needs `pen` in {PEN_MODES} (stroke-5 categorical or "
+                f"stroke-3 Bernoulli targets). Received: pen={pen!r}"
+            )
+        if window is not None:
+            raise ValueError(
+                "Drawings are fed whole; `window` applies to touch / impsy stores. "
+                f"Received: window={window!r}"
+            )
+        return pen
+    if pen is not None:
+        raise ValueError(
+            f"`pen` applies to stroke3 stores only; this store's kind is {kind!r}. "
+            f"Received: pen={pen!r}"
+        )
+    if window is None:
+        if stride is not None:
+            raise ValueError(f"`stride` needs a `window`. Received: stride={stride!r}")
+        return "next"
+    if not isinstance(window, (int, np.integer)) or window < 1:
+        raise ValueError(
+            "Received an invalid value for `window`, expected a positive integer or "
+            f"None. Received: window={window!r}"
+        )
+    if stride is not None and (not isinstance(stride, (int, np.integer)) or stride < 1):
+        raise ValueError(
+            "Received an invalid value for `stride`, expected a positive integer. "
+            f"Received: stride={stride!r}"
+        )
+    return "window"
+
+
+def count_examples(store, split, *, pen=None, window=None, stride=None, max_seq_len=None):
+    """Counts the examples `make_dataset` yields per epoch, and what it skips.
+
+    Args:
+        store: a `SequenceStore` or a path to one.
+        split: `"train"`, `"valid"` or `"test"`.
+        pen, window, stride, max_seq_len: as for `make_dataset`.
+
+    Returns:
+        An `ExampleCount`.
+
+    Raises:
+        ValueError: for arguments that do not fit the store's kind.
+    """
+    if not isinstance(store, SequenceStore):
+        with open_store(store, check_values=False) as opened:
+            return count_examples(opened, split, pen=pen, window=window, stride=stride, max_seq_len=max_seq_len)
+    mode = _resolve_mode(store.kind, pen, window, stride)
+    _check_max_seq_len(max_seq_len, mode)
+    lengths = _split_lengths(store.offsets, store.split(split))
+    usable = _usable(lengths, mode, window, max_seq_len)
+    lengths = lengths[usable]
+    if mode == "window":
+        examples = _n_windows(lengths, window, stride or window).sum()
+    else:
+        examples = len(lengths)
+    return ExampleCount(
+        sequences=len(usable),
+        used=len(lengths),
+        skipped=int((~usable).sum()),
+        examples=int(examples),
+    )
+
+
+def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augment=None):
+    indices = store.split(split)
+    lengths = _split_lengths(store.offsets, indices)
+    usable = _usable(lengths, mode, window, max_seq_len)
+    if not usable.all():
+        indices, lengths = indices[usable], lengths[usable]
+    del usable
+    row0 = store.offsets[indices]
+    size = lengths
+    if mode == "window":
+        # Cut each sequence's windows into chunks of at most per_chunk windows.
+        per_chunk = max(1, block_rows // stride)
+        n = _n_windows(lengths, window, stride)  # windows per sequence
+        chunks = -(-n // per_chunk)  # chunks per sequence
+        seq = np.repeat(np.arange(len(n)), chunks)
+        k = np.arange(len(seq)) - np.repeat(np.cumsum(chunks) - chunks, chunks)
+        row0 = row0[seq] + k * per_chunk * stride
+        size = np.minimum(per_chunk, n[seq] - k * per_chunk).astype(np.int32)
+        del n, chunks, seq, k
+    del indices, lengths
+    return _Plan(
+        path=store.path,
+        n_columns=len(store.columns),
+        codec=formats.RowCodec(
+            store.kind,
+            store.n_continuous,
+            mode if mode in PEN_MODES else None,
+            store.mean.astype(np.float32),
+            store.std.astype(np.float32),
+        ),
+        mode=mode,
+        stride=stride,
+        span=None if window is None else window + 1,
+        row0=row0,
+        size=size,
+        block_bounds=_block_bounds(row0, block_rows),
+        augment=augment,
+    )
+
+
+def _block_bounds(row0, block_rows):
+    """Chunk indices where a new block starts: where `row0 // block_rows` changes.
+
+    Computed in slices to keep temporaries small. Returns `[0, ..., len(row0)]`.
+    """
+    bounds = [np.zeros(1, dtype=np.int64)]
+    for start in range(0, len(row0), _SCAN_ROWS):
+        block = row0[max(0, start - 1) : start + _SCAN_ROWS] // block_rows
+        changes = np.flatnonzero(block[1:] != block[:-1]) + max(1, start)
+        bounds.append(changes)
+    bounds.append(np.array([len(row0)], dtype=np.int64))
+    return np.concatenate(bounds)
+
+
+def _batches(plan, batch_size, shuffle, drop_remainder, shuffle_blocks, seed):
+    """Yields `(inputs, targets, weights)` NumPy batches for one epoch."""
+    rng = np.random.default_rng(seed)
+    n_blocks = len(plan.block_bounds) - 1
+    order = rng.permutation(n_blocks) if shuffle else np.arange(n_blocks)
+    carry = np.zeros((0, plan.n_columns), dtype=np.float32)
+    carry_starts = carry_lengths = np.zeros(0, dtype=np.int64)
+    with h5py.File(plan.path, "r") as f:
+        values = f[_VALUES]
+        for g in range(0, n_blocks, shuffle_blocks):
+            parts, starts, lengths = [carry], [carry_starts], [carry_lengths]
+            base = len(carry)
+            for b in order[g : g + shuffle_blocks]:
+                lo, hi = plan.block_bounds[b], plan.block_bounds[b + 1]
+                first, end = plan.rows(lo, hi)
+                parts.append(_read(values, slice(first, end), plan.path))  # one contiguous read
+                ex_starts, ex_lengths = plan.examples(lo, hi, base - first)
+                starts.append(ex_starts)
+                lengths.append(ex_lengths)
+                base += end - first
+            rows = np.concatenate(parts)
+            starts, lengths = np.concatenate(starts), np.concatenate(lengths)
+            if shuffle:
+                perm = rng.permutation(len(starts))
+                starts, lengths = starts[perm], lengths[perm]
+            n_full = len(starts) // batch_size
+            for k in range(n_full):
+                batch = slice(k * batch_size, (k + 1) * batch_size)
+                yield _make_batch(plan, rows, starts[batch], lengths[batch], rng)
+            rest = slice(n_full * batch_size, None)
+            carry_lengths = lengths[rest]
+            carry = np.concatenate(
+                [rows[s : s + n] for s, n in zip(starts[rest], carry_lengths)]
+                or [np.zeros((0, plan.n_columns), dtype=np.float32)]
+            )
+            carry_starts = np.cumsum(carry_lengths) - carry_lengths
+    if len(carry_starts) and not drop_remainder:
+        yield _make_batch(plan, carry, carry_starts, carry_lengths, rng)
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """sketch-rnn's data augmentation for drawings, drawn afresh for every example.
+
+    Args:
+        scale: Each drawing's dx and dy are multiplied by two independent factors drawn
+            uniformly from `[1 - scale, 1 + scale]` (sketch-rnn uses 0.15). Defaults to 0.
+        drop_points: Each point whose pen stays down before and after it (not a stroke's
+            first or last point, nor the drawing's last) is dropped with this probability,
+            its offset added to the next point's, so the line keeps its end points
+            (sketch-rnn's `augment_strokes`, which uses 0.1). Defaults to 0.
+
+    Raises:
+        ValueError: If a value is outside [0, 1).
+    """
+
+    scale: float = 0.0
+    drop_points: float = 0.0
+
+    def __post_init__(self):
+        for name in ("scale", "drop_points"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(
+                    f"Received an invalid value for `{name}`, expected a number in [0, 1). "
+                    f"Received: {name}={value!r}"
+                )
+
+    def __bool__(self):
+        return bool(self.scale or self.drop_points)
+
+    def apply(self, drawing, rng):
+        """One augmented copy of a stroke-3 drawing `(n, 3)` (data units)."""
+        drawing = drawing.copy()
+        if self.drop_points and len(drawing) > 2:
+            pen = drawing[:, 2] >= 0.5
+            # Point i may go if the pen is down after i - 1 and after i, and i is not last.
+            candidates = np.zeros(len(drawing), bool)
+            candidates[1:-1] = ~pen[:-2] & ~pen[1:-1]
+            drop = candidates & (rng.random(len(drawing)) < self.drop_points)
+            for i in np.flatnonzero(drop):  # increasing: a run of drops carries forward
+                drawing[i + 1, :2] += drawing[i, :2]
+            drawing = drawing[~drop]
+        if self.scale:
+            drawing[:, :2] *= rng.uniform(1 - self.scale, 1 + self.scale, 2).astype(drawing.dtype)
+        return drawing
+
+
+def _make_batch(plan, rows, starts, lengths, rng=None):
+    """Pads raw examples to the longest and converts them to model rows.
+
+    Rows go through the row codec (`plan.codec`, see `mdnrnn.formats`): model inputs,
+    start rows and targets are encoded there and nowhere else.
+    """
+    if plan.augment:
+        examples = [plan.augment.apply(rows[s : s + n], rng) for s, n in zip(starts, lengths)]
+        lengths = np.array([len(e) for e in examples], np.int64)
+        starts = np.cumsum(lengths) - lengths
+        rows = np.concatenate(examples)
+    t = int(lengths.max())
+    steps = np.arange(t)
+    real = steps[None, :] < lengths[:, None]  # [B, T]
+    index = np.minimum(starts[:, None] + steps[None, :], len(rows) - 1)
+    codec = plan.codec
+    model = codec.encode(rows[index])  # [B, T, F_in]
+    raw = codec.targets(rows[index])  # [B, T, C]
+    model[~real] = 0.0
+    raw[~real] = 0.0
+    b = len(starts)
+    if plan.mode == "categorical":
+        # inputs: start token + stroke-5 rows; targets: (dx, dy, class) + end row.
+        inputs = np.concatenate([np.tile(codec.start_row, (b, 1, 1)), model], 1)
+        targets = np.zeros((b, t + 1, 3), dtype=np.float32)
+        targets[:, :t] = raw
+        targets[np.arange(b), lengths, 2] = formats.END_OF_DRAWING
+        weights = np.arange(t + 1)[None, :] < (lengths + 1)[:, None]
+    elif plan.mode == "bernoulli":
+        # inputs: start row (0, 0, 1) + rows [:-1]; targets: the rows.
+        inputs = np.concatenate([np.tile(codec.start_row, (b, 1, 1)), model[:, :-1]], 1)
+        inputs[~real] = 0.0
+        targets = raw
+        weights = real
+    else:  # next-step prediction over windows or whole sequences
+        inputs, targets = model[:, :-1], raw[:, 1:]
+        weights = real[:, 1:]
+        inputs = inputs * weights[..., None]
+    return inputs, targets, weights.astype(np.float32)
+
+
+def make_dataset(
+    store,
+    split,
+    batch_size,
+    *,
+    pen=None,
+    window=None,
+    stride=None,
+    shuffle=True,
+    seed=0,
+    drop_remainder=False,
+    block_rows=1 << 16,
+    shuffle_blocks=8,
+    max_seq_len=None,
+    augment=None,
+):
+    """A `tf.data.Dataset` of `(inputs, targets, weights)` batches from a store.
+
+    Sequences stream from the file: each epoch reads the split in blocks, one
+    contiguous HDF5 read of up to about `2 * block_rows` rows each (a longer
+    drawing or sequence is read whole; long streams in window mode are cut
+    into pieces); with `shuffle`, the block order is drawn at random and the
+    examples of `shuffle_blocks` blocks at a time are shuffled together. Rows
+    in memory stay bounded by about `2 * shuffle_blocks * block_rows`
+    whatever the store's size; the bookkeeping takes about 12 bytes per
+    drawing (or run of windows) in the split. Every continuous column is
+    normalised with the store's train statistics. Each epoch (each new
+    iterator) draws a new order from `(seed, epoch)`, so two datasets made
+    with the same seed give the same batches.
+
+    Modes (see `mdnrnn.formats` for the row formats):
+
+    - stroke-3 store, `pen="categorical"` (stroke-5 model): a drawing of `n`
+      points gives inputs `(n + 1, 5)` = start token `(0, 0, 1, 0, 0)` then
+      the `n` stroke-5 rows, and targets `(n + 1, 3)` = `(dx, dy, pen_class)`
+      for the `n` points (class 0 pen down, 1 pen lifts after this point)
+      then an end row `(0, 0, 2)`. So `inputs[t + 1, :2] == targets[t, :2]`.
+    - stroke-3 store, `pen="bernoulli"` (stroke-3 model): inputs `(n, 3)` =
+      `(0, 0, 1)` then rows `[:-1]`; targets `(n, 3)` = the rows.
+    - touch / impsy store with `window=w`: every `stride`-th window of `w + 1`
+      consecutive rows of one sequence; inputs = window `[:-1]`, targets =
+      window `[1:]`. Sequences shorter than `w + 1` rows are skipped and
+      counted (logged; see `count_examples`).
+    - touch / impsy store with `window=None`: whole sequences (at least 2
+      rows), inputs = rows `[:-1]`, targets = rows `[1:]`.
+
+    Batches are padded to their longest example: all-zero rows in inputs
+    (what `keras.layers.Masking(mask_value=0.0)` treats as padding), zero rows
+    in targets, and `weights` is 1.0 on real steps and 0.0 on padding. Note
+    that in Bernoulli mode a real stroke-3 row `(0, 0, 0)` (a repeated point,
+    or a stroke starting where the previous one ended; rare) is
+    indistinguishable from padding for a masking layer; stroke-5 inputs and
+    touch windows have no such ambiguity.
+
+    Args:
+        store: a `SequenceStore` or the path of a store file.
+        split: `"train"`, `"valid"` or `"test"`.
+        batch_size: examples per batch.
+        pen: `"categorical"` or `"bernoulli"` for stroke-3 stores; `None`
+            (the default) for touch / impsy stores.
+        window: window length (time steps per example) for touch / impsy
+            stores; `None` (the default) feeds whole sequences.
+        stride: step between window starts; defaults to `window` (each row is
+            a target about once per epoch). `1` gives every window.
+        shuffle: shuffle blocks and examples each epoch. Defaults to `True`.
+        seed: seed of the shuffling. Defaults to 0.
+        drop_remainder: drop the last, smaller batch. Defaults to `False`.
+        block_rows: rows per contiguous read. Defaults to 65,536.
+        shuffle_blocks: blocks whose examples are shuffled together.
+            Defaults to 8.
+        max_seq_len: whole-sequence modes: leave out sequences longer than
+            this many rows (sketch-rnn's filter), counted as skipped.
+            Defaults to `None` (no limit).
+        augment: drawings only: an `Augmentation` applied to every example
+            as it is batched (random scale, point dropping). Defaults to `None`.
+
+    Returns:
+        A prefetching `tf.data.Dataset` with known cardinality (batches per
+        epoch), of float32 tuples `(inputs, targets, weights)` shaped
+        `[B, T, F_in]`, `[B, T, F_out]` and `[B, T]`.
+
+    Raises:
+        StoreError: if the store file is invalid.
+        ValueError: for an unknown split, arguments that do not fit the
+            store's kind, or a split with no examples.
+
+    Example:
+
+    ```python
+    ds = make_dataset("kanji.h5", "train", 100, pen="categorical", seed=1)
+    model.fit(ds, epochs=10)  # (inputs, targets, sample weights)
+    ```
+    """
+    # TensorFlow is imported here so that the store (and data_prep) work
+    # without loading it.
+    import tensorflow as tf
+
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(
+            "Received an invalid value for `batch_size`, expected a positive integer. "
+            f"Received: batch_size={batch_size!r}"
+        )
+    if not isinstance(store, SequenceStore):
+        with open_store(store) as opened:
+            return make_dataset(
+                opened, split, batch_size, pen=pen, window=window, stride=stride,
+                shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
+                block_rows=block_rows, shuffle_blocks=shuffle_blocks,
+                max_seq_len=max_seq_len, augment=augment,
+            )
+    mode = _resolve_mode(store.kind, pen, window, stride)
+    if augment and mode not in PEN_MODES:
+        raise ValueError(f"`augment` applies to drawings (stroke3 stores); this store's kind is {store.kind!r}.")
+    stride = stride or window
+    store.require_split(split)
+    counts = count_examples(store, split, pen=pen, window=window, stride=stride, max_seq_len=max_seq_len)
+    if counts.examples == 0:
+        raise ValueError(
+            f"{store.path}: split {split!r} has no examples ({counts.sequences} sequences, "
+            f"{counts.skipped} too short for window={window})"
+        )
+    if counts.skipped:
+        logger.info(
+            "%s: split %r: skipped %d of %d sequences shorter than %d rows",
+            store.path, split, counts.skipped, counts.sequences,
+            window + 1 if mode == "window" else 2,
+        )
+    plan = _plan(store, split, mode, window, stride, block_rows, max_seq_len, augment or None)
+    n_batches = (
+        counts.examples // batch_size
+        if drop_remainder
+        else -(-counts.examples // batch_size)
+    )
+    epochs = itertools.count()
+
+    def generate():
+        yield from _batches(
+            plan, batch_size, shuffle, drop_remainder, shuffle_blocks, [seed, next(epochs)]
+        )
+
+    c = plan.n_columns
+    f_in, f_out = {"categorical": (5, 3), "bernoulli": (3, 3)}.get(mode, (c, c))
+    signature = (
+        tf.TensorSpec((None, None, f_in), tf.float32),
+        tf.TensorSpec((None, None, f_out), tf.float32),
+        tf.TensorSpec((None, None), tf.float32),
+    )
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(n_batches))
+    return dataset.prefetch(tf.data.AUTOTUNE)
