@@ -1,6 +1,5 @@
 """LiteRT export (`mdnrnn.lite`) against `Generator`, with random non-zero weights."""
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -10,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from mdnrnn import Generator, MixtureSpec, ModelConfig, build_model, preset
+from mdnrnn import Generator, build_model, preset
 from mdnrnn import cli, formats, lite
 
 # Small versions of each preset kind; touch and IMPSY get a real normalisation so that
@@ -23,8 +22,7 @@ KINDS = {
     "impsy": preset("impsy", units=16, layers=2, components=3, dim=4,
                     mean=(0.1, 0.4, 0.5, 0.6), std=(0.05, 0.2, 0.3, 0.25)),
 }
-if "covariance" in {f.name for f in dataclasses.fields(MixtureSpec)}:  # full-covariance heads
-    KINDS["touch-full"] = KINDS["touch"].replace(covariance="full")
+KINDS["touch-full"] = KINDS["touch"].replace(covariance="full")  # a full-covariance head
 PREFIXES = {
     "kanji": np.array([[3, 1, 0], [2, -4, 0], [0.5, 0.5, 1], [-6, 2, 0], [1, 1, 1]], np.float32),
     # (0, 0, 0) encodes to the padding row, which the training model masks: prime skips it.
@@ -92,8 +90,6 @@ def test_batched_prime_of_unequal_lengths(exported, kind):
         np.testing.assert_allclose(lite_rows, rows, atol=1e-4)
 
 
-@pytest.mark.skipif("min_steps" not in {f.name for f in dataclasses.fields(ModelConfig)},
-                    reason="ModelConfig has no min_steps")
 def test_min_steps_like_generator(tmp_path):
     """No "end of drawing" before min_steps points; a model that loves to end shows it."""
     model = random_model(KINDS["kanji"].replace(min_steps=6), seed=9)
