@@ -67,14 +67,15 @@ def cmd_train(args):
         if not config_path.is_file():
             raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json).")
         saved = json.loads(config_path.read_text())
-        store = args.data or saved["data"]
+        store = _data_arg(args.data) or saved["data"]
         settings = train.TrainSettings(**{**saved["train"], **({"epochs": args.epochs} if args.epochs else {})})
         train.train(store, None, run_dir, settings, resume=True, verbose=verbose)
     else:
         if not args.data or not args.out:
             raise ValueError("train needs --data STORE.h5 and --out RUN_DIR (or --resume RUN_DIR).")
-        if not Path(args.data).is_file():
-            raise FileNotFoundError(f"No store at {args.data}")
+        store = _data_arg(args.data)
+        if isinstance(store, str) and not any(c in store for c in "*?[") and not Path(store).exists():
+            raise FileNotFoundError(f"No store at {store}")
         overrides = {k: v for k, v in {
             "units": args.units, "layers": args.layers, "components": args.mixtures, "dropout": args.dropout,
             "covariance": args.covariance, "cell": args.cell, "recurrent_dropout": args.recurrent_dropout,
@@ -91,11 +92,18 @@ def cmd_train(args):
         )
         if run_dir.exists():  # --force onto an earlier run: train beside it, swap at the end
             with outdir.building(run_dir, None, force=True) as temp:
-                train.train(args.data, config, temp, settings, verbose=verbose)
+                train.train(store, config, temp, settings, verbose=verbose)
         else:
-            train.train(args.data, config, run_dir, settings, verbose=verbose)
+            train.train(store, config, run_dir, settings, verbose=verbose)
     print(f"model: {run_dir / 'model.keras'}")
     print(f"history: {run_dir / 'history.csv'}, loss curve: {run_dir / 'loss.svg'}, logs: {run_dir / 'logs'}")
+
+
+def _data_arg(values):
+    """`--data`'s values: one str (a store, a shard directory, a pattern), or a list."""
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else list(values)
 
 
 # ------------------------------------------------------------------- generate
@@ -223,6 +231,9 @@ def cmd_info(args):
         return
     from mdnrnn import data
 
+    if path.is_dir():
+        _info_shards(path)
+        return
     with data.open_store(path) as store:
         lengths = store.lengths
         print(f"store:     {path}")
@@ -234,6 +245,25 @@ def cmd_info(args):
         print("splits:    " + ", ".join(f"{name} {len(store.split(name)):,}" for name in store.split_names))
         print(f"mean:      {np.round(store.mean, 4).tolist()}")
         print(f"std:       {np.round(store.std, 4).tolist()}")
+
+
+def _info_shards(path):
+    from mdnrnn import data
+
+    with data.open_stores(path) as stores:
+        lengths = stores.lengths
+        print(f"shards:    {path} ({len(stores.stores):,} stores, listed in index.json)")
+        print(f"kind:      {stores.kind}")
+        print(f"columns:   {', '.join(stores.columns)}")
+        print(f"sequences: {len(stores):,}")
+        print(f"points:    {int(lengths.sum()):,}")
+        print(f"lengths:   {data.describe_lengths(lengths)}")
+        print("splits:    " + ", ".join(f"{name} {len(stores.split(name)):,}" for name in stores.split_names))
+        print(f"mean:      {np.round(stores.mean, 4).tolist()}")
+        print(f"std:       {np.round(stores.std, 4).tolist()}")
+        for shard in stores.index["shards"]:
+            counts = ", ".join(f"{name} {shard['splits'][name]:,}" for name in data.SPLITS)
+            print(f"  {shard['file']}: {shard['sequences']:,} sequences ({counts}), {shard['points']:,} points")
 
 
 # ----------------------------------------------------------------------- eval
@@ -356,7 +386,9 @@ def build_parser():
         p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
 
     p = commands.add_parser("train", help="train a model on a store")
-    p.add_argument("--data", help="the sequence store (.h5)")
+    p.add_argument("--data", nargs="+", metavar="STORE",
+                   help="the sequence store (.h5); or several: a shard directory (mdnrnn prep --shard-size), "
+                        "store files, or a quoted pattern such as 'shards/*.h5'")
     p.add_argument("--preset", default="kanji", choices=PRESET_NAMES, help="model preset (kanji)")
     p.add_argument("--units", type=_int_in(1, 4096), help="LSTM units, up to 4096 (preset's)")
     p.add_argument("--layers", type=_int_in(1, 16), help="LSTM layers, up to 16 (preset's)")
@@ -397,7 +429,7 @@ def build_parser():
     p.set_defaults(func=cmd_train)
 
     p = commands.add_parser("generate", help="sample new sequences from a model")
-    p.add_argument("--model", required=True, help="a .keras model file")
+    p.add_argument("--model", required=True, help="a .keras model file or a pretrained name (kanji, touch)")
     p.add_argument("--n", type=_int_in(1, N_MAX), default=16, help=f"sequences to generate, up to {N_MAX:,} (16)")
     p.add_argument("--prime", help="continue prefixes: a store (.h5, its first --n sequences) or a .npy array")
     p.add_argument("--temperature", type=_float_in(0, 100), default=1.0,
@@ -422,13 +454,13 @@ def build_parser():
     p.add_argument("--force", action="store_true", help="replace an existing --out made by mdnrnn")
     p.set_defaults(func=cmd_export)
 
-    p = commands.add_parser("info", help="describe a store or a model file")
-    p.add_argument("file")
+    p = commands.add_parser("info", help="describe a store, a shard directory or a model file")
+    p.add_argument("file", help="a store (.h5), a shard directory or a model (.keras)")
     tf_logs(p)
     p.set_defaults(func=cmd_info)
 
     p = commands.add_parser("eval", help="held-out NLL, sample statistics and a classifier test (docs/quality.md)")
-    p.add_argument("--model", required=True, help="a .keras model file")
+    p.add_argument("--model", required=True, help="a .keras model file or a pretrained name (kanji, touch)")
     p.add_argument("--data", required=True, help="the sequence store the model was trained on (.h5)")
     p.add_argument("--split", choices=["train", "valid", "test"], default="test", help="held-out split (test)")
     p.add_argument("--n", type=_int_in(4, N_MAX), default=100, help=f"samples to generate, 4 to {N_MAX:,} (100)")
@@ -456,7 +488,7 @@ def build_parser():
     p.set_defaults(func=cmd_serve)
 
     p = commands.add_parser("export-model", help="convert a model to LiteRT, to run without TensorFlow")
-    p.add_argument("model", help="a .keras model file")
+    p.add_argument("model", help="a .keras model file or a pretrained name (kanji, touch)")
     p.add_argument("--to", choices=["litert"], default="litert", help="target format (litert)")
     p.add_argument("--out", help="the .tflite file to write (MODEL with .tflite); its config goes to OUT.json")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
