@@ -10,7 +10,9 @@ python -m data_prep impsy DIR_OR_NPZ [--dimension D] --out impsy.h5
 ```
 
 Each prints a progress bar (on a terminal only) and a summary (sequences,
-points, length percentiles, what was dropped and why). An existing output is
+points, length percentiles, what was dropped and why). With `--shard-size N`,
+`--out` is a shard directory of stores of N sequences each, with an
+`index.json` (see `mdnrnn.data.shards`). An existing output is
 only replaced with `--force`; a failed or interrupted conversion writes
 nothing. Every option that scales the work has bounds, given in `--help` and
 checked before any work (a usage error, exit status 2); so do single input
@@ -22,7 +24,7 @@ import argparse
 import sys
 
 from data_prep import impsy, kanjivg, robojam, sketch_npz
-from data_prep.common import FRACTION_RANGE, SEED_RANGE, PrepError, Summary
+from data_prep.common import FRACTION_RANGE, SEED_RANGE, SHARD_SIZE_RANGE, PrepError, Summary
 from mdnrnn.data import StoreError
 
 __all__ = ["PrepError", "Summary", "main", "impsy", "kanjivg", "robojam", "sketch_npz"]
@@ -52,8 +54,14 @@ def _bounded(kind, bounds):
 
 
 def _common(parser, *, split=True):
-    parser.add_argument("--out", required=True, metavar="STORE", help="the store (.h5) to write")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    parser.add_argument("--out", required=True, metavar="STORE",
+                        help="the store (.h5) to write; with --shard-size, the directory")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite an existing --out (a directory only if mdnrnn made it)")
+    low, high = SHARD_SIZE_RANGE
+    parser.add_argument("--shard-size", type=_bounded(int, SHARD_SIZE_RANGE), metavar="N",
+                        help=f"write --out as a directory of shards of N sequences each, {low} to "
+                             f"{high:,}, with an index.json (one file)")
     parser.add_argument("--no-progress", action="store_true",
                         help="hide the progress bar (drawn on a terminal only)")
     if split:
@@ -90,23 +98,26 @@ def _run_kanjivg(args):
     return kanjivg.convert(
         args.out, directory=args.dir, limit=args.limit, epsilon=args.epsilon,
         sample_step=args.sample_step, include_variants=args.include_variants,
-        force=args.force, progress=not args.no_progress, **_split_args(args),
+        force=args.force, shard_size=args.shard_size, progress=not args.no_progress,
+        **_split_args(args),
     )
 
 
 def _run_sketch_npz(args):
     return sketch_npz.convert(args.files, args.out, sample=args.sample, force=args.force,
-                              progress=not args.no_progress)
+                              shard_size=args.shard_size, progress=not args.no_progress)
 
 
 def _run_robojam(args):
     return robojam.convert(args.source, args.out, sample=args.sample, force=args.force,
-                           progress=not args.no_progress, **_split_args(args))
+                           shard_size=args.shard_size, progress=not args.no_progress,
+                           **_split_args(args))
 
 
 def _run_impsy(args):
     return impsy.convert(args.source, args.out, dimension=args.dimension, force=args.force,
-                         progress=not args.no_progress, **_split_args(args))
+                         shard_size=args.shard_size, progress=not args.no_progress,
+                         **_split_args(args))
 
 
 def build_parser(prog="python -m data_prep"):

@@ -29,6 +29,9 @@ MAX_ARRAY_BYTES = 2**30
 # split takes; the command line refuses values outside them before any work.
 SEED_RANGE = (0, 2**32 - 1)
 FRACTION_RANGE = (0.0, 0.45)
+# Bounds (inclusive) of `--shard-size`, sequences per shard of a shard directory
+# (the number of shards is bounded too: `mdnrnn.data.shards.MAX_STORES`).
+SHARD_SIZE_RANGE = (1, 100_000_000)
 
 # dtype kinds accepted as numbers: signed and unsigned integers, floats.
 _NUMBER_KINDS = "iuf"
@@ -60,7 +63,8 @@ class Summary:
 
     Attributes:
         source: what was converted.
-        out: the store written.
+        out: the store (or shard directory) written.
+        shards: the number of shards, for a shard directory; else `None`.
         sequences: sequences in the store.
         points: points (rows) in the store.
         lengths: length of every sequence.
@@ -77,6 +81,7 @@ class Summary:
 
     source: str
     out: Path | None = None
+    shards: int | None = None
     sequences: int = 0
     points: int = 0
     lengths: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
@@ -99,9 +104,10 @@ class Summary:
             self.dropped_points[reason] = self.dropped_points.get(reason, 0) + int(count)
 
     def read_back(self, path):
-        """Fills the kept counts from the store at `path`."""
-        with data.open_store(path, check_values=False) as store:
-            self.out = store.path
+        """Fills the kept counts from the store (or shard directory) at `path`."""
+        with data.open_stores(path, check_values=False) as store:
+            self.out = Path(path)
+            self.shards = len(store.stores) if store.index is not None else None
             self.sequences = len(store)
             self.points = store.n_points
             self.lengths = store.lengths.copy()
@@ -110,6 +116,8 @@ class Summary:
     def format(self):
         """The summary as printable text."""
         lines = [f"source:    {self.source}", f"store:     {self.out}"]
+        if self.shards is not None:
+            lines.append(f"shards:    {self.shards:,} (listed in {self.out / 'index.json'})")
         split_text = ", ".join(f"{k} {v:,}" for k, v in self.splits.items())
         lines.append(f"sequences: {self.sequences:,} ({split_text})")
         lines.append(f"points:    {self.points:,}")
@@ -133,23 +141,34 @@ class Summary:
         return "\n".join(lines)
 
 
-def open_writer(out, *, kind, force, **kwargs):
-    """A `StoreWriter` for `out`, with output problems as `PrepError`.
+def open_writer(out, *, kind, force, shard_size=None, **kwargs):
+    """A `StoreWriter` for `out` (a `ShardWriter` with `shard_size`), with output
+    problems as `PrepError`.
 
     Args:
-        out: the store to write.
+        out: the store to write; with `shard_size`, the shard directory.
         kind: the store kind.
-        force: replace an existing `out`.
-        **kwargs: passed to `mdnrnn.data.StoreWriter`.
+        force: replace an existing `out` (a shard directory only if mdnrnn
+            made it: see `mdnrnn.outdir`).
+        shard_size: sequences per shard, within `SHARD_SIZE_RANGE`; `None`
+            (the default) writes one store file.
+        **kwargs: passed to `mdnrnn.data.StoreWriter` / `ShardWriter`.
 
     Returns:
-        A `StoreWriter`.
+        A `StoreWriter` or a `ShardWriter`.
 
     Raises:
-        PrepError: if `out` exists (without `force`), its folder is missing, or
-            the seed or split fractions are invalid.
+        PrepError: if `out` exists (without `force`, or it is not a shard
+            directory mdnrnn made), its folder is missing, or the seed, split
+            fractions or shard size are invalid.
     """
     out = Path(out)
+    if shard_size is not None:
+        check_range("--shard-size", shard_size, SHARD_SIZE_RANGE)
+        try:
+            return data.ShardWriter(out, kind=kind, shard_size=shard_size, overwrite=force, **kwargs)
+        except (OSError, ValueError) as exc:  # FileExistsError: outdir's refusal, with its reason
+            raise PrepError(str(exc)) from None
     try:
         return data.StoreWriter(out, kind=kind, overwrite=force, **kwargs)
     except FileExistsError:

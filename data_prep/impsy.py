@@ -234,6 +234,7 @@ def convert(
     valid_fraction=0.05,
     test_fraction=0.05,
     force=False,
+    shard_size=None,
     progress=True,
 ):
     """Converts an IMPSY log folder or IMPSY dataset `.npz` into an impsy store.
@@ -249,6 +250,9 @@ def convert(
         valid_fraction: share of sequences in `valid`. Defaults to 0.05.
         test_fraction: share in `test`. Defaults to 0.05.
         force: overwrite an existing `out`. Defaults to `False`.
+        shard_size: write `out` as a shard directory of stores of this many
+            sequences (`mdnrnn.data.shards`), within `common.SHARD_SIZE_RANGE`;
+            `None` (the default) writes one store file.
         progress: show a progress bar. Defaults to `True`.
 
     Returns:
@@ -270,7 +274,7 @@ def convert(
     summary = Summary(source=f"IMPSY {'logs in' if source.is_dir() else 'dataset'} {source}")
     summary.points_read = 0
     with open_writer(
-        out, kind="impsy", force=force, source=summary.source,
+        out, shard_size=shard_size, kind="impsy", force=force, source=summary.source,
         licence=LICENCE, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction,
     ) as writer:
         if source.is_dir():

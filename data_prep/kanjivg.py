@@ -252,6 +252,7 @@ def convert(
     valid_fraction=0.05,
     test_fraction=0.05,
     force=False,
+    shard_size=None,
     progress=True,
 ):
     """Converts KanjiVG SVGs into a labelled stroke-3 store.
@@ -268,6 +269,9 @@ def convert(
         valid_fraction: share of drawings in `valid`. Defaults to 0.05.
         test_fraction: share of drawings in `test`. Defaults to 0.05.
         force: overwrite an existing `out`. Defaults to `False`.
+        shard_size: write `out` as a shard directory of stores of this many
+            sequences (`mdnrnn.data.shards`), within `common.SHARD_SIZE_RANGE`;
+            `None` (the default) writes one store file.
         progress: show a progress bar. Defaults to `True`.
 
     Returns:
@@ -296,7 +300,7 @@ def convert(
         )
     summary.notes.append(f"RDP epsilon {epsilon:g}, sample step {sample_step:g} (viewBox units)")
     with open_writer(
-        out, kind="stroke3", force=force, source=summary.source, licence=LICENCE,
+        out, shard_size=shard_size, kind="stroke3", force=force, source=summary.source, licence=LICENCE,
         seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction,
     ) as writer:
         for path in progress_bar(files, shown=progress, desc="kanjivg", unit="file"):

@@ -143,6 +143,7 @@ def convert(
     valid_fraction=0.05,
     test_fraction=0.05,
     force=False,
+    shard_size=None,
     progress=True,
 ):
     """Converts the RoboJam corpus (`.h5` or `.npz`) into a touch store.
@@ -158,6 +159,9 @@ def convert(
         valid_fraction: share of performances in `valid`. Defaults to 0.05.
         test_fraction: share in `test`. Defaults to 0.05.
         force: overwrite an existing `out`. Defaults to `False`.
+        shard_size: write `out` as a shard directory of stores of this many
+            sequences (`mdnrnn.data.shards`), within `common.SHARD_SIZE_RANGE`;
+            `None` (the default) writes one store file.
         progress: show a progress bar. Defaults to `True`.
 
     Returns:
@@ -192,7 +196,7 @@ def convert(
     summary.points_read = int(sum(len(p) for p in performances))
     summary.notes.append(f"performances: {rule}")
     with open_writer(
-        out, kind="touch", force=force, source=summary.source, licence=LICENCE,
+        out, shard_size=shard_size, kind="touch", force=force, source=summary.source, licence=LICENCE,
         seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction,
     ) as writer:
         for i, performance in enumerate(

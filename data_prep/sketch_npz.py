@@ -74,7 +74,7 @@ def _check_drawing(drawing):
     return rows, None
 
 
-def convert(files, out, *, sample=False, force=False, progress=True):
+def convert(files, out, *, sample=False, force=False, shard_size=None, progress=True):
     """Converts sketch-rnn `.npz` files into one labelled stroke-3 store.
 
     The files are read one at a time; a bad file anywhere leaves nothing
@@ -88,6 +88,9 @@ def convert(files, out, *, sample=False, force=False, progress=True):
             (`mdnrnn.datasets.path("short_kanji")`) instead of `files`.
             Defaults to `False`.
         force: overwrite an existing `out`. Defaults to `False`.
+        shard_size: write `out` as a shard directory of stores of this many
+            sequences (`mdnrnn.data.shards`), within `common.SHARD_SIZE_RANGE`;
+            `None` (the default) writes one store file.
         progress: show a progress bar. Defaults to `True`.
 
     Returns:
@@ -114,7 +117,7 @@ def convert(files, out, *, sample=False, force=False, progress=True):
         require_file(path, ".npz")
     summary = Summary(source="sketch-rnn .npz: " + ", ".join(str(f) for f in files))
     summary.points_read = 0
-    with open_writer(out, kind="stroke3", force=force, source=summary.source,
+    with open_writer(out, kind="stroke3", force=force, shard_size=shard_size, source=summary.source,
                      licence=LICENCE) as writer:
         with progress_bar(shown=progress, total=0, desc="sketch-npz", unit="drawing") as bar:
             for path in files:

@@ -21,6 +21,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -167,13 +168,16 @@ def prepare_config(store_path, config: ModelConfig) -> ModelConfig:
     """Fits a config to a store: checks the kind, sets dim (IMPSY), normalisation and
     `min_steps` (stroke-5 models: the train split's shortest drawing).
 
+    `store_path` may name several stores (anything `data.open_stores` opens: a shard
+    directory, a list, a pattern); their statistics are the set's.
+
     Raises:
         ValueError: If the store's kind does not match the config's `data_kind`.
     """
-    with data.open_store(store_path, check_values=False) as store:
+    with data.open_stores(store_path, check_values=False) as store:
         if store.kind != config.data_kind:
             raise ValueError(
-                f"{store_path} is a {store.kind!r} store but the model expects "
+                f"{store.path} is a {store.kind!r} store but the model expects "
                 f"{config.data_kind!r} data (preset {config.preset!r})."
             )
         changes = {"mean": tuple(store.mean), "std": tuple(store.std)}
@@ -194,7 +198,7 @@ def check_examples(store_path, config: ModelConfig, settings: TrainSettings):
         ValueError: naming the store, the split and why it yields nothing.
     """
     window = settings.window if config.spec.pen is None else None
-    with data.open_store(store_path) as store:
+    with data.open_stores(store_path) as store:
         for split in ("train", "valid"):
             store.require_split(split)
             count = data.count_examples(store, split, pen=config.spec.pen, window=window,
@@ -202,7 +206,7 @@ def check_examples(store_path, config: ModelConfig, settings: TrainSettings):
             if count.examples == 0:
                 need = f"{window + 1} points (--seq-len {window} + 1)" if window else "2 points"
                 longest = int(store.lengths[store.split(split)].max())
-                raise ValueError(f"{store_path}: no {split} sequence is long enough; each example "
+                raise ValueError(f"{store.path}: no {split} sequence is long enough; each example "
                                  f"needs {need}, the longest has {longest}.")
 
 
@@ -225,7 +229,9 @@ def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = Tr
     """Trains a model on a store, writing a run directory (see the module docstring).
 
     Args:
-        store_path: The sequence store (.h5) to train on (train and valid splits).
+        store_path: The sequence store (.h5) to train on (train and valid splits), or
+            several: a shard directory, a glob pattern, or a list of these (see
+            `data.open_stores`). It is recorded in `config.json` for `resume`.
         config: The model's `ModelConfig` (normalisation is taken from the store).
         run_dir: The run directory; must not exist yet unless `resume`.
         settings: `TrainSettings`.
@@ -274,7 +280,7 @@ def _train(store_path, config, run_dir, settings, resume, verbose):
         initial_epoch, best = state["epochs_done"], state["best_val_loss"]
     else:
         _write_json_atomic(
-            {"model": config.to_dict(), "train": dataclasses.asdict(settings), "data": str(store_path)},
+            {"model": config.to_dict(), "train": dataclasses.asdict(settings), "data": _data_spec(store_path)},
             run_dir / "config.json",
         )
         with make_strategy(settings.distribute).scope():
@@ -303,6 +309,13 @@ def _train(store_path, config, run_dir, settings, resume, verbose):
     _save_atomic(best_model, run_dir / "model.keras")
     write_loss_curve(run_dir / "history.csv", run_dir / "loss.svg")
     return best_model
+
+
+def _data_spec(store_path):
+    """`store_path` as JSON: one path as a str, several as a list of str."""
+    if isinstance(store_path, (str, os.PathLike)):
+        return os.fspath(store_path)
+    return [os.fspath(p) for p in store_path]
 
 
 def write_loss_curve(history_csv, svg_path, size=(480, 320)):

@@ -19,9 +19,13 @@ damaged file raises `StoreError` when read instead of giving wrong numbers.
 - Summarise sequence lengths with `describe_lengths`.
 - Train with `make_dataset`, which streams batches from the file with bounded
   memory.
+- Cut a large dataset into a shard directory with `write_shards` /
+  `ShardWriter`; read a shard directory, a list of stores or a pattern as one
+  with `open_stores` (`make_dataset` and `count_examples` take them too).
 
-One module per job: `store` (reading), `writer` (writing), `pipeline`
-(training batches). Their public names are all here, in `mdnrnn.data`.
+One module per job: `store` (reading), `writer` (writing), `shards` (shard
+directories and several stores read as one), `pipeline` (training batches).
+Their public names are all here, in `mdnrnn.data`.
 
 Example:
 
@@ -39,6 +43,7 @@ Legend for shapes: B batch, T time, C columns, D continuous columns.
 """
 
 from mdnrnn.data.pipeline import PEN_MODES, Augmentation, ExampleCount, count_examples, make_dataset
+from mdnrnn.data.shards import ShardWriter, StoreSet, open_stores, write_shards
 from mdnrnn.data.store import (
     FORMAT_VERSION,
     SPLITS,
@@ -56,12 +61,16 @@ __all__ = [
     "Augmentation",
     "ExampleCount",
     "SequenceStore",
+    "ShardWriter",
     "StoreError",
+    "StoreSet",
     "StoreWriter",
     "append_store",
     "count_examples",
     "describe_lengths",
     "make_dataset",
     "open_store",
+    "open_stores",
+    "write_shards",
     "write_store",
 ]

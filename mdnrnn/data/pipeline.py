@@ -6,6 +6,7 @@ bounded memory; the modes and the streaming are documented in `docs/store.md`.
 Legend for shapes: B batch, T time, C columns, D continuous columns.
 """
 
+import collections
 import dataclasses
 import itertools
 import logging
@@ -15,11 +16,14 @@ import h5py
 import numpy as np
 
 from mdnrnn import formats
+from mdnrnn.data.shards import StoreSet, is_single_store, open_stores
 from mdnrnn.data.store import _SCAN_ROWS, _VALUES, SequenceStore, _read, open_store
 
 PEN_MODES = ("categorical", "bernoulli")
 
 logger = logging.getLogger(__name__)
+# HDF5 files a pipeline over several stores keeps open at once while reading an epoch.
+_OPEN_FILES = 16
 
 
 def _split_lengths(offsets, indices):
@@ -163,19 +167,24 @@ def count_examples(store, split, *, pen=None, window=None, stride=None, max_seq_
     """Counts the examples `make_dataset` yields per epoch, and what it skips.
 
     Args:
-        store: a `SequenceStore` or a path to one.
+        store: a `SequenceStore` or a `StoreSet`, or what `open_stores` opens (a
+            store's path, a shard directory, a pattern, a list).
         split: `"train"`, `"valid"` or `"test"`.
         pen, window, stride, max_seq_len: as for `make_dataset`.
 
     Returns:
-        An `ExampleCount`.
+        An `ExampleCount` (summed over the stores of a `StoreSet`).
 
     Raises:
         ValueError: for arguments that do not fit the store's kind.
     """
-    if not isinstance(store, SequenceStore):
-        with open_store(store, check_values=False) as opened:
+    if not isinstance(store, (SequenceStore, StoreSet)):
+        with _open(store, check_values=False) as opened:
             return count_examples(opened, split, pen=pen, window=window, stride=stride, max_seq_len=max_seq_len)
+    if isinstance(store, StoreSet):
+        counts = [count_examples(s, split, pen=pen, window=window, stride=stride, max_seq_len=max_seq_len)
+                  for s in store.stores]
+        return ExampleCount(*(sum(getattr(c, f.name) for c in counts) for f in dataclasses.fields(ExampleCount)))
     mode = _resolve_mode(store.kind, pen, window, stride)
     _check_max_seq_len(max_seq_len, mode)
     lengths = _split_lengths(store.offsets, store.split(split))
@@ -193,7 +202,16 @@ def count_examples(store, split, *, pen=None, window=None, stride=None, max_seq_
     )
 
 
-def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augment=None):
+def _open(spec, check_values=True):
+    """`open_store(spec)` for one store file, else `open_stores(spec)`."""
+    if is_single_store(spec):
+        return open_store(spec, check_values=check_values)
+    return open_stores(spec, check_values=check_values)
+
+
+def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augment=None, stats=None):
+    """The `_Plan` of one store's split; `stats` (mean, std) default to the store's."""
+    mean, std = (store.mean, store.std) if stats is None else stats
     indices = store.split(split)
     lengths = _split_lengths(store.offsets, indices)
     usable = _usable(lengths, mode, window, max_seq_len)
@@ -220,8 +238,8 @@ def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augm
             store.kind,
             store.n_continuous,
             mode if mode in PEN_MODES else None,
-            store.mean.astype(np.float32),
-            store.std.astype(np.float32),
+            mean.astype(np.float32),
+            std.astype(np.float32),
         ),
         mode=mode,
         stride=stride,
@@ -247,23 +265,32 @@ def _block_bounds(row0, block_rows):
     return np.concatenate(bounds)
 
 
-def _batches(plan, batch_size, shuffle, drop_remainder, shuffle_blocks, seed):
-    """Yields `(inputs, targets, weights)` NumPy batches for one epoch."""
+def _batches(plans, batch_size, shuffle, drop_remainder, shuffle_blocks, seed):
+    """Yields `(inputs, targets, weights)` NumPy batches for one epoch.
+
+    `plans` holds one `_Plan` per store, all with the same codec and mode. Their blocks
+    are numbered one store after another and drawn in one random order; with a single
+    plan this is the order of a single store.
+    """
     rng = np.random.default_rng(seed)
-    n_blocks = len(plan.block_bounds) - 1
+    plan = plans[0]  # codec, mode, columns and augmentation: the same in every plan
+    first_block = np.cumsum([0] + [len(p.block_bounds) - 1 for p in plans])
+    n_blocks = int(first_block[-1])
     order = rng.permutation(n_blocks) if shuffle else np.arange(n_blocks)
     carry = np.zeros((0, plan.n_columns), dtype=np.float32)
     carry_starts = carry_lengths = np.zeros(0, dtype=np.int64)
-    with h5py.File(plan.path, "r") as f:
-        values = f[_VALUES]
+    with _OpenFiles(_OPEN_FILES) as files:
         for g in range(0, n_blocks, shuffle_blocks):
             parts, starts, lengths = [carry], [carry_starts], [carry_lengths]
             base = len(carry)
-            for b in order[g : g + shuffle_blocks]:
-                lo, hi = plan.block_bounds[b], plan.block_bounds[b + 1]
-                first, end = plan.rows(lo, hi)
-                parts.append(_read(values, slice(first, end), plan.path))  # one contiguous read
-                ex_starts, ex_lengths = plan.examples(lo, hi, base - first)
+            for block in order[g : g + shuffle_blocks]:
+                p = int(np.searchsorted(first_block, block, side="right")) - 1
+                b = block - first_block[p]
+                lo, hi = plans[p].block_bounds[b], plans[p].block_bounds[b + 1]
+                first, end = plans[p].rows(lo, hi)
+                values = files.values(plans[p].path)
+                parts.append(_read(values, slice(first, end), plans[p].path))  # one contiguous read
+                ex_starts, ex_lengths = plans[p].examples(lo, hi, base - first)
                 starts.append(ex_starts)
                 lengths.append(ex_lengths)
                 base += end - first
@@ -285,6 +312,32 @@ def _batches(plan, batch_size, shuffle, drop_remainder, shuffle_blocks, seed):
             carry_starts = np.cumsum(carry_lengths) - carry_lengths
     if len(carry_starts) and not drop_remainder:
         yield _make_batch(plan, carry, carry_starts, carry_lengths, rng)
+
+
+class _OpenFiles:
+    """The `/sequences/values` of up to `limit` h5py files, opened as needed; the least
+    recently used is closed first. All are closed when the `with` block ends."""
+
+    def __init__(self, limit):
+        self._limit = limit
+        self._files = collections.OrderedDict()  # path -> h5py.File
+
+    def values(self, path):
+        f = self._files.pop(path, None)
+        if f is None:
+            if len(self._files) >= self._limit:
+                self._files.popitem(last=False)[1].close()
+            f = h5py.File(path, "r")
+        self._files[path] = f
+        return f[_VALUES]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -406,6 +459,13 @@ def make_dataset(
     iterator) draws a new order from `(seed, epoch)`, so two datasets made
     with the same seed give the same batches.
 
+    Several stores (a `StoreSet`: a shard directory, a list of files, a
+    pattern) are read as one: their blocks are numbered one store after
+    another and shuffled together, and every store is normalised with the
+    set's statistics (see `open_stores`). Without `shuffle`, examples come
+    in store order, then file order, so a shard directory gives the batches
+    of the single store it was cut from.
+
     Modes (see `mdnrnn.formats` for the row formats):
 
     - stroke-3 store, `pen="categorical"` (stroke-5 model): a drawing of `n`
@@ -431,7 +491,9 @@ def make_dataset(
     touch windows have no such ambiguity.
 
     Args:
-        store: a `SequenceStore` or the path of a store file.
+        store: a `SequenceStore`, a `StoreSet`, or what `open_stores` opens:
+            the path of a store file, a shard directory, a pattern such as
+            `"shards/*.h5"`, or a list of these.
         split: `"train"`, `"valid"` or `"test"`.
         batch_size: examples per batch.
         pen: `"categorical"` or `"bernoulli"` for stroke-3 stores; `None`
@@ -478,8 +540,8 @@ def make_dataset(
             "Received an invalid value for `batch_size`, expected a positive integer. "
             f"Received: batch_size={batch_size!r}"
         )
-    if not isinstance(store, SequenceStore):
-        with open_store(store) as opened:
+    if not isinstance(store, (SequenceStore, StoreSet)):
+        with _open(store) as opened:
             return make_dataset(
                 opened, split, batch_size, pen=pen, window=window, stride=stride,
                 shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
@@ -503,7 +565,13 @@ def make_dataset(
             store.path, split, counts.skipped, counts.sequences,
             window + 1 if mode == "window" else 2,
         )
-    plan = _plan(store, split, mode, window, stride, block_rows, max_seq_len, augment or None)
+    members = store.stores if isinstance(store, StoreSet) else [store]
+    plans = [
+        _plan(member, split, mode, window, stride, block_rows, max_seq_len, augment or None,
+              (store.mean, store.std))
+        for member in members
+    ]
+    plans = [plan for plan in plans if len(plan.row0)]  # stores with examples in the split
     n_batches = (
         counts.examples // batch_size
         if drop_remainder
@@ -513,10 +581,10 @@ def make_dataset(
 
     def generate():
         yield from _batches(
-            plan, batch_size, shuffle, drop_remainder, shuffle_blocks, [seed, next(epochs)]
+            plans, batch_size, shuffle, drop_remainder, shuffle_blocks, [seed, next(epochs)]
         )
 
-    c = plan.n_columns
+    c = plans[0].n_columns
     f_in, f_out = {"categorical": (5, 3), "bernoulli": (3, 3)}.get(mode, (c, c))
     signature = (
         tf.TensorSpec((None, None, f_in), tf.float32),

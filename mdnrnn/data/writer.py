@@ -292,16 +292,25 @@ class StoreWriter:
         self._rows += len(block)
         self._pending, self._pending_rows, self._pending_labels = [], 0, []
 
-    def commit(self):
+    def commit(self, *, stats=None):
         """Finishes the store and moves it onto `path` atomically.
+
+        Args:
+            stats: `(mean, std)`, one float per continuous column each, to
+                store instead of the statistics of this store's train split
+                (the shards of a shard directory hold the whole dataset's;
+                see `mdnrnn.data.shards`). The train split may then be empty.
+                Defaults to `None`: computed from the train split.
 
         Returns:
             The store's `pathlib.Path`.
 
         Raises:
-            ValueError: if no sequence was added or the train split is empty
-                (statistics come from the train split). The temporary file is
-                removed and `path` left as it was.
+            ValueError: if no sequence was added, the train split is empty
+                (statistics come from the train split) and `stats` is not
+                given, or `stats` has the wrong shape or a non-finite value
+                (or a std <= 0). The temporary file is removed and `path`
+                left as it was.
         """
         if self._file is None:
             raise ValueError(f"{self.path}: the writer is already committed or aborted")
@@ -314,8 +323,11 @@ class StoreWriter:
             for name in SPLITS:
                 if len(splits[name]):
                     _create_1d(f, f"splits/{name}", splits[name], np.int64)
-            mean, std = _train_stats(f[_VALUES], f[_OFFSETS][:], splits["train"], self.kind,
-                                     self.path)
+            if stats is None:
+                mean, std = _train_stats(f[_VALUES], f[_OFFSETS][:], splits["train"], self.kind,
+                                         self.path)
+            else:
+                mean, std = _check_stats(stats, formats.n_continuous(self.kind, len(self.columns)))
             for name, stat in ((_MEAN, mean), (_STD, std)):
                 _create_1d(f, name, stat, np.float64)
             f.attrs["format_version"] = FORMAT_VERSION
@@ -384,6 +396,19 @@ def _check_seed(seed):
             f"Received an invalid value for `seed`, expected a non-negative integer. "
             f"Received: seed={seed!r}"
         )
+
+
+def _check_stats(stats, d):
+    """`(mean, std)` as float64 arrays `(d,)`, checked as `open_store` checks them."""
+    mean, std = (np.asarray(v, dtype=np.float64) for v in stats)
+    if mean.shape != (d,) or std.shape != (d,):
+        raise ValueError(
+            f"`stats` needs a mean and a std of {d} values (continuous columns) each. "
+            f"Received shapes {mean.shape} and {std.shape}"
+        )
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+        raise ValueError(f"`stats` must be finite, with std > 0. Received: mean={mean}, std={std}")
+    return mean, std
 
 
 def _check_destination(path, overwrite):
@@ -473,11 +498,20 @@ def _train_stats(values, offsets, train, kind, path):
     """
     if len(train) == 0:
         raise ValueError(f"{path}: the train split is empty; statistics need training data")
+    return _stats_from_moments(_train_moments(values, offsets, train, kind), kind, values.shape[1])
+
+
+def _train_moments(values, offsets, train, kind):
+    """`(count, mean, m2)` of the continuous values of the train sequences, in float64.
+
+    For stroke-3, dx and dy are pooled into one column. Moments of several stores
+    merge with `_merge_moments`; `_stats_from_moments` turns them into statistics.
+    """
     d = formats.n_continuous(kind, values.shape[1])
     width = 1 if kind == "stroke3" else d
     is_train = np.zeros(len(offsets) - 1, dtype=bool)
     is_train[train] = True
-    count, mean, m2 = 0, np.zeros(width), np.zeros(width)
+    moments = (0, np.zeros(width), np.zeros(width))
     for start in range(0, values.shape[0], _SCAN_ROWS):
         block = values[start : start + _SCAN_ROWS]
         rows = np.arange(start, start + len(block))
@@ -485,13 +519,25 @@ def _train_stats(values, offsets, train, kind, path):
         x = block[keep, :d].astype(np.float64).reshape(-1, width)
         if len(x) == 0:
             continue
-        n_b, mean_b = len(x), x.mean(axis=0)
-        m2_b = ((x - mean_b) ** 2).sum(axis=0)
-        delta = mean_b - mean
-        total = count + n_b
-        mean = mean + delta * n_b / total
-        m2 = m2 + m2_b + delta**2 * count * n_b / total
-        count = total
+        mean_b = x.mean(axis=0)
+        moments = _merge_moments(moments, (len(x), mean_b, ((x - mean_b) ** 2).sum(axis=0)))
+    return moments
+
+
+def _merge_moments(a, b):
+    """Merges two `(count, mean, m2)` (Chan et al.'s parallel formula)."""
+    (count, mean, m2), (n_b, mean_b, m2_b) = a, b
+    if n_b == 0:
+        return a
+    delta = mean_b - mean
+    total = count + n_b
+    return total, mean + delta * n_b / total, m2 + m2_b + delta**2 * count * n_b / total
+
+
+def _stats_from_moments(moments, kind, n_columns):
+    """`(mean, std)` as a store holds them, from `(count, mean, m2)` with `count > 0`."""
+    count, mean, m2 = moments
+    d = formats.n_continuous(kind, n_columns)
     std = np.sqrt(m2 / count)
     std = np.where(std > _MIN_STD, std, 1.0)
     if kind == "stroke3":
