@@ -163,7 +163,9 @@ def test_drawing_page_with_touch_and_pen_pointers(browser, server):
 def test_performance_page(browser, server, tmp_path):
     address, _ = server
     context, page, errors = open_page(browser, address, "/play")
-    page.fill("#pause", "0.5")
+    # A pause well above the gaps below (250 ms), so that a busy machine's stall between two
+    # synthetic taps does not end the call early.
+    page.fill("#pause", "1.5")
     box = page.locator("#pad").bounding_box()
 
     def at(fx, fy):
