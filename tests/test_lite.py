@@ -23,6 +23,7 @@ KINDS = {
                     mean=(0.1, 0.4, 0.5, 0.6), std=(0.05, 0.2, 0.3, 0.25)),
 }
 KINDS["touch-full"] = KINDS["touch"].replace(covariance="full")  # a full-covariance head
+KINDS["kanji-layer-norm"] = KINDS["kanji"].replace(cell="layer_norm")  # sketch-rnn's cell
 PREFIXES = {
     "kanji": np.array([[3, 1, 0], [2, -4, 0], [0.5, 0.5, 1], [-6, 2, 0], [1, 1, 1]], np.float32),
     # (0, 0, 0) encodes to the padding row, which the training model masks: prime skips it.
@@ -31,6 +32,7 @@ PREFIXES = {
     "impsy": np.array([[0.0, 0.1, 0.9, 0.5], [0.2, 0.3, 0.8, 0.5], [0.05, 0.35, 0.7, 0.6]], np.float32),
 }
 PREFIXES["touch-full"] = PREFIXES["touch"]
+PREFIXES["kanji-layer-norm"] = PREFIXES["kanji"]
 
 
 def random_model(config, seed):
