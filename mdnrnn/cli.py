@@ -68,8 +68,9 @@ def cmd_train(args):
             raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json).")
         saved = json.loads(config_path.read_text())
         store = _data_arg(args.data) or saved["data"]
-        settings = train.TrainSettings(**{**saved["train"], **({"epochs": args.epochs} if args.epochs else {})})
-        train.train(store, None, run_dir, settings, resume=True, verbose=verbose)
+        given = {"epochs": args.epochs, "distribute": args.distribute}
+        settings = train.TrainSettings(**{**saved["train"], **{k: v for k, v in given.items() if v}})
+        train.train(store, None, run_dir, settings, resume=True, verbose=verbose, worker_dir=args.worker_dir)
     else:
         if not args.data or not args.out:
             raise ValueError("train needs --data STORE.h5 and --out RUN_DIR (or --resume RUN_DIR).")
@@ -82,7 +83,6 @@ def cmd_train(args):
         }.items() if v is not None}
         config = models.preset(args.preset, **overrides)
         run_dir = Path(args.out)
-        outdir.check_replaceable(run_dir, args.force)
         settings = train.TrainSettings(
             epochs=args.epochs or 20, batch_size=args.batch_size, learning_rate=args.lr,
             clipnorm=args.clipnorm, lr_decay=args.lr_decay, min_learning_rate=args.min_lr,
@@ -90,6 +90,11 @@ def cmd_train(args):
             window=args.seq_len, patience=args.patience, seed=args.seed,
             steps_per_epoch=args.steps_per_epoch, distribute=args.distribute,
         )
+        if not train.is_chief(args.distribute):  # the chief writes --out; this worker, its own copy
+            train.train(store, config, run_dir, settings, verbose=verbose, worker_dir=args.worker_dir)
+            print(f"worker done; the chief writes {run_dir}")
+            return
+        outdir.check_replaceable(run_dir, args.force)
         if run_dir.exists():  # --force onto an earlier run: train beside it, swap at the end
             with outdir.building(run_dir, None, force=True) as temp:
                 train.train(store, config, temp, settings, verbose=verbose)
@@ -421,6 +426,9 @@ def build_parser():
                    help="tf.distribute: all local GPUs, or several machines configured by TF_CONFIG")
     p.add_argument("--out", help="run directory to create")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--worker-dir", metavar="DIR",
+                   help="multiworker, on a worker that is not the chief: where it writes its own copy of "
+                        "the run, kept (a temporary directory, removed at the end)")
     p.add_argument("--force", action="store_true",
                    help="replace an existing --out made by mdnrnn (only once the new run has finished)")
     p.add_argument("--progress", choices=["bar", "epoch", "none"],

@@ -13,16 +13,25 @@ A run directory holds everything one training run writes:
 
 `--resume` reloads `last.keras` (weights and optimizer state) and `state.json` and
 continues with the next epoch.
+
+With `distribute="multiworker"` every worker runs the same `train` call, each with its
+own `TF_CONFIG`; only the chief (task `chief`, or `worker` 0 when the cluster has no
+chief) writes the run directory. The other workers make the same saves (a save can
+need every worker) into a directory of their own, `worker_dir` or a temporary one
+removed at the end, and on `resume` read the chief's run directory. docs/scale.md has
+the recipe.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +122,45 @@ def make_strategy(name: str | None) -> tf.distribute.Strategy:
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def is_chief(distribute: str | None) -> bool:
+    """Whether this process writes the run directory: always, except a multi-worker
+    worker that is not the chief (`TF_CONFIG`'s task `chief`, or `worker` 0 when the
+    cluster has no chief)."""
+    if distribute != "multiworker":
+        return True
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = tf_config.get("task") or {}
+    kind, index = task.get("type", "worker"), int(task.get("index", 0))
+    if kind == "chief":
+        return True
+    return kind == "worker" and index == 0 and "chief" not in tf_config.get("cluster", {})
+
+
+def clip_after_all_reduce(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """Makes `optimizer` clip the summed gradient of all replicas, as one device would.
+
+    Keras 3 clips (`clipnorm`, `global_clipnorm`, `clipvalue`) each replica's gradient
+    before the all-reduce that sums them, so under `tf.distribute` a step whose
+    gradient is clipped differs from the same step on one device (the sum of clipped
+    parts is not the clipped sum). This moves the clipping after the sum, on this
+    optimizer object only (its saved config is unchanged). On one device the sum is the
+    gradient itself, so nothing changes there. `train` applies it to every model it fits.
+
+    Returns:
+        `optimizer`.
+    """
+    clip, all_reduce = optimizer._clip_gradients, optimizer._all_reduce_sum_gradients  # noqa: SLF001
+
+    def all_reduce_then_clip(grads_and_vars):
+        reduced = list(all_reduce(grads_and_vars))
+        clipped = clip([g for g, _ in reduced])
+        return [(g, v) for g, (_, v) in zip(clipped, reduced)]
+
+    optimizer._clip_gradients = lambda grads: grads  # noqa: SLF001
+    optimizer._all_reduce_sum_gradients = all_reduce_then_clip  # noqa: SLF001
+    return optimizer
 
 
 class TrainingError(RuntimeError):
@@ -210,22 +258,62 @@ def check_examples(store_path, config: ModelConfig, settings: TrainSettings):
                                  f"needs {need}, the longest has {longest}.")
 
 
-def datasets(store_path, config: ModelConfig, settings: TrainSettings):
-    """The train and valid `tf.data` pipelines for a config."""
+def datasets(store_path, config: ModelConfig, settings: TrainSettings, strategy=None):
+    """The train and valid pipelines for a config.
+
+    Without `strategy` (or one that is not multi-worker) these are `tf.data` datasets of
+    whole batches of `settings.batch_size`; `fit` splits each among the local replicas.
+
+    Under `MultiWorkerMirroredStrategy` they are distributed datasets: every worker
+    draws the same global batches from the same seed and keeps its own slice of each
+    (`make_dataset`'s `replica_slices`), so a step of W workers trains on exactly the
+    batch a single process would (the last, smaller batch of an epoch is dropped). The
+    batch size must be a multiple of W, and each worker holds one replica (start one
+    worker per GPU).
+
+    Raises:
+        ValueError: for a batch size that does not divide among the workers, or a
+            worker with several replicas.
+    """
     kwargs = dict(pen=config.spec.pen, window=settings.window if config.spec.pen is None else None,
                   max_seq_len=settings.max_seq_len)
     augment = data.Augmentation(settings.scale_augment, settings.drop_points)
-    train = data.make_dataset(store_path, "train", settings.batch_size, seed=settings.seed,
-                              augment=augment if augment else None, **kwargs)
-    valid = data.make_dataset(store_path, "valid", settings.batch_size, shuffle=False, **kwargs)
-    if settings.steps_per_epoch:
-        train = train.repeat().take(settings.steps_per_epoch)
-        train = train.apply(tf.data.experimental.assert_cardinality(settings.steps_per_epoch))
-    return train, valid
+    steps = settings.steps_per_epoch
+
+    def make(split, replica_slices=None):
+        if split == "train":
+            dataset = data.make_dataset(store_path, "train", settings.batch_size, seed=settings.seed,
+                                        augment=augment if augment else None,
+                                        replica_slices=replica_slices, **kwargs)
+        else:
+            dataset = data.make_dataset(store_path, "valid", settings.batch_size, shuffle=False,
+                                        replica_slices=replica_slices, **kwargs)
+        if split == "train" and steps:
+            dataset = dataset.repeat().take(steps)
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
+        return dataset
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return make("train"), make("valid")
+    workers = strategy.extended._num_workers  # noqa: SLF001 (no public accessor)
+    if strategy.num_replicas_in_sync != workers:
+        raise ValueError(
+            f"--distribute multiworker runs one replica per worker; this cluster has "
+            f"{strategy.num_replicas_in_sync} replicas on {workers} workers. Start one worker "
+            "per GPU (CUDA_VISIBLE_DEVICES)."
+        )
+
+    def distributed(split):
+        def dataset_fn(context: tf.distribute.InputContext):
+            return make(split, (context.input_pipeline_id, 1, context.num_input_pipelines))
+
+        return strategy.distribute_datasets_from_function(dataset_fn)
+
+    return distributed("train"), distributed("valid")
 
 
 def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = TrainSettings(),
-          *, resume: bool = False, verbose: int = 1) -> MixtureRNN:
+          *, resume: bool = False, verbose: int = 1, worker_dir=None) -> MixtureRNN:
     """Trains a model on a store, writing a run directory (see the module docstring).
 
     Args:
@@ -237,6 +325,10 @@ def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = Tr
         settings: `TrainSettings`.
         resume: Continue the run in `run_dir` from its last checkpoint.
         verbose: Keras progress output (1: progress bar, 2: one line per epoch, 0: none).
+        worker_dir: Multi-worker training, a worker that is not the chief: where it
+            writes its own copy of the run (kept). Defaults to a temporary directory,
+            removed when training ends. Ignored by the chief and without
+            `distribute="multiworker"`.
 
     Returns:
         The trained model (the one with the best validation NLL).
@@ -250,43 +342,66 @@ def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = Tr
     A new run that fails before its first checkpoint removes `run_dir`, so a failure leaves
     nothing behind except what `resume` can use.
     """
-    run_dir = Path(run_dir)
+    run_dir = source_dir = Path(run_dir)
+    # First: MultiWorkerMirroredStrategy must be made before any other TensorFlow work.
+    strategy = make_strategy(settings.distribute)
     keras.utils.set_random_seed(settings.seed)
+    temporary = None
+    if not is_chief(settings.distribute):  # the chief writes run_dir; this worker, its own copy
+        if worker_dir is None:
+            run_dir = temporary = Path(tempfile.mkdtemp(prefix="mdnrnn-worker-"))
+        else:
+            run_dir = Path(worker_dir)
+            run_dir.mkdir(parents=True, exist_ok=resume)
     if not resume:
         config = prepare_config(store_path, config)
         settings = settings.resolved(config.preset)  # checks the optimizer settings too
         check_examples(store_path, config, settings)
-        run_dir.mkdir(parents=True, exist_ok=False)
+        run_dir.mkdir(parents=True, exist_ok=run_dir != source_dir)
         outdir.mark(run_dir, "run")
     try:
-        return _train(store_path, config, run_dir, settings, resume, verbose)
+        return _train(store_path, config, run_dir, settings, resume, verbose, strategy, source_dir)
     except BaseException:
         if not resume and not (run_dir / "last.keras").exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing that --resume could use
         raise
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
 
 
-def _train(store_path, config, run_dir, settings, resume, verbose):
+def _train(store_path, config, run_dir, settings, resume, verbose, strategy, source_dir):
+    """Trains into `run_dir`; `resume` reads the checkpoint in `source_dir` (the chief's
+    run directory, the same as `run_dir` except on the other workers)."""
     if resume:
-        state_path = run_dir / "state.json"
-        if not (run_dir / "last.keras").exists() or not state_path.exists():
-            raise FileNotFoundError(f"{run_dir} has no checkpoint to resume from (last.keras, state.json).")
-        saved = json.loads((run_dir / "config.json").read_text())
+        state_path = source_dir / "state.json"
+        if not (source_dir / "last.keras").exists() or not state_path.exists():
+            raise FileNotFoundError(f"{source_dir} has no checkpoint to resume from (last.keras, state.json).")
+        saved = json.loads((source_dir / "config.json").read_text())
         config = ModelConfig.from_dict(saved["model"])
-        settings = dataclasses.replace(TrainSettings(**saved["train"]), epochs=settings.epochs)
+        settings = dataclasses.replace(TrainSettings(**saved["train"]), epochs=settings.epochs,
+                                       distribute=settings.distribute)
         state = json.loads(state_path.read_text())
-        with make_strategy(settings.distribute).scope():
-            model = load_model(run_dir / "last.keras")
+        with strategy.scope():
+            model = load_model(source_dir / "last.keras")
         initial_epoch, best = state["epochs_done"], state["best_val_loss"]
+        if run_dir != source_dir:
+            _write_json_atomic(saved, run_dir / "config.json")
+            if (source_dir / "history.csv").exists():  # so that this worker's history is whole too
+                shutil.copyfile(source_dir / "history.csv", run_dir / "history.csv")
+        _trim_history(run_dir / "history.csv", initial_epoch)
     else:
         _write_json_atomic(
             {"model": config.to_dict(), "train": dataclasses.asdict(settings), "data": _data_spec(store_path)},
             run_dir / "config.json",
         )
-        with make_strategy(settings.distribute).scope():
+        with strategy.scope():
             model = build_model(config, optimizer=settings.optimizer(config.preset))
         initial_epoch, best = 0, math.inf
-    train_data, valid_data = datasets(store_path, config, settings)
+    clip_after_all_reduce(model.optimizer)
+    train_data, valid_data = datasets(store_path, config, settings, strategy)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _fit_multiworker(model, strategy, config)
     checkpoint = _RunCheckpoint(run_dir, best)
     callbacks = [
         checkpoint,
@@ -309,6 +424,57 @@ def _train(store_path, config, run_dir, settings, resume, verbose):
     _save_atomic(best_model, run_dir / "model.keras")
     write_loss_curve(run_dir / "history.csv", run_dir / "loss.svg")
     return best_model
+
+
+def _fit_multiworker(model, strategy, config):
+    """Works around two faults of Keras 3's `fit` under `MultiWorkerMirroredStrategy`
+    (keras-team/keras#20585), on this model object only.
+
+    1. Before training (and before each validation) Keras takes a first batch to build
+       the compiled loss and metrics and merges the replicas' parts with
+       `strategy.reduce`, which this strategy refuses for a tuple; that extra pass
+       would also start an epoch of the pipeline early, shifting the seeded batch
+       order. The model is built already: build the rest from a zero batch instead.
+    2. Keras averages each step's logged metrics over the workers with
+       `strategy.reduce("MEAN", value, axis=0)`, which fails on a scalar: log them
+       with shape `(1,)` (the mean over the replicas of their own values, as Keras
+       does for one worker's replicas).
+
+    And XLA has no collectives on CPU: workers without a GPU train without it.
+    """
+    if not tf.config.list_logical_devices("GPU"):
+        model.jit_compile = False
+    zeros = (np.zeros((1, 2, config.input_size), np.float32),
+             np.zeros((1, 2, config.spec.target_size), np.float32),
+             np.ones((1, 2), np.float32))
+
+    def build(iterator=None, data_batch=None):
+        with strategy.scope():
+            model._symbolic_build(data_batch=zeros)  # noqa: SLF001
+
+    compute_metrics = model.compute_metrics
+
+    def metrics_with_an_axis(*args, **kwargs):
+        return {name: tf.reshape(value, [1]) for name, value in compute_metrics(*args, **kwargs).items()}
+
+    model._maybe_symbolic_build = build  # noqa: SLF001
+    model.compute_metrics = metrics_with_an_axis
+
+
+def _trim_history(history_csv: Path, epochs_done: int):
+    """Keeps the rows of `history.csv` for the checkpointed epochs only (a run stopped
+    after its last row but before its checkpoint would otherwise list an epoch twice)."""
+    if not history_csv.exists():
+        return
+    with open(history_csv, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < epochs_done]
+    if len(kept) < len(rows):
+        text = io.StringIO()
+        csv.writer(text).writerows(kept)  # CSVLogger's dialect
+        atomic.write_atomically(history_csv, text.getvalue().encode())
 
 
 def _data_spec(store_path):

@@ -265,14 +265,26 @@ def _block_bounds(row0, block_rows):
     return np.concatenate(bounds)
 
 
-def _batches(plans, batch_size, shuffle, drop_remainder, shuffle_blocks, seed):
+def _batches(plans, batch_size, shuffle, drop_remainder, shuffle_blocks, seed, slices=None):
     """Yields `(inputs, targets, weights)` NumPy batches for one epoch.
 
     `plans` holds one `_Plan` per store, all with the same codec and mode. Their blocks
     are numbered one store after another and drawn in one random order; with a single
     plan this is the order of a single store.
+
+    `slices=(first, count, total)`: cut each batch into `total` equal slices and yield
+    slices `first .. first + count - 1` of it, one after another (see `make_dataset`'s
+    `replica_slices`). The order of examples does not depend on it: the shuffling draws
+    from its own generator, augmentation from another.
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # block and example order only
+    augment_rng = np.random.default_rng([*np.atleast_1d(seed), 1, slices[0] if slices else 0])
+    if slices is None:
+        pieces = [slice(None)]
+    else:
+        first, count, total = slices
+        size = batch_size // total
+        pieces = [slice(i * size, (i + 1) * size) for i in range(first, first + count)]
     plan = plans[0]  # codec, mode, columns and augmentation: the same in every plan
     first_block = np.cumsum([0] + [len(p.block_bounds) - 1 for p in plans])
     n_blocks = int(first_block[-1])
@@ -302,7 +314,8 @@ def _batches(plans, batch_size, shuffle, drop_remainder, shuffle_blocks, seed):
             n_full = len(starts) // batch_size
             for k in range(n_full):
                 batch = slice(k * batch_size, (k + 1) * batch_size)
-                yield _make_batch(plan, rows, starts[batch], lengths[batch], rng)
+                for piece in pieces:
+                    yield _make_batch(plan, rows, starts[batch][piece], lengths[batch][piece], augment_rng)
             rest = slice(n_full * batch_size, None)
             carry_lengths = lengths[rest]
             carry = np.concatenate(
@@ -311,7 +324,7 @@ def _batches(plans, batch_size, shuffle, drop_remainder, shuffle_blocks, seed):
             )
             carry_starts = np.cumsum(carry_lengths) - carry_lengths
     if len(carry_starts) and not drop_remainder:
-        yield _make_batch(plan, carry, carry_starts, carry_lengths, rng)
+        yield _make_batch(plan, carry, carry_starts, carry_lengths, augment_rng)  # never with slices
 
 
 class _OpenFiles:
@@ -429,6 +442,24 @@ def _make_batch(plan, rows, starts, lengths, rng=None):
     return inputs, targets, weights.astype(np.float32)
 
 
+def _check_replica_slices(replica_slices, batch_size):
+    try:
+        first, count, total = (int(v) for v in replica_slices)
+        valid = 0 <= first and count >= 1 and first + count <= total
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(
+            "Received an invalid value for `replica_slices`, expected (first, count, total) with "
+            f"0 <= first < first + count <= total. Received: replica_slices={replica_slices!r}"
+        )
+    if batch_size % total:
+        raise ValueError(
+            f"The batch size ({batch_size}) is the global one, cut into one equal slice per "
+            f"replica: it must be a multiple of the number of replicas ({total})."
+        )
+
+
 def make_dataset(
     store,
     split,
@@ -444,6 +475,7 @@ def make_dataset(
     shuffle_blocks=8,
     max_seq_len=None,
     augment=None,
+    replica_slices=None,
 ):
     """A `tf.data.Dataset` of `(inputs, targets, weights)` batches from a store.
 
@@ -513,10 +545,19 @@ def make_dataset(
             Defaults to `None` (no limit).
         augment: drawings only: an `Augmentation` applied to every example
             as it is batched (random scale, point dropping). Defaults to `None`.
+        replica_slices: `(first, count, total)` for `tf.distribute`: every
+            batch of `batch_size` examples (the global batch) is cut into
+            `total` equal slices, one per replica, and this dataset yields
+            slices `first` to `first + count - 1` of each, one after another
+            (a worker's replicas, in order; see `mdnrnn.train.datasets`).
+            Every worker draws the same order from the same seed, so the
+            global batches are those of the dataset without it. `batch_size`
+            must be a multiple of `total`, and the last, smaller batch is
+            dropped. Defaults to `None` (whole batches).
 
     Returns:
-        A prefetching `tf.data.Dataset` with known cardinality (batches per
-        epoch), of float32 tuples `(inputs, targets, weights)` shaped
+        A prefetching `tf.data.Dataset` with known cardinality (batches, or
+        slices, per epoch), of float32 tuples `(inputs, targets, weights)` shaped
         `[B, T, F_in]`, `[B, T, F_out]` and `[B, T]`.
 
     Raises:
@@ -546,8 +587,11 @@ def make_dataset(
                 opened, split, batch_size, pen=pen, window=window, stride=stride,
                 shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
                 block_rows=block_rows, shuffle_blocks=shuffle_blocks,
-                max_seq_len=max_seq_len, augment=augment,
+                max_seq_len=max_seq_len, augment=augment, replica_slices=replica_slices,
             )
+    if replica_slices is not None:
+        _check_replica_slices(replica_slices, batch_size)
+        drop_remainder = True  # every replica gets a slice of the same size
     mode = _resolve_mode(store.kind, pen, window, stride)
     if augment and mode not in PEN_MODES:
         raise ValueError(f"`augment` applies to drawings (stroke3 stores); this store's kind is {store.kind!r}.")
@@ -577,11 +621,19 @@ def make_dataset(
         if drop_remainder
         else -(-counts.examples // batch_size)
     )
+    if n_batches == 0:
+        raise ValueError(
+            f"{store.path}: split {split!r} has {counts.examples} examples, fewer than one "
+            f"batch of {batch_size}; lower the batch size."
+        )
+    if replica_slices is not None:
+        n_batches *= replica_slices[1]
     epochs = itertools.count()
 
     def generate():
         yield from _batches(
-            plans, batch_size, shuffle, drop_remainder, shuffle_blocks, [seed, next(epochs)]
+            plans, batch_size, shuffle, drop_remainder, shuffle_blocks, [seed, next(epochs)],
+            replica_slices,
         )
 
     c = plans[0].n_columns
