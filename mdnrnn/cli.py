@@ -399,7 +399,7 @@ def build_parser():
     p.add_argument("--layers", type=_int_in(1, 16), help="LSTM layers, up to 16 (preset's)")
     p.add_argument("--mixtures", type=_int_in(1, 256), help="mixture components, up to 256 (preset's)")
     p.add_argument("--dropout", type=_float_in(0, 0.99, low_open=False), help="LSTM input dropout in [0, 0.99] (preset's)")
-    p.add_argument("--cell", choices=["lstm", "layer_norm"], help="LSTM cell: Keras' or sketch-rnn's layer-normalised (lstm)")
+    p.add_argument("--cell", choices=["lstm", "layer_norm"], help="LSTM cell: Keras' or sketch-rnn's layer-normalised (the preset's: layer_norm for kanji and sketch, lstm otherwise)")
     p.add_argument("--recurrent-dropout", type=_float_in(0, 0.99, low_open=False),
                    help="recurrent dropout in [0, 0.99] (layer_norm: on the candidate values, as sketch-rnn) (0)")
     p.add_argument("--covariance", choices=["diagonal", "full"],

@@ -64,11 +64,11 @@ def test_config_dict_round_trip():
 
 
 def test_training_model_shapes_and_variable_time():
-    model = build_model(preset("kanji", units=16, layers=2, components=3))
+    model = build_model(preset("kanji", units=16, layers=2, components=3, cell="lstm"))
     params_size = MixtureSpec(2, 3, "categorical").params_size
     assert model(np.zeros((2, 7, 5), np.float32)).shape == (2, 7, params_size)
     assert model(np.zeros((5, 40, 5), np.float32)).shape == (5, 40, params_size)
-    # Two LSTMs (kernel, recurrent kernel, bias) and a head with four dense layers.
+    # Two Keras LSTMs (kernel, recurrent kernel, bias) and a head with four dense layers.
     assert len(model.weights) == 2 * 3 + 4 * 2
 
 
