@@ -187,6 +187,37 @@ def test_shuffled_epoch_is_the_same_multiset_and_seeded(touch_pair):
     assert len(first) == len(windows)
 
 
+@pytest.mark.parametrize("mode", ["window", "categorical"])
+def test_worker_slices_make_up_the_single_datasets_batches(tmp_path, mode):
+    """Multi-worker training: the slices of `replica_slices` put together, worker after
+    worker, are the shuffled batches of the dataset without it (same seed, two epochs)."""
+    if mode == "window":
+        sequences, kind, kwargs = _touch(60, seed=3), "touch", dict(window=4, stride=2)
+    else:
+        sequences, kind, kwargs = _drawings(80, seed=3), "stroke3", dict(pen="categorical")
+    shards = data.write_shards(tmp_path / "shards", sequences, kind=kind, seed=5, shard_size=11)
+    kwargs.update(seed=2, block_rows=16, shuffle_blocks=2)
+    batch = 6
+    single = data.make_dataset(shards, "train", batch, drop_remainder=True, **kwargs)
+    workers = [data.make_dataset(shards, "train", batch, replica_slices=(0, 2, 3), **kwargs),  # two replicas
+               data.make_dataset(shards, "train", batch, replica_slices=(2, 1, 3), **kwargs)]
+    assert [len(w) for w in workers] == [2 * len(single), len(single)]
+    def examples(batch):  # the real steps of each example (weights 1), padding cut off
+        inputs, targets, weights = (t.numpy() for t in batch)
+        return [x[: int(w.sum())].tobytes() + y[: int(w.sum())].tobytes()
+                for x, y, w in zip(inputs, targets, weights)]
+
+    for _ in range(2):  # epochs 0 and 1
+        expected = [examples(b) for b in single]
+        slices = [[examples(b) for b in w] for w in workers]
+        got = [slices[0][2 * k] + slices[0][2 * k + 1] + slices[1][k] for k in range(len(single))]
+        assert got == expected and all(len(e) == batch for e in expected)
+    with pytest.raises(ValueError, match=r"multiple of the number of replicas \(4\)"):
+        data.make_dataset(shards, "train", batch, replica_slices=(0, 1, 4), **kwargs)
+    with pytest.raises(ValueError, match=r"replica_slices=\(2, 2, 3\)"):
+        data.make_dataset(shards, "train", batch, replica_slices=(2, 2, 3), **kwargs)
+
+
 def test_mismatched_stores_are_refused(tmp_path):
     touch = data.write_store(tmp_path / "touch.h5", _touch(5), kind="touch", splits=["train"] * 5)
     drawings = data.write_store(tmp_path / "draw.h5", _drawings(5), kind="stroke3", splits=["train"] * 5)
