@@ -23,8 +23,8 @@ Run (from the repository root; about a minute):
 
 `--model` takes a `.keras` file or the name of a pretrained model. Without a model at
 hand, `--train-epochs N` trains a small one first (`preset("touch", units=--units)` on
-windows of 50 rows of the train split, the store's own statistics), in about a minute per
-epoch on 2 cores:
+windows of `--window` rows (50; 0: whole performances) of the train split, the store's own
+statistics), in about a minute per epoch on 2 cores:
 
     .venv/bin/python scripts/eval_touch.py --train-epochs 3 --units 64
 """
@@ -126,6 +126,8 @@ def main(argv=None):
     parser.add_argument("--model", default="touch", help="a .keras file or a pretrained model name")
     parser.add_argument("--train-epochs", type=int, default=0, help="train a small model for this many epochs instead")
     parser.add_argument("--units", type=int, default=64, help="LSTM units of the model --train-epochs trains")
+    parser.add_argument("--window", type=int, default=50, help="rows per training window; 0: whole performances")
+    parser.add_argument("--batch-size", type=int, default=64, help="training batch size")
     parser.add_argument("--seconds", type=float, default=5.0, help="length limit of a generated performance")
     parser.add_argument("--max-steps", type=int, default=400, help="step limit of a generated performance")
     parser.add_argument("--temperature", type=float, default=1.0)
@@ -151,8 +153,18 @@ def main(argv=None):
             keras.utils.set_random_seed(args.seed)
             config = mdnrnn.preset("touch", units=args.units, mean=mean, std=std)
             model = mdnrnn.build_model(config)
-            model.fit(data.make_dataset(store_path, "train", 64, window=50, seed=args.seed), epochs=args.train_epochs, verbose=0)
-            args.model = f"preset('touch', units={args.units}) trained {args.train_epochs} epochs"
+            window = args.window or None
+            history = model.fit(
+                data.make_dataset(store_path, "train", args.batch_size, window=window, seed=args.seed),
+                validation_data=data.make_dataset(store_path, "valid", 64, shuffle=False),
+                epochs=args.train_epochs, verbose=0,
+            )
+            args.model = (
+                f"preset('touch', units={args.units}) trained {args.train_epochs} epochs on "
+                f"{f'windows of {window} rows' if window else 'whole performances'} "
+                f"(batch {args.batch_size}; valid NLL over whole performances "
+                f"{history.history['val_loss'][-1]:.3f} nats/step)"
+            )
         else:
             model = mdnrnn.load_model(args.model)
     generator = mdnrnn.Generator(
