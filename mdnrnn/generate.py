@@ -24,6 +24,7 @@ from threadpoolctl import ThreadpoolController
 
 from mdnrnn._tf import tf
 from mdnrnn import formats
+from mdnrnn.temperature import Temperatures
 from mdnrnn.mixture import MAX_CORRELATION_PARAM, MIN_SCALE, mixture_distribution
 from mdnrnn.models import LayerNormLSTMCell, MixtureRNN, build_step_model
 
@@ -33,7 +34,7 @@ MIN_DT = formats.MIN_DT
 END_OF_DRAWING = formats.END_OF_DRAWING
 
 
-class Generator:
+class Generator(Temperatures):
     """Samples new sequences, from scratch or continuing given prefixes.
 
     Args:
@@ -100,32 +101,6 @@ class Generator:
         self._init_numpy_tables()
         self._work = None  # preallocated NumPy work arrays for one batch size
         self.reset(1)
-
-    # ----------------------------------------------------------- temperatures
-    @property
-    def temperature(self) -> float:
-        """Divides the mixture and pen logits; a finite number above 0."""
-        return self._temperature
-
-    @temperature.setter
-    def temperature(self, value):
-        self._temperature = _check_temperature(value, "temperature")
-
-    @property
-    def sigma_temperature(self) -> float | None:
-        """Multiplies every component's variance; a finite number above 0, or `None` to
-        follow `temperature` (see `variance_scale`)."""
-        return self._sigma_temperature
-
-    @sigma_temperature.setter
-    def sigma_temperature(self, value):
-        self._sigma_temperature = None if value is None else _check_temperature(value, "sigma_temperature")
-
-    @property
-    def variance_scale(self) -> float:
-        """The factor every component's variance is multiplied by now: `sigma_temperature`,
-        or `temperature` when `sigma_temperature` is `None`."""
-        return self._temperature if self._sigma_temperature is None else self._sigma_temperature
 
     # ----------------------------------------------------------------- state
     @property
@@ -537,20 +512,6 @@ _NO_LIMIT = contextlib.nullcontext()
 def _blas_threads(batch_size):
     """One BLAS thread for batches up to `SINGLE_THREAD_MAX_BATCH`; no change above."""
     return _ONE_BLAS_THREAD if batch_size <= SINGLE_THREAD_MAX_BATCH else _NO_LIMIT
-
-
-def _check_temperature(value, name):
-    """`value` as a float if it is a finite number above 0, else a ValueError naming it."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if isinstance(value, bool) or not (np.isfinite(number) and number > 0):
-        raise ValueError(
-            f"Received an invalid value for `{name}`, expected a finite number above 0. "
-            f"Received: {name}={value!r}"
-        )
-    return number
 
 
 def _compiled_loop(model, codec, max_steps):

@@ -33,6 +33,7 @@ import os
 import numpy as np
 
 from mdnrnn import atomic, formats
+from mdnrnn.temperature import Temperatures
 
 FORMAT = "mdnrnn-litert"
 FORMAT_VERSION = 1
@@ -200,7 +201,7 @@ def read_sidecar(path) -> LiteConfig:
 
 
 # ------------------------------------------------------------------ generator
-class LiteGenerator:
+class LiteGenerator(Temperatures):
     """Samples sequences from a LiteRT model: `Generator`'s API with NumPy and LiteRT only.
 
     Args:
@@ -262,31 +263,6 @@ class LiteGenerator:
         self._state_out_index = outputs["output_1"]["index"]
         del runner  # it holds views into the interpreter, which block `invoke`
         self.reset(1)
-
-    @property
-    def temperature(self) -> float:
-        """Divides the mixture and pen logits; a finite number above 0."""
-        return self._temperature
-
-    @temperature.setter
-    def temperature(self, value):
-        self._temperature = check_temperature(value, "temperature")
-
-    @property
-    def sigma_temperature(self) -> float | None:
-        """Multiplies every component's variance; a finite number above 0, or `None` to
-        follow `temperature` (see `variance_scale`)."""
-        return self._sigma_temperature
-
-    @sigma_temperature.setter
-    def sigma_temperature(self, value):
-        self._sigma_temperature = None if value is None else check_temperature(value, "sigma_temperature")
-
-    @property
-    def variance_scale(self) -> float:
-        """The factor every component's variance is multiplied by now: `sigma_temperature`,
-        or `temperature` when `sigma_temperature` is `None`."""
-        return self._temperature if self._sigma_temperature is None else self._sigma_temperature
 
     @property
     def batch_size(self) -> int:
@@ -390,20 +366,6 @@ class LiteGenerator:
 
 
 # ------------------------------------------------------------------ sampler
-def check_temperature(value, name):
-    """`value` as a float if it is a finite number above 0, else a ValueError naming it."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if isinstance(value, bool) or not (np.isfinite(number) and number > 0):
-        raise ValueError(
-            f"Received an invalid value for `{name}`, expected a finite number above 0. "
-            f"Received: {name}={value!r}"
-        )
-    return number
-
-
 class SamplerTables:
     """Constants of the NumPy sampler for one mixture layout, made once.
 
