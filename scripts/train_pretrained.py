@@ -44,7 +44,7 @@ MODELS_DIR = ROOT / "mdnrnn" / "datasets" / "models"
 RECIPES = {
     "kanji": {
         "preset": "kanji",
-        "overrides": {"units": 256, "layers": 2, "components": 10, "cell": "lstm"},  # as shipped
+        "overrides": {"units": 256, "layers": 2, "components": 10},
         "train": {"batch_size": 64, "learning_rate": 1e-3, "patience": 5, "seed": 0},
         "data": "every KanjiVG base character (variants left out), from the `kanjivg` "
                 "package, converted by `data_prep.kanjivg.convert` (RDP epsilon 1, sample step "
