@@ -237,38 +237,30 @@ def cmd_info(args):
     from mdnrnn import data
 
     if path.is_dir():
-        _info_shards(path)
+        with data.open_stores(path) as stores:
+            _print_store(stores, f"shards:    {path} ({len(stores.stores):,} stores, listed in index.json)")
+            for shard in stores.index["shards"]:
+                counts = ", ".join(f"{name} {shard['splits'][name]:,}" for name in data.SPLITS)
+                print(f"  {shard['file']}: {shard['sequences']:,} sequences ({counts}), {shard['points']:,} points")
         return
     with data.open_store(path) as store:
-        lengths = store.lengths
-        print(f"store:     {path}")
-        print(f"kind:      {store.kind}")
-        print(f"columns:   {', '.join(store.columns)}")
-        print(f"sequences: {len(store):,}")
-        print(f"points:    {int(lengths.sum()):,}")
-        print(f"lengths:   {data.describe_lengths(lengths)}")
-        print("splits:    " + ", ".join(f"{name} {len(store.split(name)):,}" for name in store.split_names))
-        print(f"mean:      {np.round(store.mean, 4).tolist()}")
-        print(f"std:       {np.round(store.std, 4).tolist()}")
+        _print_store(store, f"store:     {path}")
 
 
-def _info_shards(path):
+def _print_store(store, first_line):
+    """What `info` says of a store or a set of shards (the same summary for both)."""
     from mdnrnn import data
 
-    with data.open_stores(path) as stores:
-        lengths = stores.lengths
-        print(f"shards:    {path} ({len(stores.stores):,} stores, listed in index.json)")
-        print(f"kind:      {stores.kind}")
-        print(f"columns:   {', '.join(stores.columns)}")
-        print(f"sequences: {len(stores):,}")
-        print(f"points:    {int(lengths.sum()):,}")
-        print(f"lengths:   {data.describe_lengths(lengths)}")
-        print("splits:    " + ", ".join(f"{name} {len(stores.split(name)):,}" for name in stores.split_names))
-        print(f"mean:      {np.round(stores.mean, 4).tolist()}")
-        print(f"std:       {np.round(stores.std, 4).tolist()}")
-        for shard in stores.index["shards"]:
-            counts = ", ".join(f"{name} {shard['splits'][name]:,}" for name in data.SPLITS)
-            print(f"  {shard['file']}: {shard['sequences']:,} sequences ({counts}), {shard['points']:,} points")
+    lengths = store.lengths
+    print(first_line)
+    print(f"kind:      {store.kind}")
+    print(f"columns:   {', '.join(store.columns)}")
+    print(f"sequences: {len(store):,}")
+    print(f"points:    {int(lengths.sum()):,}")
+    print(f"lengths:   {data.describe_lengths(lengths)}")
+    print("splits:    " + ", ".join(f"{name} {len(store.split(name)):,}" for name in store.split_names))
+    print(f"mean:      {np.round(store.mean, 4).tolist()}")
+    print(f"std:       {np.round(store.std, 4).tolist()}")
 
 
 # ----------------------------------------------------------------------- eval
