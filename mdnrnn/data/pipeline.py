@@ -209,7 +209,8 @@ def _open(spec, check_values=True):
     return open_stores(spec, check_values=check_values)
 
 
-def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augment=None, stats=None):
+def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augment=None, stats=None,
+          targets="rows"):
     """The `_Plan` of one store's split; `stats` (mean, std) default to the store's."""
     mean, std = (store.mean, store.std) if stats is None else stats
     indices = store.split(split)
@@ -240,6 +241,7 @@ def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augm
             mode if mode in PEN_MODES else None,
             mean.astype(np.float32),
             std.astype(np.float32),
+            targets,
         ),
         mode=mode,
         stride=stride,
@@ -476,6 +478,7 @@ def make_dataset(
     max_seq_len=None,
     augment=None,
     replica_slices=None,
+    targets="rows",
 ):
     """A `tf.data.Dataset` of `(inputs, targets, weights)` batches from a store.
 
@@ -554,6 +557,10 @@ def make_dataset(
             global batches are those of the dataset without it. `batch_size`
             must be a multiple of `total`, and the last, smaller batch is
             dropped. Defaults to `None` (whole batches).
+        targets: `"rows"` (the next rows as they are) or `"offsets"` (touch and
+            IMPSY: positions and controller values as their change from the
+            previous row; see `mdnrnn.formats.RowCodec`), as the model's
+            `ModelConfig.targets`. Defaults to `"rows"`.
 
     Returns:
         A prefetching `tf.data.Dataset` with known cardinality (batches, or
@@ -588,6 +595,7 @@ def make_dataset(
                 shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
                 block_rows=block_rows, shuffle_blocks=shuffle_blocks,
                 max_seq_len=max_seq_len, augment=augment, replica_slices=replica_slices,
+                targets=targets,
             )
     if replica_slices is not None:
         _check_replica_slices(replica_slices, batch_size)
@@ -612,7 +620,7 @@ def make_dataset(
     members = store.stores if isinstance(store, StoreSet) else [store]
     plans = [
         _plan(member, split, mode, window, stride, block_rows, max_seq_len, augment or None,
-              (store.mean, store.std))
+              (store.mean, store.std), targets)
         for member in members
     ]
     plans = [plan for plan in plans if len(plan.row0)]  # stores with examples in the split
