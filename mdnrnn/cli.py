@@ -80,6 +80,7 @@ def cmd_train(args):
         overrides = {k: v for k, v in {
             "units": args.units, "layers": args.layers, "components": args.mixtures, "dropout": args.dropout,
             "covariance": args.covariance, "cell": args.cell, "recurrent_dropout": args.recurrent_dropout,
+            "targets": args.targets,
         }.items() if v is not None}
         config = models.preset(args.preset, **overrides)
         run_dir = Path(args.out)
@@ -396,6 +397,8 @@ def build_parser():
                    help="recurrent dropout in [0, 0.99] (layer_norm: on the candidate values, as sketch-rnn) (0)")
     p.add_argument("--covariance", choices=["diagonal", "full"],
                    help="mixture components' covariance: full (correlated, Cholesky) or diagonal (preset's)")
+    p.add_argument("--targets", choices=["rows", "offsets"],
+                   help="touch/IMPSY: predict the next rows, or positions as offsets from the previous row (preset's)")
     p.add_argument("--seq-len", type=_int_in(1, 10_000), default=50,
                    help="window length for touch/IMPSY data, up to 10,000 (50); drawings train whole")
     p.add_argument("--batch-size", type=_int_in(1, 65_536), default=64, help="batch size, up to 65,536 (64)")

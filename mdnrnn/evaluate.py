@@ -59,7 +59,8 @@ def heldout_nll(model, store, split="test", *, batch_size=64, max_len=None):
     config = model.config
     spec = config.spec
     window = None
-    dataset = data.make_dataset(store, split, batch_size, pen=spec.pen, window=window, shuffle=False)
+    dataset = data.make_dataset(store, split, batch_size, pen=spec.pen, window=window, shuffle=False,
+                                targets=config.targets)
     continuous_total = pen_total = 0.0
     steps = 0
     per_sequence = []

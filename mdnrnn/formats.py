@@ -74,10 +74,21 @@ the exporters.
   event only when generating from scratch. No start row is all zeros, so the
   model never mistakes one for padding (`RowCodec` refuses normalisation
   statistics that would make it so).
+- Targets (`ModelConfig.targets`): `"rows"`, the next row in model units; or,
+  for touch and IMPSY models, `"offsets"`: the positions and controller values
+  as their change from the previous row (the difference of the two normalised
+  rows; the first row's from the start row), dt as it is. The change of
+  variables has a unit Jacobian, so held-out NLLs of both forms compare
+  directly. Inputs are the rows either way.
 - Decoding a sample (model units, from `mixture_distribution` or the NumPy
-  sampler): denormalise the continuous values, clip touch `x, y` and IMPSY
-  values into [0, 1] and every `dt` to at least `MIN_DT`, then re-encode the
-  clipped row as the next model input. A stroke-5 pen class maps through
+  sampler): with offset targets add the previous model row's values, then
+  denormalise. Touch `x, y` and IMPSY values lie in [0, 1] and every `dt` is at
+  least 0: a sample outside is drawn again from the same distribution, up to
+  `REDRAWS` draws (`RowCodec.redraw`; the compiled loop takes the first of
+  `REDRAWS` draws inside), so rows follow the model's distribution truncated
+  to the data's range rather than piling up on the screen's edge. A row whose
+  every draw fell outside is clipped into [0, 1] (`dt` to at least `MIN_DT`),
+  then the clipped row is re-encoded as the next model input. A stroke-5 pen class maps through
   `STROKE5_CLASS_ROWS` (data row) and `STROKE5_CLASS_MODEL_ROWS` (model row):
   "end of drawing" (`END_OF_DRAWING`, class 2) becomes the data row
   `(0, 0, 1)` and the model row `(0, 0, 0, 0, 1)`.
@@ -105,6 +116,11 @@ STROKE5_CLASS_MODEL_ROWS = np.array([[1, 1, 1, 0, 0], [1, 1, 0, 1, 0], [0, 0, 0,
 MIN_DT = 1e-3
 # Every position / controller value of the touch and IMPSY start row (dt is 0).
 START_VALUE = 0.5
+# What a model predicts (`ModelConfig.targets`): the next rows as they are, or, for touch
+# and IMPSY rows, positions and controller values as changes from the previous row.
+TARGETS = ("rows", "offsets")
+# Draws per step, at most, for a sample inside the data's bounds (`RowCodec.redraw`).
+REDRAWS = 16
 
 
 def pen_lifted(pen):
@@ -406,15 +422,20 @@ class RowCodec:
     array([[ 0.,  0., -1.]], dtype=float32)
     """
 
-    def __init__(self, kind, dim, pen=None, mean=None, std=None):
+    def __init__(self, kind, dim, pen=None, mean=None, std=None, targets="rows"):
         if kind not in KINDS:
             raise ValueError(f"Unknown sequence kind {kind!r}; expected one of {KINDS}.")
+        if targets not in TARGETS or (targets == "offsets" and kind == "stroke3"):
+            raise ValueError(
+                f"Received an invalid value for `targets`, expected one of {TARGETS} ('offsets' "
+                f"for touch and IMPSY rows only). Received: kind={kind!r}, targets={targets!r}"
+            )
         if (kind == "stroke3") != (pen is not None) or pen not in (None, "bernoulli", "categorical"):
             raise ValueError(
                 "Received an invalid value for `pen`, expected 'bernoulli' or 'categorical' "
                 f"for stroke3 rows and None otherwise. Received: kind={kind!r}, pen={pen!r}"
             )
-        self.kind, self.dim, self.pen = kind, int(dim), pen
+        self.kind, self.dim, self.pen, self.targets_form = kind, int(dim), pen, targets
         self.columns = default_columns(kind, self.dim + (1 if pen else 0))
         self.mean = np.zeros(dim, np.float32) if mean is None else np.asarray(mean, np.float32)
         self.std = np.ones(dim, np.float32) if std is None else np.asarray(std, np.float32)
@@ -423,22 +444,34 @@ class RowCodec:
                 f"`mean` and `std` need {dim} values (one per continuous column). "
                 f"Received: mean={self.mean.tolist()}, std={self.std.tolist()}"
             )
-        self.input_size = {None: dim, "bernoulli": dim + 1, "categorical": dim + 3}[pen]
         self.dt_index = self.columns.index("dt") if "dt" in self.columns else None
-        # Clip bounds of decoded rows, in data units (None: stroke-3 offsets are unbounded).
+        # Bounds of decoded rows, in data units (None: stroke-3 offsets are unbounded):
+        # samples outside [low, high] are drawn again (`redraw`), and decoded rows are
+        # clipped into [clip_low, high].
         if kind == "stroke3":
-            self.low = self.high = None
+            self.low = self.high = self.clip_low = None
+            self.offset_columns = np.zeros(dim, bool)
         else:
             dt = np.arange(dim) == self.dt_index
-            self.low = np.where(dt, MIN_DT, 0.0).astype(np.float32)
+            self.low = np.zeros(dim, np.float32)
+            self.clip_low = np.where(dt, MIN_DT, 0.0).astype(np.float32)
             self.high = np.where(dt, np.inf, 1.0).astype(np.float32)
+            # With offset targets, every bounded column but dt is predicted as a change.
+            self.offset_columns = ~dt if targets == "offsets" else np.zeros(dim, bool)
+        self.offsets = bool(self.offset_columns.any())
+        # Model input rows: the normalised row, the pen's encoding, then (offset targets)
+        # the offset columns' change from the previous row.
+        self.input_size = {None: dim, "bernoulli": dim + 1, "categorical": dim + 3}[pen]
+        self.input_size += int(self.offset_columns.sum())
+        # Draws a compiled loop takes per step for `decode_tf` (see `redraw`).
+        self.draws = 1 if self.low is None else REDRAWS
         if pen == "categorical":
             self.start_row = STROKE5_START.copy()
         elif pen == "bernoulli":
             self.start_row = np.array([0.0, 0.0, 1.0], np.float32)
         else:
             first_event = np.where(np.arange(dim) == self.dt_index, 0.0, START_VALUE)
-            self.start_row = normalize(first_event, self.mean, self.std)
+            self.start_row = self.encode(first_event[None])[0]
             if not self.start_row.any():
                 raise ValueError(
                     f"The start row {first_event.tolist()} normalises to all zeros, which the "
@@ -452,9 +485,19 @@ class RowCodec:
         return np.tile(self.start_row, (batch_size, 1))
 
     def encode(self, rows):
-        """Data rows `(..., columns)` to model input rows `(..., input_size)`, float32."""
+        """Data rows to model input rows `(..., input_size)`, float32.
+
+        `rows` is `(..., T, columns)`, one sequence (or a batch of them) with time on the
+        second to last axis: with offset targets, each row's input also holds its offset
+        columns' change from the row before it (0 for the first row, which has none; see
+        `encode_step`). Other models encode each row on its own.
+        """
         rows = np.asarray(rows, np.float32)
         out = normalize(rows, self.mean, self.std)
+        if self.offsets:
+            change = np.zeros(out.shape[:-1] + (int(self.offset_columns.sum()),), np.float32)
+            change[..., 1:, :] = np.diff(out[..., self.offset_columns], axis=-2)
+            return np.concatenate([out, change], -1)
         if self.pen is None:
             return out
         lifted = pen_lifted(rows[..., self.dim])
@@ -466,23 +509,52 @@ class RowCodec:
         return model
 
     def targets(self, rows):
-        """Data rows to training targets `(..., columns)`: normalised, the pen as 0/1.
+        """Data rows `(..., T, columns)` to training targets: normalised, the pen as 0/1.
 
         For a categorical pen, 0/1 is the class (pen down / up); the training pipeline
-        appends `END_OF_DRAWING` after the last row.
+        appends `END_OF_DRAWING` after the last row. With offset targets, the offset
+        columns hold the change from the previous row along the time axis (the second
+        to last), in model units; the first row's change is from the start row.
         """
         rows = np.asarray(rows, np.float32)
         out = normalize(rows, self.mean, self.std)
         if self.pen is not None:
             out[..., self.dim] = pen_lifted(rows[..., self.dim])
+        if self.offsets:
+            columns = self.offset_columns
+            previous = np.concatenate(
+                [np.broadcast_to(self.start_row[: self.dim][columns], out[..., :1, columns].shape), out[..., :-1, columns]], -2
+            )
+            out[..., columns] -= previous
         return out
 
-    def encode_tf(self, rows):
-        """`encode` in TensorFlow: data rows `(B, columns)` to model rows `(B, input_size)`."""
+    def encode_step(self, rows, previous=None):
+        """One step of `encode`: data rows `(B, columns)` that follow the model rows
+        `previous` `(B, input_size)` (`None`: the rows start their sequences)."""
+        if not self.offsets or previous is None:
+            return self.encode(np.asarray(rows, np.float32)[..., None, :])[..., 0, :]
+        return self._with_changes(normalize(rows, self.mean, self.std), previous)
+
+    def _with_changes(self, values, previous):
+        """Normalised values `(B, D)` and the change of their offset columns from `previous`."""
+        return np.concatenate([values, (values - previous[:, : self.dim])[:, self.offset_columns]], 1)
+
+    def _with_changes_tf(self, values, previous):
+        """`_with_changes` in TensorFlow."""
+        from mdnrnn._tf import tf
+
+        change = values - previous[:, : self.dim]
+        return tf.concat([values, tf.gather(change, np.flatnonzero(self.offset_columns), axis=1)], 1)
+
+    def encode_tf(self, rows, previous):
+        """`encode_step` in TensorFlow: data rows `(B, columns)` after the model rows
+        `previous` to model rows `(B, input_size)`."""
         from mdnrnn._tf import tf
 
         d = self.dim
         values = (rows[:, :d] - self.mean) / self.std
+        if self.offsets:
+            return self._with_changes_tf(values, previous)
         if self.pen is None:
             return values
         lifted = tf.cast(rows[:, d] >= PEN_LIFT_THRESHOLD, values.dtype)
@@ -492,26 +564,68 @@ class RowCodec:
         return tf.concat([values * factors[:, :2], factors[:, 2:]], 1)
 
     # ------------------------------------------------------------------ decoding
-    def decode(self, values, pen=None):
+    def redraw(self, values, previous, draw):
+        """Draws again the samples whose rows fall outside the data's bounds.
+
+        Touch positions lie in [0, 1] and every dt is at least 0 (IMPSY values too): a
+        sample outside is drawn again from the same distribution, up to `REDRAWS` draws
+        in all, so each row is a draw of the model's distribution truncated to the
+        bounds. A row whose every draw fell outside keeps its first (`decode` clips it).
+        Drawings have no bounds and come back as they are.
+
+        Args:
+            values: float32 `(B, D)` samples in model units (changed in place).
+            previous: `(B, input_size)`, the model rows fed last (for offset targets).
+            draw: `draw(index)` returns fresh samples `(len(index), D)` for those rows.
+
+        Returns:
+            `values`.
+        """
+        if self.low is None:
+            return values
+        outside = np.flatnonzero(~self._inside(values, previous))
+        for _ in range(REDRAWS - 1):
+            if not len(outside):
+                break
+            fresh = draw(outside)
+            inside = self._inside(fresh, previous[outside])
+            values[outside[inside]] = fresh[inside]
+            outside = outside[~inside]
+        return values
+
+    def _inside(self, values, previous):
+        """Whether each sample `(B, D)` (model units) decodes to a row within the bounds."""
+        if self.offsets:
+            values = values + previous[:, : self.dim] * self.offset_columns
+        values = values * self.std + self.mean
+        return ((values >= self.low) & (values <= self.high)).all(axis=1)
+
+    def decode(self, values, pen=None, previous=None):
         """A sample in model units to data rows and the model rows fed back next.
 
         Args:
             values: float32 `(B, D)`, the continuous part in model (normalised) units.
             pen: `(B,)`: a class index (0, 1, 2) for a categorical pen, 0/1 for a
                 Bernoulli pen; `None` without a pen.
+            previous: `(B, input_size)`, the model rows fed last; needed with offset
+                targets, whose values are changes from them.
 
         Returns:
             `(rows, model_rows)`: float32 `(B, columns)` in data units, clipped, and
             `(B, input_size)`.
         """
+        if self.offsets:
+            values = values + previous[:, : self.dim] * self.offset_columns
         model_values = values
         values = values * self.std
         values += self.mean
         if self.low is not None:  # clip in data units, then encode the clipped rows
-            np.maximum(values, self.low, out=values)
+            np.maximum(values, self.clip_low, out=values)
             np.minimum(values, self.high, out=values)
             model_values = values - self.mean
             model_values /= self.std
+        if self.offsets:
+            return values, self._with_changes(model_values, previous)
         if self.pen is None:
             return values, model_values
         d = self.dim
@@ -529,8 +643,14 @@ class RowCodec:
         model_rows[:, :2] *= model_values
         return rows, model_rows
 
-    def decode_tf(self, sample):
-        """`decode` in TensorFlow, for a sample `(B, target_size)` of `mixture_distribution`.
+    def decode_tf(self, samples, previous):
+        """`decode` after `redraw`, in TensorFlow, for compiled loops.
+
+        Args:
+            samples: `(draws, B, target_size)` draws of `mixture_distribution`: the
+                first draw inside the bounds is taken (`redraw`), else the first. For
+                drawings one draw is enough (they have no bounds).
+            previous: `(B, input_size)`, the model rows fed last.
 
         Returns:
             `(rows, model_rows, end)`: as `decode`, plus a boolean `(B,)` that is true
@@ -539,12 +659,25 @@ class RowCodec:
         from mdnrnn._tf import tf
 
         d = self.dim
-        model_values = sample[:, :d]
+        offsets = previous[:, :d] * self.offset_columns if self.offsets else 0.0
+        if self.low is None:
+            sample = samples[0]
+            model_values = sample[:, :d]
+        else:  # the pen-less kinds: sample == values
+            values = (samples + offsets) * self.std + self.mean  # [draws, B, D]
+            inside = tf.reduce_all((values >= self.low) & (values <= self.high), axis=-1)  # [draws, B]
+            draws = tf.shape(samples)[0]
+            index = tf.where(inside, tf.range(draws)[:, None], draws)
+            first = tf.math.floormod(tf.reduce_min(index, axis=0), draws)  # 0 where none is inside
+            sample = tf.gather(tf.transpose(samples, [1, 0, 2]), first, axis=1, batch_dims=1)  # [B, D]
+            model_values = sample + offsets
         values = model_values * self.std + self.mean
         if self.low is not None:
-            values = tf.minimum(tf.maximum(values, self.low), self.high)
+            values = tf.minimum(tf.maximum(values, self.clip_low), self.high)
             model_values = (values - self.mean) / self.std
         no_end = tf.zeros(tf.shape(values)[:1], tf.bool)
+        if self.offsets:
+            return values, self._with_changes_tf(model_values, previous), no_end
         if self.pen is None:
             return values, model_values, no_end
         pen = sample[:, d]

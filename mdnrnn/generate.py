@@ -79,7 +79,9 @@ class Generator(Temperatures):
         self.config = config = model.config
         self.spec = config.spec
         # The row codec: encodes inputs, start rows, decodes samples (see `mdnrnn.formats`).
-        self.codec = formats.RowCodec(config.data_kind, config.spec.dim, config.spec.pen, *config.normalisation)
+        self.codec = formats.RowCodec(
+            config.data_kind, config.spec.dim, config.spec.pen, *config.normalisation, config.targets
+        )
         # The data's columns: what prefixes hold and outputs give.
         self.columns = list(self.codec.columns)
         self.temperature = temperature
@@ -100,6 +102,7 @@ class Generator(Temperatures):
         self._correlation_slice = slice(k + 2 * k * d, k + 2 * k * d + k * c) if c else None
         self._init_numpy_tables()
         self._work = None  # preallocated NumPy work arrays for one batch size
+        self._starts = np.zeros((0, 1), np.int64)
         self.reset(1)
 
     # ----------------------------------------------------------------- state
@@ -126,8 +129,9 @@ class Generator(Temperatures):
             )
         self._read_weights()
         self._zero_state(batch_size)
+        self._last = self._start_rows(batch_size)
         with _blas_threads(batch_size):
-            self._params = self._advance(self._start_rows(batch_size))
+            self._params = self._advance(self._last)
 
     def _read_weights(self):
         """Copies the model's current weights into the NumPy path's fused form.
@@ -178,13 +182,15 @@ class Generator(Temperatures):
     def _feed_prefixes(self, prefixes):
         """Feeds checked prefixes (data rows) from the zero state; see `prime`."""
         batch = len(prefixes)
+        self._last = self._start_rows(batch)
         if self.config.data_kind == "stroke3":
-            self._params = self._advance(self._start_rows(batch))
+            self._params = self._advance(self._last)
         lengths = np.array([len(p) for p in prefixes])
+        encoded = [self.codec.encode(p) for p in prefixes]  # [len_i, input_size] each
         for t in range(lengths.max()):
             active = lengths > t
             rows = np.stack([p[min(t, len(p) - 1)] for p in prefixes])
-            model_rows = self.codec.encode(rows)
+            model_rows = np.stack([e[min(t, len(e) - 1)] for e in encoded])
             # The training model's Masking layer skips all-zero model rows (padding), and
             # so a real stroke-3 row (0, 0, 0): it keeps the state and the output. So here.
             fed = active & model_rows.any(axis=1)
@@ -194,6 +200,7 @@ class Generator(Temperatures):
                 self._h[layer] = np.where(fed[:, None], self._h[layer], h[layer])
                 self._c[layer] = np.where(fed[:, None], self._c[layer], c[layer])
             self._params = np.where(fed[:, None], params, self._params)
+            self._last = np.where(active[:, None], model_rows, self._last)
             self._points += active
             if "dt" in self.columns:
                 self._elapsed += np.where(active, rows[:, self.columns.index("dt")], 0.0)
@@ -221,8 +228,11 @@ class Generator(Temperatures):
         """
         params = self._params
         with _blas_threads(len(params)):
-            rows, model_rows = self.codec.decode(*self._sample_numpy(params))
+            values, pen = self._sample_numpy(params)
+            values = self.codec.redraw(values, self._last, lambda index: self._sample_numpy(params[index])[0])
+            rows, model_rows = self.codec.decode(values, pen, self._last)
             self._params = self._advance(model_rows)
+        self._last = model_rows
         self._points += 1
         if "dt" in self.columns:
             self._elapsed += rows[:, self.columns.index("dt")]
@@ -271,18 +281,19 @@ class Generator(Temperatures):
         limit = np.inf if max_seconds is None else float(max_seconds)
         states = [tf.constant(x) for pair in zip(self._h, self._c) for x in pair]  # h_1, c_1, ...
         outputs = loop(
-            states, tf.constant(self._params), tf.constant(seed, tf.int32),
+            states, tf.constant(self._params), tf.constant(self._last), tf.constant(seed, tf.int32),
             tf.constant(self.temperature, tf.float32),
             tf.constant(self.variance_scale, tf.float32),
             tf.constant(self._elapsed, tf.float32), tf.constant(limit, tf.float32),
             tf.constant(bool(stop)), tf.constant(int(max_steps), tf.int32),
             tf.constant(np.maximum(self.min_steps - self._points, 0), tf.int32),
         )
-        states, last_params, rows, params, lengths, steps = outputs
+        states, last_params, last_rows, rows, params, lengths, steps = outputs
         steps = int(steps)
         self._h = [x.numpy() for x in states[0::2]]
         self._c = [x.numpy() for x in states[1::2]]
         self._params = last_params.numpy()
+        self._last = last_rows.numpy()
         rows = rows.numpy()[:steps].transpose(1, 0, 2)  # [B, steps, columns]
         params = params.numpy()[:steps].transpose(1, 0, 2)  # [B, steps, P]
         lengths = lengths.numpy()
@@ -346,9 +357,14 @@ class Generator(Temperatures):
             i, f, o, g = (z[:, j * units : (j + 1) * units] for j in range(4))
             sigmoid = z[:, : 3 * units]
             layers.append((kernel, xh, xh[:, :inputs], xh[:, inputs:-1], z, sigmoid, i, f, o, g, tanh_c))
-        row_starts = np.arange(batch_size)[:, None] * self.spec.params_size  # [B, 1]
-        self._work = (batch_size, layers, row_starts)
+        self._work = (batch_size, layers)
         return self._work
+
+    def _row_starts(self, batch_size):
+        """`(B, 1)` offsets of each params row in the flattened params (cached per size)."""
+        if len(self._starts) != batch_size:
+            self._starts = np.arange(batch_size)[:, None] * self.spec.params_size
+        return self._starts
 
     def _advance(self, model_rows):
         """Feeds one model row per sequence; returns the next step's params (B, P).
@@ -359,7 +375,7 @@ class Generator(Temperatures):
         hold the halved weights). The new states are fresh arrays, so callers may keep
         the old ones.
         """
-        _, layers, _ = self._work_arrays(len(model_rows))
+        _, layers = self._work_arrays(len(model_rows))
         x = model_rows
         for layer, work in enumerate(layers):
             if len(work) == 1:  # a layer-normalised cell
@@ -417,7 +433,7 @@ class Generator(Temperatures):
             scores[self._points < self.min_steps, -1] = -np.inf
         columns = self._loc_scale_columns[scores[:, :k].argmax(axis=1)]  # [B, 2D], chosen component
         if batch > 1:
-            columns += self._work_arrays(batch)[2]
+            columns += self._row_starts(batch)
         loc_scale = params.take(columns)  # [B, 2D]
         values = rng.standard_normal((batch, d), np.float32)
         if self._correlation_slice is not None:  # full covariance: L_corr @ z
@@ -543,21 +559,21 @@ def _generation_loop(model, codec, size):
     dt = codec.dt_index
 
     @tf.function(reduce_retracing=True, jit_compile=True)
-    def loop(states, params, seed, temperature, sigma_temperature, elapsed, limit, stop, max_steps, points_to_go):
+    def loop(states, params, last, seed, temperature, sigma_temperature, elapsed, limit, stop, max_steps, points_to_go):
         batch = tf.shape(params)[0]
         rows_out = tf.TensorArray(tf.float32, size=size)
         params_out = tf.TensorArray(tf.float32, size=size)
         lengths = tf.zeros([batch], tf.int32)
         done = tf.zeros([batch], tf.bool)
 
-        def body(t, states, params, elapsed, lengths, done, rows_out, params_out):
+        def body(t, states, params, last, elapsed, lengths, done, rows_out, params_out):
             step_seed = tf.random.experimental.stateless_fold_in(seed, t)
             sampled = params
             if spec.pen == "categorical":  # min_steps: no "end of drawing" before it
                 blocked = (t < points_to_go)[:, None]
                 sampled = tf.concat([params[:, :-1], tf.where(blocked, _NO_END_LOGIT, params[:, -1:])], 1)
-            sample = mixture_distribution(sampled, spec, temperature, sigma_temperature).sample(seed=step_seed)
-            rows, model_rows, end = codec.decode_tf(sample)
+            distribution = mixture_distribution(sampled, spec, temperature, sigma_temperature)
+            rows, model_rows, end = codec.decode_tf(distribution.sample(codec.draws, seed=step_seed), last)
             finished = tf.logical_and(end, stop)
             keep = tf.logical_and(~done, ~finished)  # the row belongs to its sequence
             if dt is not None:  # the time limit: shorten the row that crosses it
@@ -565,7 +581,7 @@ def _generation_loop(model, codec, size):
                 crossing = rows[:, dt] >= left
                 keep = tf.logical_and(keep, ~tf.logical_and(crossing, left < formats.MIN_DT))
                 rows = tf.concat([rows[:, :dt], tf.minimum(rows[:, dt : dt + 1], left[:, None]), rows[:, dt + 1 :]], 1)
-                model_rows = tf.where(crossing[:, None], codec.encode_tf(rows), model_rows)
+                model_rows = tf.where(crossing[:, None], codec.encode_tf(rows, last), model_rows)
                 elapsed = elapsed + tf.where(keep, rows[:, dt], 0.0)
                 finished = tf.logical_or(finished, crossing)
             rows_out = rows_out.write(t, rows)
@@ -574,16 +590,17 @@ def _generation_loop(model, codec, size):
             outputs = step_model([model_rows, *states])
             params = tf.where(keep[:, None], outputs[0], params)
             states = [tf.where(keep[:, None], new, old) for new, old in zip(outputs[1:], states)]
+            last = tf.where(keep[:, None], model_rows, last)
             done = tf.logical_or(done, finished)
-            return t + 1, states, params, elapsed, lengths, done, rows_out, params_out
+            return t + 1, states, params, last, elapsed, lengths, done, rows_out, params_out
 
-        def cond(t, states, params, elapsed, lengths, done, rows_out, params_out):
+        def cond(t, states, params, last, elapsed, lengths, done, rows_out, params_out):
             return tf.logical_and(t < max_steps, ~tf.reduce_all(done))
 
-        t, states, params, elapsed, lengths, done, rows_out, params_out = tf.while_loop(
-            cond, body, [0, states, params, elapsed, lengths, done, rows_out, params_out]
+        t, states, params, last, elapsed, lengths, done, rows_out, params_out = tf.while_loop(
+            cond, body, [0, states, params, last, elapsed, lengths, done, rows_out, params_out]
         )
-        return states, params, rows_out.stack(), params_out.stack(), lengths, t
+        return states, params, last, rows_out.stack(), params_out.stack(), lengths, t
 
     return loop
 

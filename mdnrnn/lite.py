@@ -153,6 +153,7 @@ class LiteConfig:
     columns: tuple  # the data's columns (see `mdnrnn.formats`)
     input_size: int  # width of a model input row
     min_steps: int = 0  # stroke-5: no "end of drawing" before this many points
+    targets: str = "rows"  # "offsets": positions predicted as changes (see `ModelConfig`)
 
     @property
     def normalisation(self) -> tuple[np.ndarray, np.ndarray]:
@@ -190,6 +191,7 @@ def read_sidecar(path) -> LiteConfig:
             layers=int(config["layers"]), mean=config.get("mean"), std=config.get("std"),
             preset=config.get("preset"), columns=tuple(meta["columns"]),
             input_size=int(meta["input_size"]), min_steps=int(config.get("min_steps", 0)),
+            targets=config.get("targets", "rows"),
         )
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{meta_path} is not an mdnrnn LiteRT sidecar: {error}") from None
@@ -251,7 +253,9 @@ class LiteGenerator(Temperatures):
         self.min_steps = int(min_steps) if self.spec.pen == "categorical" else 0
         self._rng = np.random.default_rng(seed)
         # The row codec: encodes inputs, start rows, decodes samples (see `mdnrnn.formats`).
-        self.codec = formats.RowCodec(config.data_kind, self.spec.dim, self.spec.pen, *config.normalisation)
+        self.codec = formats.RowCodec(
+            config.data_kind, self.spec.dim, self.spec.pen, *config.normalisation, config.targets
+        )
         self._tables = SamplerTables(self.spec)
         self._interpreter = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
         self._interpreter.allocate_tensors()
@@ -280,7 +284,8 @@ class LiteGenerator(Temperatures):
                 f"Received an invalid value for `batch_size`, expected a positive integer. Received: batch_size={batch_size!r}"
             )
         self._zero_state(batch_size)
-        self._params = self._advance(self._start_rows(batch_size))
+        self._last = self._start_rows(batch_size)
+        self._params = self._advance(self._last)
 
     def prime(self, prefixes):
         """Resets to one sequence per prefix and feeds the prefixes (see `Generator.prime`).
@@ -302,17 +307,20 @@ class LiteGenerator(Temperatures):
             raise ValueError("`prefixes` is empty; pass at least one prefix.")
         batch = len(prefixes)
         self._zero_state(batch)
+        self._last = self._start_rows(batch)
         if self.config.data_kind == "stroke3":
-            self._params = self._advance(self._start_rows(batch))
+            self._params = self._advance(self._last)
         lengths = np.array([len(p) for p in prefixes])
+        encoded = [self.codec.encode(p) for p in prefixes]  # [len_i, input_size] each
         for t in range(lengths.max()):
             active = np.flatnonzero(lengths > t)  # finished prefixes keep their state
-            model_rows = self.codec.encode(np.stack([prefixes[i][t] for i in active]))
+            model_rows = np.stack([encoded[i][t] for i in active])
             # The training model's Masking layer skips all-zero model rows (padding), and
             # so a real stroke-3 row (0, 0, 0): it keeps the state and the output. So here.
             fed = model_rows.any(axis=1)
             if fed.any():
                 self._params[active[fed]] = self._advance(model_rows[fed], active[fed])
+            self._last[active] = model_rows
             self._points[active] += 1
 
     def step(self, return_params: bool = False):
@@ -324,9 +332,14 @@ class LiteGenerator(Temperatures):
         """
         params = self._params
         no_end = self._points < self.min_steps if self.min_steps else None
-        sample = sample_numpy(params, self._tables, self._rng, self._temperature, self.variance_scale, no_end)
-        rows, model_rows = self.codec.decode(*sample)
+        values, pen = sample_numpy(params, self._tables, self._rng, self._temperature, self.variance_scale, no_end)
+        values = self.codec.redraw(
+            values, self._last,
+            lambda index: sample_numpy(params[index], self._tables, self._rng, self._temperature, self.variance_scale)[0],
+        )
+        rows, model_rows = self.codec.decode(values, pen, self._last)
         self._params = self._advance(model_rows)
+        self._last = model_rows
         self._points += 1
         return (rows, params) if return_params else rows
 

@@ -19,11 +19,11 @@ import zipfile
 import numpy as np
 
 from mdnrnn._tf import keras
+from mdnrnn.formats import TARGETS, RowCodec
 from mdnrnn.mixture import MixtureDensity, MixtureNLL, MixtureSpec
 
 DATA_KINDS = ("stroke3", "touch", "impsy")
 CELLS = ("lstm", "layer_norm")
-_PEN_INPUT_SIZES = {None: 0, "bernoulli": 1, "categorical": 3}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +47,10 @@ class ModelConfig:
         std: Per continuous column, the training data's standard deviation; `None`
             means ones. Model rows hold `(value - mean) / std`.
         preset: Name of the preset this config came from, if any (informational).
+        targets: What the model predicts at each step: `"rows"`, the next row as it is
+            (in model units), or `"offsets"` (touch and IMPSY models): positions and
+            controller values as their change from the previous row, dt as it is. Inputs
+            are the rows either way. Defaults to `"rows"`.
         min_steps: For a stroke-5 (categorical pen) model, generation never samples "end
             of drawing" before a drawing has this many points (see `Generator`). Training
             sets it to the shortest drawing of the train split; 0 turns the rule off.
@@ -67,6 +71,7 @@ class ModelConfig:
     min_steps: int = 0
     cell: str = "lstm"
     recurrent_dropout: float = 0.0
+    targets: str = "rows"
 
     def __post_init__(self):
         if isinstance(self.spec, dict):
@@ -99,6 +104,12 @@ class ModelConfig:
                 f"Received an invalid value for `cell`, expected one of {CELLS}. Received: cell={self.cell!r}"
             )
         stroke = self.data_kind == "stroke3"
+        if self.targets not in TARGETS or (stroke and self.targets != "rows"):
+            raise ValueError(
+                f"Received an invalid value for `targets`, expected one of {TARGETS} ('offsets' "
+                f"for touch and IMPSY models only; drawings are offsets already). Received: "
+                f"data_kind={self.data_kind!r}, targets={self.targets!r}"
+            )
         if stroke and (self.spec.pen is None or self.spec.dim != 2):
             raise ValueError(
                 "A `data_kind='stroke3'` model needs a spec with dim=2 and a pen "
@@ -129,8 +140,9 @@ class ModelConfig:
 
     @property
     def input_size(self) -> int:
-        """Width of a model input row: the continuous dims plus the pen encoding."""
-        return self.spec.dim + _PEN_INPUT_SIZES[self.spec.pen]
+        """Width of a model input row (`mdnrnn.formats.RowCodec`): the continuous dims,
+        the pen encoding, and with offset targets the offset columns' changes."""
+        return RowCodec(self.data_kind, self.spec.dim, self.spec.pen, targets=self.targets).input_size
 
     @property
     def normalisation(self) -> tuple[np.ndarray, np.ndarray]:
@@ -177,8 +189,9 @@ PRESETS: dict[str, ModelConfig] = {
     "stroke3": ModelConfig(
         MixtureSpec(dim=2, components=10, pen="bernoulli"), "stroke3", units=256, layers=2
     ),
-    # RoboJam-sized touch-screen performances: x, y, dt.
-    "touch": ModelConfig(MixtureSpec(dim=3, components=5), "touch", units=256, layers=2),
+    # RoboJam-sized touch-screen performances: x, y, dt. Positions predicted as offsets
+    # from the previous touch: smooth swipes that stay on the screen (docs/benchmarks.md).
+    "touch": ModelConfig(MixtureSpec(dim=3, components=5), "touch", units=256, layers=2, targets="offsets"),
     # IMPSY controllers: dt + n controls (dim = 1 + n; set dim from the data).
     "impsy": ModelConfig(MixtureSpec(dim=2, components=5), "impsy", units=64, layers=2),
 }

@@ -276,7 +276,7 @@ def datasets(store_path, config: ModelConfig, settings: TrainSettings, strategy=
             worker with several replicas.
     """
     kwargs = dict(pen=config.spec.pen, window=settings.window if config.spec.pen is None else None,
-                  max_seq_len=settings.max_seq_len)
+                  max_seq_len=settings.max_seq_len, targets=config.targets)
     augment = data.Augmentation(settings.scale_augment, settings.drop_points)
     steps = settings.steps_per_epoch
 

@@ -127,6 +127,8 @@ def main(argv=None):
     parser.add_argument("--train-epochs", type=int, default=0, help="train a small model for this many epochs instead")
     parser.add_argument("--units", type=int, default=64, help="LSTM units of the model --train-epochs trains")
     parser.add_argument("--window", type=int, default=50, help="rows per training window; 0: whole performances")
+    parser.add_argument("--targets", choices=("rows", "offsets"), default=None,
+                        help="what the model --train-epochs trains predicts (default: the preset's)")
     parser.add_argument("--batch-size", type=int, default=64, help="training batch size")
     parser.add_argument("--seconds", type=float, default=5.0, help="length limit of a generated performance")
     parser.add_argument("--max-steps", type=int, default=400, help="step limit of a generated performance")
@@ -152,15 +154,18 @@ def main(argv=None):
 
             keras.utils.set_random_seed(args.seed)
             config = mdnrnn.preset("touch", units=args.units, mean=mean, std=std)
+            if args.targets:
+                config = config.replace(targets=args.targets)
             model = mdnrnn.build_model(config)
             window = args.window or None
             history = model.fit(
-                data.make_dataset(store_path, "train", args.batch_size, window=window, seed=args.seed),
-                validation_data=data.make_dataset(store_path, "valid", 64, shuffle=False),
+                data.make_dataset(store_path, "train", args.batch_size, window=window, seed=args.seed,
+                                  targets=config.targets),
+                validation_data=data.make_dataset(store_path, "valid", 64, shuffle=False, targets=config.targets),
                 epochs=args.train_epochs, verbose=0,
             )
             args.model = (
-                f"preset('touch', units={args.units}) trained {args.train_epochs} epochs on "
+                f"preset('touch', units={args.units}, targets={config.targets!r}) trained {args.train_epochs} epochs on "
                 f"{f'windows of {window} rows' if window else 'whole performances'} "
                 f"(batch {args.batch_size}; valid NLL over whole performances "
                 f"{history.history['val_loss'][-1]:.3f} nats/step)"

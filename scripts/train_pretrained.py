@@ -16,7 +16,7 @@ model card. The held-out NLL is the pooled mean over every step of the store's t
 
 Usage (from the repository root; the shipped models were made with these commands):
 
-    .venv/bin/python scripts/train_pretrained.py kanji --epochs 12
+    .venv/bin/python scripts/train_pretrained.py kanji --epochs 16
     .venv/bin/python scripts/train_pretrained.py touch --epochs 30
 
 `--ship-only` skips training and ships the best model of an existing run directory (for a
@@ -101,7 +101,7 @@ def heldout_nll(model, store_path, batch_size: int = 64) -> tuple[float, int]:
 
     loss = MixtureNLL(model.config.spec)
     dataset = data.make_dataset(store_path, "test", batch_size, pen=model.config.spec.pen,
-                                shuffle=False)
+                                shuffle=False, targets=model.config.targets)
     total, steps = 0.0, 0.0
     for inputs, targets, weights in dataset:
         nll = loss.call(targets, model(inputs, training=False))  # [B, T]

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from mdnrnn import formats
 
@@ -108,12 +109,13 @@ CODECS = {
     "stroke3": ("stroke3", 2, "bernoulli", (0.0, 0.0), (2.0, 2.0)),
     "touch": ("touch", 3, None, (0.4, 0.6, 0.1), (0.3, 0.2, 0.05)),
     "impsy": ("impsy", 3, None, (0.5, 0.4, 0.6), (0.5, 0.2, 0.3)),
+    "touch-offsets": ("touch", 3, None, (0.4, 0.6, 0.1), (0.3, 0.2, 0.05), "offsets"),
+    "impsy-offsets": ("impsy", 3, None, (0.5, 0.4, 0.6), (0.5, 0.2, 0.3), "offsets"),
 }
 
 
 def codec(name):
-    kind, dim, pen, mean, std = CODECS[name]
-    return formats.RowCodec(kind, dim, pen, mean, std)
+    return formats.RowCodec(*CODECS[name])
 
 
 def test_pen_lift_threshold_is_one_rule_everywhere():
@@ -154,7 +156,7 @@ def test_start_rows_are_documented_and_never_padding(name):
         "stroke3": [0, 0, 1],
         "touch": c.encode([[0.5, 0.5, 0.0]])[0],  # a first touch at the centre, dt = 0
         "impsy": c.encode([[0.0, 0.5, 0.5]])[0],  # dt = 0, every value 0.5
-    }[name]
+    }[name.split("-")[0]]
     np.testing.assert_array_equal(start[0], expected)
 
 
@@ -178,7 +180,9 @@ def test_decode_clips_denormalises_and_matches_its_tensorflow_form(name):
     rng = np.random.default_rng(0)
     values = rng.normal(0, 3, (60, c.dim)).astype(np.float32)
     pen = {"categorical": rng.integers(0, 3, 60), "bernoulli": rng.integers(0, 2, 60).astype(np.float32)}.get(c.pen)
-    rows, model_rows = c.decode(values.copy(), pen)
+    # The model rows fed last: offset targets are changes from them.
+    previous = c.encode(rng.uniform(0, 1, (60, len(c.columns))).astype(np.float32))
+    rows, model_rows = c.decode(values.copy(), pen, previous)
     assert rows.shape == (60, len(c.columns)) and model_rows.shape == (60, c.input_size)
     if c.pen == "categorical":
         end = pen == formats.END_OF_DRAWING
@@ -191,14 +195,102 @@ def test_decode_clips_denormalises_and_matches_its_tensorflow_form(name):
         low = np.where(np.arange(c.dim) == c.dt_index, formats.MIN_DT, 0.0)
         high = np.where(np.arange(c.dim) == c.dt_index, np.inf, 1.0)
         assert (rows >= low - 1e-7).all() and (rows <= high).all()
-        inside = ((values * c.std + c.mean > low) & (values * c.std + c.mean < high)).all(1)
-        np.testing.assert_allclose(rows[inside], values[inside] * c.std + c.mean, rtol=1e-6)
+        # By hand: offset columns (all but dt) add the previous row's value.
+        offset = np.arange(c.dim) != c.dt_index if name.endswith("offsets") else np.zeros(c.dim, bool)
+        expected = (values + np.where(offset, previous[:, : c.dim], 0.0)) * c.std + c.mean
+        inside = ((expected > low) & (expected < high)).all(1)
+        assert 0 < inside.sum() < 60  # both cases are tested
+        np.testing.assert_allclose(rows[inside], expected[inside], rtol=1e-5, atol=1e-6)
     # The model rows fed back are the encoded (clipped) data rows, except "end of drawing".
     if c.pen != "categorical":
-        np.testing.assert_allclose(model_rows, c.encode(rows), atol=1e-5)
+        np.testing.assert_allclose(model_rows, c.encode_step(rows, previous), atol=1e-5)
     sample = values if pen is None else np.column_stack([values, pen]).astype(np.float32)
-    tf_rows, tf_model_rows, tf_end = c.decode_tf(tf.constant(sample))
+    tf_rows, tf_model_rows, tf_end = c.decode_tf(tf.constant(sample[None]), tf.constant(previous))
     np.testing.assert_allclose(tf_rows.numpy(), rows, atol=1e-6)
     np.testing.assert_allclose(tf_model_rows.numpy(), model_rows, atol=1e-6)
     assert tf_end.numpy().tolist() == (list(pen == 2) if c.pen == "categorical" else [False] * 60)
-    np.testing.assert_allclose(c.encode_tf(tf.constant(rows)).numpy(), c.encode(rows), atol=1e-6)
+    np.testing.assert_allclose(
+        c.encode_tf(tf.constant(rows), tf.constant(previous)).numpy(), c.encode_step(rows, previous), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("name", ["touch-offsets", "impsy-offsets"])
+def test_offset_targets_are_changes_from_the_previous_row(name):
+    """By hand: positions and controller values become their change from the previous
+    row, in model units (the first from the start row); dt stays as it is. Decoding a
+    target after the previous row gives the row back."""
+    c = codec(name)
+    rng = np.random.default_rng(1)
+    rows = rng.uniform(0, 1, (2, 6, 3)).astype(np.float32)  # [B, T, C]
+    targets = c.targets(rows)
+    normalised = (rows - c.mean) / c.std
+    values = [0, 1] if name.startswith("touch") else [1, 2]
+    dt = 2 if name.startswith("touch") else 0
+    np.testing.assert_allclose(targets[:, 1:, values], np.diff(normalised[:, :, values], axis=1), atol=1e-6)
+    np.testing.assert_allclose(targets[:, 0, values], normalised[:, 0, values] - c.start_row[values], atol=1e-6)
+    np.testing.assert_allclose(targets[..., dt], normalised[..., dt], atol=1e-6)
+    np.testing.assert_allclose(targets[0], c.targets(rows[0]), atol=1e-6)  # one sequence alike
+    # Inputs: the normalised row, then the same changes (0 for the first row).
+    inputs = c.encode(rows)
+    assert inputs.shape == (2, 6, 5)
+    np.testing.assert_allclose(inputs[..., :3], normalised, atol=1e-6)
+    np.testing.assert_allclose(inputs[:, 1:, 3:], targets[:, 1:, values], atol=1e-6)
+    np.testing.assert_array_equal(inputs[:, 0, 3:], 0.0)
+    for t in range(1, 6):
+        decoded, model_rows = c.decode(targets[:, t].copy(), None, inputs[:, t - 1])
+        np.testing.assert_allclose(decoded, rows[:, t], atol=1e-5)
+        np.testing.assert_allclose(model_rows, inputs[:, t], atol=1e-5)
+        np.testing.assert_allclose(c.encode_step(rows[:, t], inputs[:, t - 1]), inputs[:, t], atol=1e-6)
+
+
+def test_offset_targets_are_refused_for_drawings():
+    with pytest.raises(ValueError, match="targets='offsets'"):
+        formats.RowCodec("stroke3", 2, "bernoulli", targets="offsets")
+    with pytest.raises(ValueError, match="targets='delta'"):
+        formats.RowCodec("touch", 3, targets="delta")
+
+
+@pytest.mark.parametrize("name", ["touch", "touch-offsets"])
+def test_redraw_truncates_samples_to_the_bounds(name):
+    """Samples outside x, y in [0, 1] or dt >= 0 are drawn again: the rows then follow
+    the sampled distribution truncated to the bounds (a one-sample KS test against
+    SciPy's truncated normal, p > 0.001 with fixed seeds)."""
+    c = codec(name)
+    rng = np.random.default_rng(2)
+    n = 4000
+    previous = c.encode(np.tile([0.7, 0.5, 0.02], (n, 1)).astype(np.float32))
+    # Model-unit draws whose data-unit x is N(0.85, 0.2): about 23% fall above 1.
+    x_mean = 0.85 if name == "touch" else 0.85 - 0.7
+    loc = np.array([(x_mean - c.mean[0] * (name == "touch")) / c.std[0], 0.0, (0.04 - c.mean[2]) / c.std[2]])
+    scale = np.array([0.2 / c.std[0], 0.5, 0.01 / c.std[2]])
+
+    def draw(index):
+        return (loc + scale * rng.standard_normal((len(index), 3))).astype(np.float32)
+
+    values = c.redraw(draw(np.arange(n)), previous, draw)
+    rows, _ = c.decode(values, None, previous)
+    assert (rows[:, :2] > 0).all() and (rows[:, :2] < 1).all()  # nothing left for the clip
+    truncated = stats.truncnorm((0 - 0.85) / 0.2, (1 - 0.85) / 0.2, loc=0.85, scale=0.2)
+    assert stats.kstest(rows[:, 0], truncated.cdf).pvalue > 0.001
+    assert stats.kstest(rows[:, 0], stats.norm(0.85, 0.2).cdf).pvalue < 1e-6  # the untruncated one is told apart
+    # Drawings have no bounds: redraw never calls `draw`.
+    stroke = codec("stroke3")
+    values = rng.normal(0, 50, (5, 2)).astype(np.float32)
+    assert stroke.redraw(values, stroke.start_rows(5), None) is values
+
+
+def test_decode_tf_takes_the_first_draw_inside_the_bounds():
+    from mdnrnn._tf import tf
+
+    c = codec("touch-offsets")
+    previous = c.encode(np.array([[0.5, 0.5, 0.02]] * 3, np.float32))
+    # Draws (data units of change, as model units below): row 0 inside at draw 1, row 1 at
+    # draw 0, row 2 never (so draw 0, clipped).
+    changes = np.array([
+        [[0.9, 0.0, 0.02], [0.1, 0.0, 0.02], [0.9, 0.0, 0.02]],
+        [[0.2, 0.1, 0.03], [0.3, 0.0, 0.02], [0.8, 0.0, 0.02]],
+        [[0.0, 0.0, 0.05], [0.0, 0.0, 0.05], [0.7, 0.0, 0.02]],
+    ], np.float32)
+    samples = ((changes - [0, 0, c.mean[2]]) / c.std).astype(np.float32)
+    rows, _, _ = c.decode_tf(tf.constant(samples), tf.constant(previous))
+    np.testing.assert_allclose(rows.numpy(), [[0.7, 0.6, 0.03], [0.6, 0.5, 0.02], [1.0, 0.5, 0.02]], atol=1e-5)

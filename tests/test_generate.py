@@ -132,8 +132,8 @@ def test_priming_a_batch_equals_the_model_on_each_prefix(name):
             rows[1:, :2] = prefix[:, :2]
             rows[1:, 2] = 1 - prefix[:, 2]
             rows[1:, 3] = prefix[:, 2]
-        else:
-            rows = prefix
+        else:  # normalised (mean 0, std 1 here) x, y, dt, then the change of x and y (0 first)
+            rows = np.concatenate([prefix, np.diff(prefix[:, :2], axis=0, prepend=prefix[:1, :2])], 1)
         expected = model(rows[None]).numpy()[0, -1]
         np.testing.assert_allclose(generator.params[i], expected, atol=1e-5)
 
@@ -165,8 +165,7 @@ def test_generate_returns_params_that_match_the_model():
     generator = Generator(model, seed=4)
     sequences, params = generator.generate(n=2, max_steps=5, return_params=True)
     assert params[0].shape == (5, model.config.spec.params_size)
-    codec = generator.codec
-    inputs = np.concatenate([codec.start_rows(1), codec.encode(sequences[0][:4])], 0)
+    inputs = model_inputs(generator.codec, sequences[0][:4], after_start=True)
     np.testing.assert_allclose(params[0], model(inputs[None]).numpy()[0], atol=1e-5)
 
 
@@ -233,7 +232,7 @@ def test_bad_temperatures_raise_when_made_and_when_set(name, value):
 @pytest.mark.parametrize("path", ["step", "generate"])
 def test_generator_made_before_training_samples_the_new_weights(path):
     """Weights are read at reset() and prime(), not copied once when the generator is made."""
-    model = model_for("touch")
+    model = model_for("touch", targets="rows")  # inputs are the rows (mean 0, std 1)
     generator = Generator(model, seed=0)
     before = generator.params
     generator.generate(n=1, max_steps=1)  # compiles the loop with the old weights
@@ -265,12 +264,18 @@ def test_touch_pipeline_and_generator_encode_rows_alike(tmp_path):
     path = data.write_store(tmp_path / "t.h5", sequences, kind="touch", splits=["train"] * 2)
     with data.open_store(path) as store:
         mean, std = store.mean, store.std
-    batch = next(iter(data.make_dataset(path, "train", 2, window=8, shuffle=False)))
-    inputs, targets = (x.numpy() for x in batch[:2])
     config = models.preset("touch", units=8, components=2, mean=tuple(mean), std=tuple(std))
+    batch = next(iter(data.make_dataset(path, "train", 2, window=8, shuffle=False, targets=config.targets)))
+    inputs, targets = (x.numpy() for x in batch[:2])
     generator = Generator(build_model(config))
     np.testing.assert_allclose(inputs[0], generator.codec.encode(sequences[0][:8]), atol=1e-6)
-    np.testing.assert_allclose(targets[0], generator.codec.encode(sequences[0][1:9]), atol=1e-6)
+    # By hand: the inputs hold normalised rows then the change of x, y (0 first); the
+    # targets, the change of x, y to the next row and its dt.
+    normalised = (sequences[0] - mean) / std
+    np.testing.assert_allclose(inputs[0, :, :3], normalised[:8], atol=1e-6)
+    np.testing.assert_allclose(inputs[0, 1:, 3:], np.diff(normalised[:8, :2], axis=0), atol=1e-6)
+    np.testing.assert_allclose(targets[0, :, :2], np.diff(normalised[:9, :2], axis=0), atol=1e-6)
+    np.testing.assert_allclose(targets[0, :, 2], normalised[1:9, 2], atol=1e-6)
     assert abs(inputs[0, 0, 2] * std[2] + mean[2]) < 1e-6  # dt = 0 first
     np.testing.assert_allclose(generator.codec.start_row[2], inputs[0, 0, 2], atol=1e-6)
     assert np.abs(generator.codec.start_row).sum() > 0  # never the padding row
@@ -302,13 +307,13 @@ def test_step_runs_blas_on_one_thread_at_small_batch_sizes(monkeypatch):
 PEN_PRESETS = {None: "touch", "bernoulli": "stroke3", "categorical": "kanji"}
 
 
-def random_weights_model(pen, seed):
+def random_weights_model(pen, seed, targets="rows"):
     """A small model whose every weight and bias is drawn from a normal distribution."""
     import keras
 
     keras.utils.set_random_seed(seed)
     stats = dict(mean=(0.5, 0.5, 0.1), std=(0.3, 0.3, 0.08)) if pen is None else dict(std=(3.0, 3.0))
-    model = build_model(preset(PEN_PRESETS[pen], units=12, layers=2, components=3, **stats))
+    model = build_model(preset(PEN_PRESETS[pen], units=12, layers=2, components=3, targets=targets, **stats))
     rng = np.random.default_rng(seed)
     for variable in model.weights:
         variable.assign(rng.normal(0.0, 0.5, variable.shape).astype(np.float32))
@@ -318,6 +323,9 @@ def random_weights_model(pen, seed):
 def model_inputs(codec, rows, after_start):
     """What the training pipeline would feed for these data rows: the encoded rows, after
     the start row where training has one; "end of drawing" rows feed the stroke-5 end row."""
+    if codec.pen is None and after_start:  # the start row stands for a first event at the centre
+        first_event = np.where(np.arange(codec.dim) == codec.dt_index, 0.0, mdnrnn.formats.START_VALUE)
+        return codec.encode(np.concatenate([first_event[None], rows]))
     encoded = codec.encode(rows)
     if codec.pen == "categorical":
         ended = (rows[:, 0] == 0) & (rows[:, 1] == 0) & (rows[:, 2] == 1)
@@ -326,11 +334,11 @@ def model_inputs(codec, rows, after_start):
 
 
 @pytest.mark.parametrize("sigma_temperature", [1.0, 0.5])
-@pytest.mark.parametrize("pen", [None, "bernoulli", "categorical"])
-def test_numpy_step_compiled_loop_and_training_model_agree(pen, sigma_temperature):
+@pytest.mark.parametrize("pen, targets", [(None, "rows"), (None, "offsets"), ("bernoulli", "rows"), ("categorical", "rows")])
+def test_numpy_step_compiled_loop_and_training_model_agree(pen, targets, sigma_temperature):
     """Parameters from `step()`, from `generate(return_params=True)` and from `MixtureRNN`
     fed the same rows agree to 1e-4 at every step, from scratch and after `prime()`."""
-    model = random_weights_model(pen, seed=len(str(pen)))
+    model = random_weights_model(pen, seed=len(str(pen)), targets=targets)
     rng = np.random.default_rng(0)
     steps = 12
     if pen is None:
@@ -425,3 +433,34 @@ def test_priming_skips_what_the_training_model_masks():
     assert not inputs[2].any() and not inputs[4].any()  # the two masked rows
     np.testing.assert_allclose(generator.params[0], model(inputs[None]).numpy()[0, -1], atol=1e-5)
     np.testing.assert_allclose(generator.params[1], model(inputs[None, :3]).numpy()[0, -1], atol=1e-5)
+
+
+@pytest.mark.parametrize("targets", ["rows", "offsets"])
+@pytest.mark.parametrize("path", ["step", "generate"])
+def test_touch_samples_are_truncated_to_the_screen_not_clipped(path, targets):
+    """A head pinned to x ~ N(0.85, 0.2) (absolute, or as a change from x = 0.5 fed back)
+    puts about 23% of its mass beyond the screen's edge. Both paths draw those again, so
+    no point lands on the edge and x follows the truncated normal (one-sample KS test
+    against SciPy's `truncnorm`, p > 0.001 with fixed seeds)."""
+    mean, std = np.array([0.4, 0.45, 0.05]), np.array([0.3, 0.3, 0.1])
+    model = build_model(preset("touch", units=8, components=1, mean=tuple(mean), std=tuple(std), targets=targets))
+    x_loc = 0.85 if targets == "rows" else 0.35  # a change from x = 0.5
+    loc = [(x_loc - mean[0] * (targets == "rows")) / std[0], (0.5 - mean[1]) * (targets == "rows") / std[1],
+           (0.05 - mean[2]) / std[2]]
+    # scale = softplus(bias) + MIN_SCALE: the bias that gives a data-unit spread of 0.2 for x.
+    scale = np.array([0.2 / std[0], 0.1 / std[1], 0.01 / std[2]]) - mdnrnn.mixture.MIN_SCALE
+    set_head_bias(model, loc=loc, scale=np.log(np.expm1(scale)))
+    generator = Generator(model, seed=4)
+    x = []
+    for _ in range(40):
+        if targets == "offsets":  # every step starts from x = 0.5 again
+            generator.prime([np.array([[0.5, 0.5, 0.05]], np.float32)] * 100)
+        else:
+            generator.reset(100)
+        rows = generator.step() if path == "step" else np.stack([s[0] for s in generator.generate(max_steps=1)])
+        x.append(rows[:, 0])
+    x = np.concatenate(x)
+    assert (x > 0).all() and (x < 1).all()
+    truncated = stats.truncnorm((0 - 0.85) / 0.2, (1 - 0.85) / 0.2, loc=0.85, scale=0.2)
+    assert stats.kstest(x, truncated.cdf).pvalue > 0.001
+    assert stats.kstest(x, stats.norm(0.85, 0.2).cdf).pvalue < 1e-6  # the untruncated one is told apart

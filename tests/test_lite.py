@@ -24,6 +24,7 @@ KINDS = {
 }
 KINDS["touch-full"] = KINDS["touch"].replace(covariance="full")  # a full-covariance head
 KINDS["kanji-layer-norm"] = KINDS["kanji"].replace(cell="layer_norm")  # sketch-rnn's cell
+KINDS["touch-offsets"] = KINDS["touch"].replace(targets="offsets")  # positions as changes
 PREFIXES = {
     "kanji": np.array([[3, 1, 0], [2, -4, 0], [0.5, 0.5, 1], [-6, 2, 0], [1, 1, 1]], np.float32),
     # (0, 0, 0) encodes to the padding row, which the training model masks: prime skips it.
@@ -33,6 +34,7 @@ PREFIXES = {
 }
 PREFIXES["touch-full"] = PREFIXES["touch"]
 PREFIXES["kanji-layer-norm"] = PREFIXES["kanji"]
+PREFIXES["touch-offsets"] = PREFIXES["touch"]
 
 
 def random_model(config, seed):

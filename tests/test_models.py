@@ -29,7 +29,9 @@ def test_presets_cover_the_data_kinds():
     assert kanji.input_size == 5 and kanji.data_kind == "stroke3"
     assert sketch.units * sketch.layers > kanji.units * kanji.layers
     touch = preset("touch")
-    assert (touch.spec.dim, touch.spec.pen, touch.input_size) == (3, None, 3)
+    # x, y, dt and the change of x and y since the previous touch (offset targets)
+    assert (touch.spec.dim, touch.spec.pen, touch.targets, touch.input_size) == (3, None, "offsets", 5)
+    assert touch.replace(targets="rows").input_size == 3
     impsy = preset("impsy", dim=9)
     assert impsy.spec.dim == 9 and impsy.preset == "impsy"
     assert preset("stroke3").spec.pen == "bernoulli" and preset("stroke3").input_size == 3
@@ -133,7 +135,7 @@ def test_save_load_same_outputs_config_and_nll(tmp_path, name, covariance):
     config = preset(name, units=16, components=3, covariance=covariance)
     if name == "touch":
         config = config.replace(mean=(0.5, 0.5, 0.05), std=(0.3, 0.3, 0.1))
-        x = rng.normal(size=(2, 6, 3)).astype(np.float32)
+        x = rng.normal(size=(2, 6, config.input_size)).astype(np.float32)
         y = rng.normal(size=(2, 6, 3)).astype(np.float32)
     elif name == "stroke3":
         x = np.concatenate([rng.normal(size=(2, 6, 2)), rng.integers(0, 2, (2, 6, 1))], -1).astype(np.float32)
@@ -176,11 +178,12 @@ def test_load_model_errors(tmp_path):
 FULL_PRESETS = {None: "touch", "categorical": "kanji"}
 
 
-def random_full_model(pen, seed):
+def random_full_model(pen, seed, **overrides):
     """A small full-covariance model whose every weight is drawn from N(0, 0.5^2)."""
     keras.utils.set_random_seed(seed)
     stats = dict(mean=(0.5, 0.5, 0.1), std=(0.3, 0.3, 0.08)) if pen is None else dict(std=(3.0, 3.0))
-    model = build_model(preset(FULL_PRESETS[pen], units=12, layers=2, components=3, covariance="full", **stats))
+    model = build_model(preset(FULL_PRESETS[pen], units=12, layers=2, components=3, covariance="full", **stats,
+                               **overrides))
     rng = np.random.default_rng(seed)
     for variable in model.weights:
         variable.assign(rng.normal(0.0, 0.5, variable.shape).astype(np.float32))
@@ -188,7 +191,11 @@ def random_full_model(pen, seed):
 
 
 def training_inputs(codec, rows, after_start):
-    """The training model's inputs for these data rows (stroke-5 "end" rows feed the end row)."""
+    """The training model's inputs for these data rows (stroke-5 "end" rows feed the end row;
+    a touch start row stands for a first event at the centre)."""
+    if codec.pen is None and after_start:
+        first_event = np.where(np.arange(codec.dim) == codec.dt_index, 0.0, mdnrnn.formats.START_VALUE)
+        return codec.encode(np.concatenate([first_event[None], rows]))
     encoded = codec.encode(rows)
     if codec.pen == "categorical":
         ended = (rows[:, 0] == 0) & (rows[:, 1] == 0) & (rows[:, 2] == 1)
@@ -267,7 +274,7 @@ def test_generator_temperature_to_zero_samples_the_most_likely_mean(path):
     from mdnrnn import Generator
     from mdnrnn.mixture import split_params
 
-    model = random_full_model(None, seed=4)
+    model = random_full_model(None, seed=4, targets="rows")  # samples are the rows' model values
     spec = model.config.spec
 
     def first_draws(generator):

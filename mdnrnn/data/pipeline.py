@@ -644,8 +644,7 @@ def make_dataset(
             replica_slices,
         )
 
-    c = plans[0].n_columns
-    f_in, f_out = {"categorical": (5, 3), "bernoulli": (3, 3)}.get(mode, (c, c))
+    f_in, f_out = plans[0].codec.input_size, plans[0].n_columns
     signature = (
         tf.TensorSpec((None, None, f_in), tf.float32),
         tf.TensorSpec((None, None, f_out), tf.float32),
