@@ -83,10 +83,15 @@ the exporters.
 - Decoding a sample (model units, from `mixture_distribution` or the NumPy
   sampler): with offset targets add the previous model row's values, then
   denormalise. Touch `x, y` and IMPSY values lie in [0, 1] and every `dt` is at
-  least 0: a sample outside is drawn again from the same distribution, up to
-  `REDRAWS` draws (`RowCodec.redraw`; the compiled loop takes the first of
-  `REDRAWS` draws inside), so rows follow the model's distribution truncated
-  to the data's range rather than piling up on the screen's edge. A row whose
+  least 0: the mixture component is drawn with the probability the model
+  gives it, then values outside the bounds are drawn again from that component,
+  up to `REDRAWS` draws (`RowCodec.redraw`; the compiled loop takes the first
+  of `REDRAWS` draws inside), so each component is truncated to the data's
+  range rather than piling up on the screen's edge, and a broad component
+  (a touch that jumps elsewhere) keeps its probability. Where none of those
+  draws fell inside, component and values are drawn again, up to `REDRAWS`
+  more times (a component with almost no mass inside is not truncated to a
+  sliver along the edge). A row whose
   every draw fell outside is clipped into [0, 1] (`dt` to at least `MIN_DT`),
   then the clipped row is re-encoded as the next model input. A stroke-5 pen class maps through
   `STROKE5_CLASS_ROWS` (data row) and `STROKE5_CLASS_MODEL_ROWS` (model row):
@@ -568,10 +573,11 @@ class RowCodec:
         """Draws again the samples whose rows fall outside the data's bounds.
 
         Touch positions lie in [0, 1] and every dt is at least 0 (IMPSY values too): a
-        sample outside is drawn again from the same distribution, up to `REDRAWS` draws
-        in all, so each row is a draw of the model's distribution truncated to the
-        bounds. A row whose every draw fell outside keeps its first (`decode` clips it).
-        Drawings have no bounds and come back as they are.
+        sample outside is drawn again by `draw` (the sampler draws from the mixture
+        component the row chose), up to `REDRAWS` draws in all, so each row is a draw of
+        its component truncated to the bounds. A row whose every draw fell outside
+        keeps its first (`decode` clips it). Drawings have no bounds and come back as
+        they are.
 
         Args:
             values: float32 `(B, D)` samples in model units (changed in place).

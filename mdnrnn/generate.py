@@ -27,6 +27,7 @@ from mdnrnn import formats
 from mdnrnn.temperature import Temperatures
 from mdnrnn.mixture import MAX_CORRELATION_PARAM, MIN_SCALE, mixture_distribution
 from mdnrnn.models import LayerNormLSTMCell, MixtureRNN, build_step_model
+from mdnrnn.sampler import SamplerTables, sample_numpy
 
 # Smallest dt (seconds) a generated touch or IMPSY row can have (see `mdnrnn.formats`).
 MIN_DT = formats.MIN_DT
@@ -100,9 +101,8 @@ class Generator(Temperatures):
         k, d, c = self.spec.components, self.spec.dim, self.spec.correlation_size
         self._scale_slice = slice(k + k * d, k + 2 * k * d)
         self._correlation_slice = slice(k + 2 * k * d, k + 2 * k * d + k * c) if c else None
-        self._init_numpy_tables()
+        self._tables = SamplerTables(self.spec)
         self._work = None  # preallocated NumPy work arrays for one batch size
-        self._starts = np.zeros((0, 1), np.int64)
         self.reset(1)
 
     # ----------------------------------------------------------------- state
@@ -228,8 +228,7 @@ class Generator(Temperatures):
         """
         params = self._params
         with _blas_threads(len(params)):
-            values, pen = self._sample_numpy(params)
-            values = self.codec.redraw(values, self._last, lambda index: self._sample_numpy(params[index])[0])
+            values, pen = self._sample_numpy(params, self._last)
             rows, model_rows = self.codec.decode(values, pen, self._last)
             self._params = self._advance(model_rows)
         self._last = model_rows
@@ -325,20 +324,6 @@ class Generator(Temperatures):
     # the fixed overhead of each NumPy call: it keeps calls few, works in place in
     # preallocated float32 arrays and draws the random numbers of a step in two calls.
 
-    def _init_numpy_tables(self):
-        """Constants of the NumPy sampler and decoder, made once."""
-        k, d, c = self.spec.components, self.spec.dim, self.spec.correlation_size
-        # Columns of the mixture logits, then of a categorical pen's logits.
-        self._logit_columns = np.arange(k)
-        if self.spec.pen == "categorical":
-            self._logit_columns = np.r_[self._logit_columns, self.spec.params_size - 3 : self.spec.params_size]
-        # Component -> its loc, scale (and correlation) columns in a params row: [K, 2D + C].
-        offsets = np.concatenate([np.arange(d), k * d + np.arange(d)])  # component 0's loc, scale
-        self._loc_scale_columns = k + np.arange(k)[:, None] * d + offsets
-        if c:
-            correlation = k + 2 * k * d + np.arange(k)[:, None] * c + np.arange(c)  # [K, C]
-            self._loc_scale_columns = np.concatenate([self._loc_scale_columns, correlation], 1)
-
     def _work_arrays(self, batch_size):
         """Preallocated arrays, and views into them, for one batch size (the last used)."""
         if self._work is not None and self._work[0] == batch_size:
@@ -359,12 +344,6 @@ class Generator(Temperatures):
             layers.append((kernel, xh, xh[:, :inputs], xh[:, inputs:-1], z, sigmoid, i, f, o, g, tanh_c))
         self._work = (batch_size, layers)
         return self._work
-
-    def _row_starts(self, batch_size):
-        """`(B, 1)` offsets of each params row in the flattened params (cached per size)."""
-        if len(self._starts) != batch_size:
-            self._starts = np.arange(batch_size)[:, None] * self.spec.params_size
-        return self._starts
 
     def _advance(self, model_rows):
         """Feeds one model row per sequence; returns the next step's params (B, P).
@@ -406,48 +385,20 @@ class Generator(Temperatures):
             correlation *= _MAX_CORRELATION_PARAM
         return params
 
-    def _sample_numpy(self, params):
-        """One draw per row of `params`, the same distribution as `mixture_distribution`.
-
-        Categorical draws are Gumbel-max draws: with `G` standard Gumbel noise,
-        `argmax(logits / temperature + G)`, or equally `argmax(logits + temperature * G)`,
-        is distributed as `softmax(logits / temperature)`; `G = -log(E)` with `E`
-        standard exponential.
+    def _sample_numpy(self, params, previous=None):
+        """One draw per row of `params` (`mdnrnn.sampler.sample_numpy`, with this
+        generator's temperatures, `min_steps` and, given the model rows fed last, the
+        row codec's bounds).
 
         Returns:
             `(values, pen)`: model-space values `(B, D)`, and the pen `(B,)` (a class
             index for stroke-5, a 0/1 float for stroke-3) or `None` without a pen.
         """
-        k, d = self.spec.components, self.spec.dim
-        batch = len(params)
-        rng = self._rng
-        categorical_pen = self.spec.pen == "categorical"
-        # Drawn in float64, whose exponential draws are never 0 in practice (log(0) warns).
-        noise = rng.standard_exponential((batch, k + 3 if categorical_pen else k))
-        scores = np.log(noise, out=noise).astype(np.float32)  # -G
-        if self.temperature != 1.0:
-            scores *= np.float32(self.temperature)
-        # scores = logits - temperature * log(E), for the components and the pen together.
-        np.subtract(params.take(self._logit_columns, axis=1), scores, out=scores)
-        if self.min_steps:  # no "end of drawing" before min_steps points
-            scores[self._points < self.min_steps, -1] = -np.inf
-        columns = self._loc_scale_columns[scores[:, :k].argmax(axis=1)]  # [B, 2D], chosen component
-        if batch > 1:
-            columns += self._row_starts(batch)
-        loc_scale = params.take(columns)  # [B, 2D]
-        values = rng.standard_normal((batch, d), np.float32)
-        if self._correlation_slice is not None:  # full covariance: L_corr @ z
-            values = _correlate(values, loc_scale[:, 2 * d :])
-        if self.variance_scale != 1.0:
-            values *= np.float32(np.sqrt(self.variance_scale))
-        values *= loc_scale[:, d : 2 * d]
-        values += loc_scale[:, :d]
-        if categorical_pen:
-            return values, scores[:, k:].argmax(axis=1)
-        if self.spec.pen == "bernoulli":
-            probability = 0.5 * np.tanh(0.5 / self.temperature * params[:, -1]) + 0.5  # sigmoid
-            return values, (rng.random(batch) < probability).astype(np.float32)
-        return values, None
+        no_end = self._points < self.min_steps if self.min_steps else None
+        return sample_numpy(
+            params, self._tables, self._rng, self.temperature, self.variance_scale, no_end, self.codec, previous
+        )
+
 
 # Constants of the NumPy path as 0-d float32 arrays: NumPy applies these faster than
 # Python floats, and they keep every array float32.
@@ -455,21 +406,6 @@ _ZERO, _HALF, _MIN_SCALE, _MAX_CORRELATION_PARAM = (
     np.array(value, np.float32) for value in (0.0, 0.5, MIN_SCALE, MAX_CORRELATION_PARAM)
 )
 
-
-def _correlate(z, correlation):
-    """`L_corr @ z` per row: standard normal draws `z` (B, D) given correlation `u` (B, C).
-
-    `L_corr` is the correlation Cholesky factor of `mixture.correlation_cholesky`: row i
-    is `[u_i0, ..., u_i(i-1), 1]` over its length, so `y_i = (u_i . z[:i] + z_i) / norm_i`.
-    """
-    out = np.empty_like(z)
-    out[:, 0] = z[:, 0]
-    start = 0
-    for i in range(1, z.shape[1]):
-        u = correlation[:, start : start + i]  # [B, i]
-        start += i
-        out[:, i] = (np.einsum("bi,bi->b", u, z[:, :i]) + z[:, i]) / np.sqrt(1.0 + np.einsum("bi,bi->b", u, u))
-    return out
 
 # The end-of-drawing logit while `min_steps` holds it back: exp(-1e30 / T) is 0 for any T.
 _NO_END_LOGIT = np.float32(-1e30)
@@ -573,7 +509,19 @@ def _generation_loop(model, codec, size):
                 blocked = (t < points_to_go)[:, None]
                 sampled = tf.concat([params[:, :-1], tf.where(blocked, _NO_END_LOGIT, params[:, -1:])], 1)
             distribution = mixture_distribution(sampled, spec, temperature, sigma_temperature)
-            rows, model_rows, end = codec.decode_tf(distribution.sample(codec.draws, seed=step_seed), last)
+            if codec.draws == 1:
+                samples = distribution.sample(1, seed=step_seed)
+            else:  # bounded rows (no pen): one component per row, `draws` values from it
+                component_seed, values_seed, mixture_seed = tf.unstack(
+                    tf.random.experimental.stateless_split(step_seed, 3)
+                )
+                component = distribution.mixture_distribution.sample(seed=component_seed)  # [B]
+                values = distribution.components_distribution.sample(codec.draws, seed=values_seed)  # [n, B, K, D]
+                values = tf.transpose(values, [1, 0, 2, 3])  # [B, n, K, D]
+                samples = tf.transpose(tf.gather(values, component, axis=2, batch_dims=1), [1, 0, 2])  # [n, B, D]
+                # Then fresh components too, for rows whose component has nothing inside.
+                samples = tf.concat([samples, distribution.sample(codec.draws, seed=mixture_seed)], 0)
+            rows, model_rows, end = codec.decode_tf(samples, last)
             finished = tf.logical_and(end, stop)
             keep = tf.logical_and(~done, ~finished)  # the row belongs to its sequence
             if dt is not None:  # the time limit: shorten the row that crosses it

@@ -464,3 +464,23 @@ def test_touch_samples_are_truncated_to_the_screen_not_clipped(path, targets):
     truncated = stats.truncnorm((0 - 0.85) / 0.2, (1 - 0.85) / 0.2, loc=0.85, scale=0.2)
     assert stats.kstest(x, truncated.cdf).pvalue > 0.001
     assert stats.kstest(x, stats.norm(0.85, 0.2).cdf).pvalue < 1e-6  # the untruncated one is told apart
+
+
+@pytest.mark.parametrize("path", ["step", "generate"])
+def test_truncation_keeps_each_components_probability(path):
+    """Two equally likely components: a narrow one inside the screen (dt 0.02 s) and a
+    broad one with about 42% of its mass beyond the edge (dt 0.5 s). The component is
+    drawn first and only its values again, so about half the rows still come from the
+    broad one (a redraw from the whole mixture would give 0.58 / 1.58 = 37%)."""
+    mean, std = np.array([0.4, 0.45, 0.05]), np.array([0.3, 0.3, 0.1])
+    model = build_model(preset("touch", units=8, components=2, mean=tuple(mean), std=tuple(std), targets="rows"))
+    data_loc = np.array([[0.5, 0.5, 0.02], [0.9, 0.5, 0.5]])
+    data_scale = np.array([[0.01, 0.01, 0.001], [0.5, 0.01, 0.01]])
+    scale = (data_scale / std - mdnrnn.mixture.MIN_SCALE).ravel()
+    set_head_bias(model, loc=((data_loc - mean) / std).ravel(), scale=np.log(np.expm1(scale)))
+    generator = Generator(model, seed=6)
+    generator.reset(2000)
+    rows = generator.step() if path == "step" else np.stack([s[0] for s in generator.generate(max_steps=1)])
+    assert (rows[:, :2] > 0).all() and (rows[:, :2] < 1).all()
+    broad = (rows[:, 2] > 0.25).mean()
+    assert abs(broad - 0.5) < 0.045, broad  # 4 standard errors
