@@ -17,7 +17,7 @@ model card. The held-out NLL is the pooled mean over every step of the store's t
 Usage (from the repository root; the shipped models were made with these commands):
 
     .venv/bin/python scripts/train_pretrained.py kanji --epochs 16
-    .venv/bin/python scripts/train_pretrained.py touch --epochs 30
+    .venv/bin/python scripts/train_pretrained.py touch --epochs 60
 
 `--ship-only` skips training and ships the best model of an existing run directory (for a
 run that was stopped by hand, say). Exit status 0 once the model and its card are written.
@@ -180,7 +180,8 @@ Load it with `mdnrnn.load_model("{facts['name']}")` (or `mdnrnn serve`, `--model
 
 - **What it does**: {recipe['use']}.
 - **Model**: preset `{config['preset']}`, {config['layers']} x {config['units']} LSTM units,
-  {spec['components']} mixture components, pen `{spec.get('pen')}`; {facts['parameters']:,}
+  {spec['components']} mixture components, pen `{spec.get('pen')}`, targets
+  `{config.get('targets', 'rows')}`, {config.get('cell', 'lstm')} cells; {facts['parameters']:,}
   parameters, {facts['bytes'] / 1e6:.1f} MB (`{facts['file']}`, weights and config, no
   optimizer state).
 - **Data**: {facts['data']['description']}. Sequences: {splits}

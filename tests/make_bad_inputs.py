@@ -224,6 +224,8 @@ def make(directory, *, corpus, touch_store, kanji_model) -> list[Case]:
           "--seq-len", "9000", "--out", "{out}"])
     case("train: NaN learning rate", ["train", "--data", touch_store, "--lr", "nan", "--out", "{out}"], USAGE)
     case("train: a touch store for a kanji model", ["train", "--data", touch_store, "--preset", "kanji", "--out", "{out}"])
+    case("train: offset targets for a drawing model",
+         ["train", "--data", touch_store, "--preset", "kanji", "--targets", "offsets", "--out", "{out}"])
     case("train: resume a folder that is no run", ["train", "--resume", d])
 
     # -- generate
