@@ -68,7 +68,7 @@ def cmd_train(args):
             raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json).")
         saved = json.loads(config_path.read_text())
         store = _data_arg(args.data) or saved["data"]
-        given = {"epochs": args.epochs, "distribute": args.distribute}
+        given = {"epochs": args.epochs, "distribute": args.distribute, "jit": args.jit}
         settings = train.TrainSettings(**{**saved["train"], **{k: v for k, v in given.items() if v}})
         train.train(store, None, run_dir, settings, resume=True, verbose=verbose, worker_dir=args.worker_dir)
     else:
@@ -89,7 +89,7 @@ def cmd_train(args):
             clipnorm=args.clipnorm, lr_decay=args.lr_decay, min_learning_rate=args.min_lr,
             max_seq_len=args.max_seq_len, scale_augment=args.scale_augment, drop_points=args.drop_points,
             window=args.seq_len, patience=args.patience, seed=args.seed,
-            steps_per_epoch=args.steps_per_epoch, distribute=args.distribute,
+            steps_per_epoch=args.steps_per_epoch, distribute=args.distribute, jit=args.jit or "auto",
         )
         if not train.is_chief(args.distribute):  # the chief writes --out; this worker, its own copy
             train.train(store, config, run_dir, settings, verbose=verbose, worker_dir=args.worker_dir)
@@ -419,6 +419,10 @@ def build_parser():
     p.add_argument("--seed", type=_int_in(0, SEED_MAX), default=0, help="random seed, 0 to 2**32-1 (0)")
     p.add_argument("--distribute", choices=["mirrored", "multiworker"],
                    help="tf.distribute: all local GPUs, or several machines configured by TF_CONFIG")
+    p.add_argument("--jit", choices=["auto", "on", "off"],
+                   help="XLA for the training step: auto times a few steps each way on the first batches "
+                        "and keeps the faster (drawings and multiworker: off, unmeasured); on or off force it "
+                        "(auto; --resume keeps the run's own unless given)")
     p.add_argument("--out", help="run directory to create")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--worker-dir", metavar="DIR",

@@ -454,7 +454,7 @@ PRESET_OPTIMIZERS: dict[str, OptimizerConfig] = {name: OptimizerConfig() for nam
 
 
 def build_model(config: ModelConfig, learning_rate: float = 1e-3, clipnorm: float = 1.0,
-                optimizer: OptimizerConfig | None = None):
+                optimizer: OptimizerConfig | None = None, jit_compile: bool | str = "auto"):
     """Builds and compiles the training model for `config`.
 
     Args:
@@ -464,6 +464,10 @@ def build_model(config: ModelConfig, learning_rate: float = 1e-3, clipnorm: floa
             Defaults to 1.0.
         optimizer: An `OptimizerConfig`; when given, it replaces `learning_rate` and
             `clipnorm` (and adds its decay schedule).
+        jit_compile: XLA for the training step: `True`, `False`, or `"auto"`, Keras'
+            default (off on a machine without a GPU). Whether XLA pays depends on the
+            machine and on the shapes of the batches, so `train.train` (`mdnrnn train
+            --jit`) sets it per run, by measurement by default. Defaults to `"auto"`.
 
     Returns:
         A compiled `MixtureRNN` taking `(batch_size, timesteps, config.input_size)`,
@@ -482,12 +486,9 @@ def build_model(config: ModelConfig, learning_rate: float = 1e-3, clipnorm: floa
     model.compile(
         optimizer=optimizer.make(),
         loss=MixtureNLL(config.spec),
-        # XLA (Keras leaves it off on CPU): touch and IMPSY models train on fixed-length
-        # windows, where it made RoboJam-sized training steps about 1.2x faster on CPU
-        # (scripts/bench_train.py, docs/benchmarks.md). Drawings come in batches of many
-        # lengths and XLA compiles once per shape (kanji training ran 10x slower), so
-        # they keep Keras' default.
-        jit_compile=True if config.spec.pen is None else "auto",
+        # Not fixed per model kind: on one 2-core CPU XLA made RoboJam-sized steps faster
+        # in one run and slower in the next (docs/benchmarks.md); training measures it.
+        jit_compile=jit_compile,
     )
     return model
 

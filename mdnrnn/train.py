@@ -5,7 +5,7 @@ A run directory holds everything one training run writes:
     config.json        the ModelConfig and training settings (written first)
     last.keras         the model after the last finished epoch, optimizer state included
     best.keras         the model with the lowest validation NLL so far
-    state.json         epochs finished, best validation NLL, optimizer steps
+    state.json         epochs finished, best validation NLL, optimizer steps, XLA on or off
     history.csv        per-epoch train and valid NLL (nats/step)
     logs/              TensorBoard event files
     model.keras        the final model (the best one), written when training ends
@@ -31,7 +31,9 @@ import json
 import math
 import os
 import shutil
+import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +70,12 @@ class TrainSettings:
         steps_per_epoch: Cap on batches per epoch (`None`: the whole split).
         distribute: `None`, `"mirrored"` or `"multiworker"` (see `make_strategy`); the
             batch size is the global one, split across the replicas.
+        jit: XLA for the training step: `"on"`, `"off"`, or `"auto"`, which times a
+            few steps each way before training and keeps the faster (see `choose_jit`).
+            Defaults to `"auto"`.
+
+    Raises:
+        ValueError: For a `jit` that is not one of `JIT_MODES`.
     """
 
     epochs: int = 20
@@ -84,6 +92,12 @@ class TrainSettings:
     max_seq_len: int | None = None
     scale_augment: float = 0.0
     drop_points: float = 0.0
+    jit: str = "auto"
+
+    def __post_init__(self):
+        if self.jit not in JIT_MODES:
+            raise ValueError(f"Received an invalid value for `jit`, expected one of {JIT_MODES}. "
+                             f"Received: jit={self.jit!r}")
 
     def optimizer(self, preset: str | None) -> OptimizerConfig:
         """The `OptimizerConfig`: these settings, the preset's defaults for the unset ones."""
@@ -101,6 +115,10 @@ class TrainSettings:
         return dataclasses.replace(self, learning_rate=optimizer.learning_rate, clipnorm=optimizer.clipnorm,
                                    lr_decay=optimizer.decay_rate, min_learning_rate=optimizer.min_learning_rate)
 
+
+JIT_MODES = ("auto", "on", "off")
+# `jit="auto"`: timed training steps per mode, after one untimed step that compiles.
+JIT_CALIBRATION_STEPS = 6
 
 STRATEGIES = (None, "mirrored", "multiworker")
 
@@ -163,6 +181,108 @@ def clip_after_all_reduce(optimizer: keras.optimizers.Optimizer) -> keras.optimi
     return optimizer
 
 
+def choose_jit(ms_per_step: dict[bool, float]) -> bool:
+    """Whether to train with XLA, from measured step times.
+
+    Args:
+        ms_per_step: Milliseconds per training step with XLA (key `True`) and
+            without it (key `False`).
+
+    Returns:
+        `True` when the step with XLA was faster; a tie keeps XLA off (no compiling).
+    """
+    return ms_per_step[True] < ms_per_step[False]
+
+
+def time_training_steps(make_model, batches, steps: int = JIT_CALIBRATION_STEPS,
+                        clock=time.perf_counter) -> dict[bool, float]:
+    """Median milliseconds per training step with XLA and without, measured side by side.
+
+    Two throw-away models from `make_model()` (one per mode) first take one untimed
+    step each on `batches[0]` (tracing and compiling), then `steps` timed steps each on
+    the next batches (cycling through `batches`). The two modes alternate step by step,
+    and which goes first alternates too, so a change in machine load hits both alike.
+
+    Args:
+        make_model: Builds a fresh compiled model; called twice.
+        batches: `(inputs, targets, weights)` batches, all of one shape (XLA compiles
+            once per shape: a new shape would time a compile, not a step).
+        steps: Timed steps per mode. Defaults to `JIT_CALIBRATION_STEPS`.
+        clock: Seconds, for timing. Defaults to `time.perf_counter`.
+
+    Returns:
+        `{True: ms per step with XLA, False: ms per step without}`.
+    """
+    models = {}
+    for jit in (True, False):
+        models[jit] = make_model()
+        models[jit].jit_compile = jit
+        inputs, targets, weights = batches[0]
+        models[jit].train_on_batch(inputs, targets, sample_weight=weights)
+    seconds = {True: [], False: []}
+    for i in range(steps):
+        inputs, targets, weights = batches[(i + 1) % len(batches)]
+        for jit in ((True, False) if i % 2 == 0 else (False, True)):
+            start = clock()
+            models[jit].train_on_batch(inputs, targets, sample_weight=weights)  # returns NumPy: synchronous
+            seconds[jit].append(clock() - start)
+    return {jit: 1000 * statistics.median(times) for jit, times in seconds.items()}
+
+
+def _first_batches(dataset, count: int) -> list:
+    """Up to `count` batches from the start of `dataset` with the shape of its first."""
+    batches = []
+    for batch in dataset.take(count):
+        if batches and batch[0].shape != batches[0][0].shape:
+            continue  # the smaller last batch of a short epoch
+        batches.append(batch)
+    return batches
+
+
+def resolve_jit(settings: TrainSettings, config: ModelConfig, make_model, make_train_data,
+                *, measure=None) -> tuple[bool, str]:
+    """Whether the run trains with XLA, and one line saying how that was decided.
+
+    `settings.jit` `"on"` and `"off"` decide alone. `"auto"` measures, except where a
+    short measurement cannot be fair or the workers could disagree:
+
+    - Fixed-shape batches (touch and IMPSY windows): `measure(make_model, batches)`
+      times training steps on the first batches of the training data, with XLA and without,
+      and `choose_jit` keeps the faster.
+    - Drawings: off, unmeasured. Their batches come in many lengths and XLA compiles
+      each new shape (seconds each); a few steps would time compiles that a long run
+      spreads over many epochs, so no short measurement is fair. Kanji trained 10x
+      slower with XLA (docs/benchmarks.md).
+    - `distribute="multiworker"`: off, unmeasured, so that every worker chooses alike
+      (each would measure its own machine and load).
+
+    Args:
+        settings: The run's `TrainSettings`.
+        config: The model's `ModelConfig`.
+        make_model: Builds a fresh compiled throw-away model of the run's config.
+        make_train_data: Makes the training dataset of `(inputs, targets, weights)`
+            batches; called by `"auto"` only (a dataset of its own, so the run's own
+            batches are unchanged).
+        measure: A stand-in for `time_training_steps`, with its signature (tests).
+            Defaults to `time_training_steps`.
+
+    Returns:
+        `(jit_compile, line)`.
+    """
+    if settings.jit != "auto":
+        return settings.jit == "on", f"jit {settings.jit}: XLA {settings.jit} (--jit {settings.jit})"
+    if settings.distribute == "multiworker":
+        return False, "jit auto: off (multiworker: every worker must choose alike; --jit on forces XLA)"
+    if config.spec.pen is not None:
+        return False, ("jit auto: off (drawings: batches of many lengths, and XLA compiles each new one; "
+                       "--jit on forces XLA)")
+    batches = _first_batches(make_train_data(), JIT_CALIBRATION_STEPS + 1)
+    ms = (measure or time_training_steps)(make_model, batches)
+    jit = choose_jit(ms)
+    return jit, (f"jit auto: XLA {ms[True]:.0f} ms/step, no XLA {ms[False]:.0f} ms/step "
+                 f"-> {'on' if jit else 'off'}")
+
+
 class TrainingError(RuntimeError):
     """Training stopped for a reason the user must know about (for example NaN loss)."""
 
@@ -207,6 +327,7 @@ class _RunCheckpoint(keras.callbacks.Callback):
                 "epochs_done": epoch + 1,
                 "best_val_loss": self.best,
                 "optimizer_steps": int(self.model.optimizer.iterations.numpy()),
+                "jit_compile": bool(self.model.jit_compile),
             },
             self.run_dir / "state.json",
         )
@@ -322,7 +443,9 @@ def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = Tr
             `data.open_stores`). It is recorded in `config.json` for `resume`.
         config: The model's `ModelConfig` (normalisation is taken from the store).
         run_dir: The run directory; must not exist yet unless `resume`.
-        settings: `TrainSettings`.
+        settings: `TrainSettings`. With `resume`, only its `epochs`, `distribute` and
+            `jit` apply (the rest are the run's own; `mdnrnn train --resume` passes the
+            run's saved `jit` unless `--jit` is given).
         resume: Continue the run in `run_dir` from its last checkpoint.
         verbose: Keras progress output (1: progress bar, 2: one line per epoch, 0: none).
         worker_dir: Multi-worker training, a worker that is not the chief: where it
@@ -380,8 +503,9 @@ def _train(store_path, config, run_dir, settings, resume, verbose, strategy, sou
         saved = json.loads((source_dir / "config.json").read_text())
         config = ModelConfig.from_dict(saved["model"])
         settings = dataclasses.replace(TrainSettings(**saved["train"]), epochs=settings.epochs,
-                                       distribute=settings.distribute)
+                                       distribute=settings.distribute, jit=settings.jit)
         state = json.loads(state_path.read_text())
+        jit_compile = _decide_jit(store_path, config, settings, strategy)
         with strategy.scope():
             model = load_model(source_dir / "last.keras")
         initial_epoch, best = state["epochs_done"], state["best_val_loss"]
@@ -395,9 +519,11 @@ def _train(store_path, config, run_dir, settings, resume, verbose, strategy, sou
             {"model": config.to_dict(), "train": dataclasses.asdict(settings), "data": _data_spec(store_path)},
             run_dir / "config.json",
         )
+        jit_compile = _decide_jit(store_path, config, settings, strategy)
         with strategy.scope():
             model = build_model(config, optimizer=settings.optimizer(config.preset))
         initial_epoch, best = 0, math.inf
+    model.jit_compile = jit_compile
     clip_after_all_reduce(model.optimizer)
     train_data, valid_data = datasets(store_path, config, settings, strategy)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -426,6 +552,26 @@ def _train(store_path, config, run_dir, settings, resume, verbose, strategy, sou
     return best_model
 
 
+def _decide_jit(store_path, config, settings, strategy) -> bool:
+    """`resolve_jit` for this run, its line printed (by the chief).
+
+    The throw-away models and pipeline of `"auto"` draw on the global random state;
+    it is seeded again afterwards, so the run goes on exactly as without them.
+    """
+    def make_model():
+        with strategy.scope():
+            model = build_model(config, optimizer=settings.optimizer(config.preset))
+        clip_after_all_reduce(model.optimizer)
+        return model
+
+    jit_compile, line = resolve_jit(settings, config, make_model,
+                                    lambda: datasets(store_path, config, settings)[0])
+    keras.utils.set_random_seed(settings.seed)
+    if is_chief(settings.distribute):
+        print(line, flush=True)
+    return jit_compile
+
+
 def _fit_multiworker(model, strategy, config):
     """Works around two faults of Keras 3's `fit` under `MultiWorkerMirroredStrategy`
     (keras-team/keras#20585), on this model object only.
@@ -440,7 +586,8 @@ def _fit_multiworker(model, strategy, config):
        with shape `(1,)` (the mean over the replicas of their own values, as Keras
        does for one worker's replicas).
 
-    And XLA has no collectives on CPU: workers without a GPU train without it.
+    And XLA has no collectives on CPU: workers without a GPU train without it, even
+    with `jit="on"`.
     """
     if not tf.config.list_logical_devices("GPU"):
         model.jit_compile = False
