@@ -4,8 +4,11 @@ The RoboJam configuration: 2 x 256 LSTM, 5 mixture components, windows of 30 ste
 of touch data (x, y, dt), batches of 256, from the RoboJam corpus shipped with mdnrnn
 (`mdnrnn.datasets.path("robojam")`), or `--store`.
 
-- ours: `mdnrnn.build_model(mdnrnn.preset("touch", units=256, layers=2, components=5))`
-  (Masking -> LSTM x 2 -> MixtureDensity, loss `MixtureNLL`, Adam with clipnorm 1.0).
+- ours: `mdnrnn.build_model(mdnrnn.preset("touch", units=256, layers=2, components=5,
+  targets="rows"))` (Masking -> LSTM x 2 -> MixtureDensity, loss `MixtureNLL`, Adam with
+  clipnorm 1.0). `targets="rows"`: the anchor sees (x, y, dt) and predicts the next
+  (x, y, dt); the touch preset's own `targets="offsets"` would give ours 5-wide input
+  rows and a different task, so the paired comparison keeps both on rows.
 - anchor: the RoboJam model built with keras-mdn-layer 1.0.0: `keras.Sequential` of
   `LSTM(256, return_sequences=True)` x 2 -> `TimeDistributed(MDN(3, 5))`, loss
   `get_mixture_loss_func(3, 5)`, `Adam()`.
@@ -45,8 +48,11 @@ venv plus the unpacked wheel on `PYTHONPATH`:
         .venv/bin/python scripts/bench_train.py --json /tmp/bench_train.json
 
 Variants (`--variants`, comma-separated) name a model and compile overrides:
-`ours` is `build_model` exactly as shipped (XLA on for touch models); `ours:jit=1` /
-`ours:jit=0` recompiles it with `jit_compile` on / off, `ours:spe=8` with
+`ours` is `build_model` exactly as shipped (Keras' `jit_compile="auto"`: off on a
+machine without a GPU); `ours:jit=1` / `ours:jit=0` recompiles it with `jit_compile`
+on / off, `ours:jit=auto` lets `mdnrnn train --jit auto`'s calibration
+(`train.time_training_steps` on the first timing batches, `train.choose_jit`) pick, and
+prints what it measured and chose, `ours:spe=8` with
 `steps_per_execution=8`, and `ours:mask=0` drops the Masking layer (to price it; the
 shipped model keeps it). Options combine: `ours:jit=0:mask=0`.
 `anchor` and `anchor:jit=1` are the keras-mdn-layer model.
@@ -144,7 +150,8 @@ class _Variant:
         if base not in ("ours", "anchor") or unknown:
             raise SystemExit(f"unknown variant {name!r}")
 
-    def build(self):
+    def build(self, arrays=None):
+        """The compiled model; `arrays` (the timing batches) feed `jit=auto`'s calibration."""
         import keras
 
         if self.base == "anchor":
@@ -162,13 +169,31 @@ class _Variant:
 
         model = _unmasked(self.config) if self.options.get("mask") == "0" else build_model(self.config)
         overrides = {}
-        if "jit" in self.options:
+        if self.options.get("jit") == "auto":
+            overrides["jit_compile"] = self._calibrate(arrays)
+        elif "jit" in self.options:
             overrides["jit_compile"] = self.options["jit"] == "1"
         if "spe" in self.options:
             overrides["steps_per_execution"] = int(self.options["spe"])
         if overrides:
             _recompile(model, **overrides)
         return model
+
+    def _calibrate(self, arrays):
+        """What `mdnrnn train --jit auto` would choose, on these batches (once per variant)."""
+        if getattr(self, "calibration", None):
+            return self.calibration["jit_compile"]
+        from mdnrnn import train
+        from mdnrnn.models import build_model
+
+        b = self.args.batch_size
+        batches = [tuple(a[i:i + b] for a in arrays) for i in range(0, len(arrays[0]) - b + 1, b)]
+        ms = train.time_training_steps(lambda: build_model(self.config), batches)
+        jit = train.choose_jit(ms)
+        self.calibration = {"xla_ms_per_step": ms[True], "no_xla_ms_per_step": ms[False], "jit_compile": jit}
+        print(f"  {self.name}: XLA {ms[True]:.0f} ms/step, no XLA {ms[False]:.0f} ms/step "
+              f"-> {'on' if jit else 'off'}", flush=True)
+        return jit
 
     def fit(self, model, arrays, callbacks=()):
         inputs, targets, weights = arrays
@@ -266,7 +291,7 @@ def time_variants(variants, arrays, args):
     either time alone.
     """
     n = len(arrays[0]) // args.batch_size
-    models = {v.name: v.build() for v in variants}
+    models = {v.name: v.build(arrays) for v in variants}
     walls = {v.name: [] for v in variants}
     cpus = {v.name: [] for v in variants}
     for round_ in range(args.rounds + 1):  # round 0 is the warm-up (tracing, compiling)
@@ -291,6 +316,8 @@ def time_variants(variants, arrays, args):
             "cpu_ms_per_step": statistics.median(cpus[v.name]),
             "sequences_per_s": args.batch_size * 1000 / ms,
         }
+        if getattr(v, "calibration", None):
+            results[v.name]["jit_auto"] = v.calibration
         if "anchor" in walls:
             results[v.name]["paired_speedup"] = statistics.median(
                 a / b for a, b in zip(walls["anchor"], walls[v.name]))
@@ -305,7 +332,7 @@ def score_variants(variants, train_arrays, valid_arrays, args):
     b = args.batch_size
     for v in variants:
         keras.utils.set_random_seed(args.seed)
-        model = v.build()
+        model = v.build(tuple(a[: 4 * b] for a in train_arrays))  # built before any calibration
         curve = []
         for start in range(0, args.quality_steps, args.eval_every):
             stop = min(start + args.eval_every, args.quality_steps)
@@ -367,7 +394,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         store = Path(args.store) if args.store else _make_store(tmp)
         config = prepare_config(store, preset("touch", units=args.units, layers=args.layers,
-                                              components=args.components))
+                                              components=args.components, targets="rows"))
         variants = [_Variant(name, args, config) for name in args.variants.split(",")]
         results["settings"] = {k: v for k, v in vars(args).items()}
         if args.check_xla:
