@@ -527,9 +527,8 @@ class RowCodec:
             out[..., self.dim] = pen_lifted(rows[..., self.dim])
         if self.offsets:
             columns = self.offset_columns
-            previous = np.concatenate(
-                [np.broadcast_to(self.start_row[: self.dim][columns], out[..., :1, columns].shape), out[..., :-1, columns]], -2
-            )
+            first = np.broadcast_to(self.start_row[: self.dim][columns], out[..., :1, columns].shape)
+            previous = np.concatenate([first, out[..., :-1, columns]], -2)
             out[..., columns] -= previous
         return out
 

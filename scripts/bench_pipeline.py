@@ -85,9 +85,8 @@ def _epoch_rate(dataset):
 
 def main(argv=None):
     args = _parse_args(argv)
-    import keras
-
     import mdnrnn
+    from bench_scale import step_timer  # scripts/ is on the path when a script runs
     from data_prep import sketch_npz
     from mdnrnn import data, datasets, train
 
@@ -128,19 +127,8 @@ def main(argv=None):
 
         model = mdnrnn.build_model(config, optimizer=settings.optimizer("kanji"))
 
-        class Timer(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.times = []
-
-            def on_train_batch_begin(self, batch, logs=None):
-                self._start = time.perf_counter()
-
-            def on_train_batch_end(self, batch, logs=None):
-                self.times.append(time.perf_counter() - self._start)
-
         total = args.warmup + args.steps
-        timer = Timer()
+        timer = step_timer()
         model.fit(built["current"].repeat().take(total), epochs=1, steps_per_epoch=total,
                   callbacks=[timer], verbose=0, shuffle=False)
         times = timer.times[args.warmup:]

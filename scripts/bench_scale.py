@@ -24,6 +24,24 @@ import time
 import numpy as np
 
 
+def step_timer():
+    """A Keras callback whose `times` list holds each training step's seconds."""
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.times = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.times.append(time.perf_counter() - self._start)
+
+    return StepTimer()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", required=True, help="a stroke-3 store, shard directory or pattern")
@@ -34,8 +52,6 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=20, help="untimed steps first")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
-
-    import keras
 
     import mdnrnn
     from mdnrnn import data, train
@@ -48,18 +64,7 @@ def main(argv=None):
                                 max_seq_len=args.max_seq_len, seed=0).repeat().take(total)
     points = [float(w.numpy().sum()) for _, _, w in dataset.take(total)]  # real target steps per batch
 
-    class Timer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.times = []
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.times.append(time.perf_counter() - self._start)
-
-    timer = Timer()
+    timer = step_timer()
     model.fit(dataset, epochs=1, steps_per_epoch=total, callbacks=[timer], verbose=0, shuffle=False)
     times = np.array(timer.times[args.warmup:])
     result = {
