@@ -211,22 +211,34 @@ def time_training_steps(make_model, batches, steps: int = JIT_CALIBRATION_STEPS,
         clock: Seconds, for timing. Defaults to `time.perf_counter`.
 
     Returns:
-        `{True: ms per step with XLA, False: ms per step without}`.
+        `{True: ms per step with XLA, False: ms per step without}`; `math.inf` with
+        XLA when its first step fails (for example variables on several CPU devices
+        under `MirroredStrategy`, which XLA cannot reach).
+
+    Raises:
+        tf.errors.OpError: From a step without XLA.
     """
     models = {}
+    inputs, targets, weights = batches[0]
     for jit in (True, False):
-        models[jit] = make_model()
-        models[jit].jit_compile = jit
-        inputs, targets, weights = batches[0]
-        models[jit].train_on_batch(inputs, targets, sample_weight=weights)
+        model = make_model()
+        model.jit_compile = jit
+        try:
+            model.train_on_batch(inputs, targets, sample_weight=weights)
+        except tf.errors.OpError:
+            if not jit:
+                raise
+            continue  # XLA cannot run this step here: not a choice
+        models[jit] = model
     seconds = {True: [], False: []}
     for i in range(steps):
         inputs, targets, weights = batches[(i + 1) % len(batches)]
         for jit in ((True, False) if i % 2 == 0 else (False, True)):
-            start = clock()
-            models[jit].train_on_batch(inputs, targets, sample_weight=weights)  # returns NumPy: synchronous
-            seconds[jit].append(clock() - start)
-    return {jit: 1000 * statistics.median(times) for jit, times in seconds.items()}
+            if jit in models:
+                start = clock()
+                models[jit].train_on_batch(inputs, targets, sample_weight=weights)  # returns NumPy: synchronous
+                seconds[jit].append(clock() - start)
+    return {jit: 1000 * statistics.median(times) if times else math.inf for jit, times in seconds.items()}
 
 
 def _first_batches(dataset, count: int) -> list:
@@ -279,8 +291,8 @@ def resolve_jit(settings: TrainSettings, config: ModelConfig, make_model, make_t
     batches = _first_batches(make_train_data(), JIT_CALIBRATION_STEPS + 1)
     ms = (measure or time_training_steps)(make_model, batches)
     jit = choose_jit(ms)
-    return jit, (f"jit auto: XLA {ms[True]:.0f} ms/step, no XLA {ms[False]:.0f} ms/step "
-                 f"-> {'on' if jit else 'off'}")
+    xla = f"{ms[True]:.0f} ms/step" if math.isfinite(ms[True]) else "failed to run here"
+    return jit, f"jit auto: XLA {xla}, no XLA {ms[False]:.0f} ms/step -> {'on' if jit else 'off'}"
 
 
 class TrainingError(RuntimeError):

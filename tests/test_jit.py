@@ -121,6 +121,31 @@ def test_time_training_steps_interleaves_the_modes_on_a_fake_clock(touch_store):
     assert ms == pytest.approx({True: 40.0, False: 15.0})
 
 
+def test_auto_is_off_when_xla_cannot_run_the_step(touch_store):
+    """XLA failing on the first step (variables on several CPUs under MirroredStrategy) means off."""
+    from mdnrnn._tf import tf
+
+    config = train.prepare_config(touch_store, models.preset("touch", units=8, layers=1, components=2))
+    settings = train.TrainSettings(batch_size=8, window=10)
+
+    def make_model():
+        model = models.build_model(config)
+        step = model.train_on_batch
+
+        def xla_fails(*args, **kwargs):
+            if model.jit_compile:
+                raise tf.errors.InvalidArgumentError(None, None, "Trying to access resource ... from device CPU:0")
+            return step(*args, **kwargs)
+
+        model.train_on_batch = xla_fails
+        return model
+
+    jit, line = train.resolve_jit(settings, config, make_model,
+                                  lambda: train.datasets(touch_store, config, settings)[0])
+    assert jit is False
+    assert line.startswith("jit auto: XLA failed to run here, no XLA ") and line.endswith(" ms/step -> off")
+
+
 @pytest.mark.parametrize("flag, expected", [("on", True), ("off", False)])
 def test_jit_on_and_off_reach_the_model_and_survive_resume(touch_store, tmp_path, fit_spy, capsys, flag, expected):
     run_dir = tmp_path / "run"
