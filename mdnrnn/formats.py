@@ -464,6 +464,7 @@ class RowCodec:
             # With offset targets, every bounded column but dt is predicted as a change.
             self.offset_columns = ~dt if targets == "offsets" else np.zeros(dim, bool)
         self.offsets = bool(self.offset_columns.any())
+        self._offset_factors = self.offset_columns.astype(np.float32)
         # Model input rows: the normalised row, the pen's encoding, then (offset targets)
         # the offset columns' change from the previous row.
         self.input_size = {None: dim, "bernoulli": dim + 1, "categorical": dim + 3}[pen]
@@ -568,20 +569,21 @@ class RowCodec:
         return tf.concat([values * factors[:, :2], factors[:, 2:]], 1)
 
     # ------------------------------------------------------------------ decoding
-    def redraw(self, values, previous, draw):
+    def redraw(self, values, previous, *draws):
         """Draws again the samples whose rows fall outside the data's bounds.
 
         Touch positions lie in [0, 1] and every dt is at least 0 (IMPSY values too): a
-        sample outside is drawn again by `draw` (the sampler draws from the mixture
-        component the row chose), up to `REDRAWS` draws in all, so each row is a draw of
-        its component truncated to the bounds. A row whose every draw fell outside
-        keeps its first (`decode` clips it). Drawings have no bounds and come back as
-        they are.
+        sample outside is drawn again by `draws[0]` (the sampler draws from the mixture
+        component the row chose) until it falls inside, `REDRAWS` draws in all counting
+        the first; rows still outside go on to `draws[1]` (a fresh component and values),
+        `REDRAWS` more times, and so on. A row whose every draw fell outside keeps its
+        first (`decode` clips it). Drawings have no bounds and come back as they are.
 
         Args:
             values: float32 `(B, D)` samples in model units (changed in place).
             previous: `(B, input_size)`, the model rows fed last (for offset targets).
-            draw: `draw(index)` returns fresh samples `(len(index), D)` for those rows.
+            *draws: functions; `draw(index)` returns fresh samples `(len(index), D)` for
+                those rows.
 
         Returns:
             `values`.
@@ -589,19 +591,23 @@ class RowCodec:
         if self.low is None:
             return values
         outside = np.flatnonzero(~self._inside(values, previous))
-        for _ in range(REDRAWS - 1):
+        for stage, draw in enumerate(draws):
             if not len(outside):
                 break
-            fresh = draw(outside)
-            inside = self._inside(fresh, previous[outside])
-            values[outside[inside]] = fresh[inside]
-            outside = outside[~inside]
+            tries = REDRAWS - 1 if stage == 0 else REDRAWS
+            index = np.tile(outside, tries)  # all tries at once: [try, row]
+            fresh = draw(index)
+            inside = self._inside(fresh, previous[index]).reshape(tries, len(outside))
+            found = inside.any(axis=0)
+            first = inside.argmax(axis=0)[found]  # the first try inside, per row
+            values[outside[found]] = fresh.reshape(tries, len(outside), -1)[first, np.flatnonzero(found)]
+            outside = outside[~found]
         return values
 
     def _inside(self, values, previous):
         """Whether each sample `(B, D)` (model units) decodes to a row within the bounds."""
         if self.offsets:
-            values = values + previous[:, : self.dim] * self.offset_columns
+            values = values + previous[:, : self.dim] * self._offset_factors
         values = values * self.std + self.mean
         return ((values >= self.low) & (values <= self.high)).all(axis=1)
 
@@ -620,7 +626,7 @@ class RowCodec:
             `(B, input_size)`.
         """
         if self.offsets:
-            values = values + previous[:, : self.dim] * self.offset_columns
+            values = values + previous[:, : self.dim] * self._offset_factors
         model_values = values
         values = values * self.std
         values += self.mean
@@ -664,7 +670,7 @@ class RowCodec:
         from mdnrnn._tf import tf
 
         d = self.dim
-        offsets = previous[:, :d] * self.offset_columns if self.offsets else 0.0
+        offsets = previous[:, :d] * self._offset_factors if self.offsets else 0.0
         if self.low is None:
             sample = samples[0]
             model_values = sample[:, :d]

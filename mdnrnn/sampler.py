@@ -74,13 +74,12 @@ def sample_numpy(params, tables, rng, temperature=1.0, variance_scale=1.0, no_en
     loc_scale = params.take(columns)  # [B, 2D]
     values = _normal_draws(loc_scale, tables, rng, variance_scale)
     if codec is not None and previous is not None:
+        # Values again from the chosen component; then, for rows whose component gave
+        # nothing inside (almost no mass on the screen), component and values again.
         values = codec.redraw(
-            values, previous, lambda index: _normal_draws(loc_scale[index], tables, rng, variance_scale)
-        )
-        # Rows whose component gave nothing inside: a component with (almost) no mass on
-        # the screen is drawn again too.
-        values = codec.redraw(
-            values, previous, lambda index: sample_numpy(params[index], tables, rng, temperature, variance_scale)[0]
+            values, previous,
+            lambda index: _normal_draws(loc_scale[index], tables, rng, variance_scale),
+            lambda index: sample_numpy(params[index], tables, rng, temperature, variance_scale)[0],
         )
     if categorical_pen:
         return values, scores[:, k:].argmax(axis=1)
