@@ -90,6 +90,7 @@ def cmd_train(args):
             max_seq_len=args.max_seq_len, scale_augment=args.scale_augment, drop_points=args.drop_points,
             window=args.seq_len, patience=args.patience, seed=args.seed,
             steps_per_epoch=args.steps_per_epoch, distribute=args.distribute, jit=args.jit or "auto",
+            input_sharding=args.input_sharding,
         )
         if not train.is_chief(args.distribute):  # the chief writes --out; this worker, its own copy
             train.train(store, config, run_dir, settings, verbose=verbose, worker_dir=args.worker_dir)
@@ -419,6 +420,10 @@ def build_parser():
     p.add_argument("--seed", type=_int_in(0, SEED_MAX), default=0, help="random seed, 0 to 2**32-1 (0)")
     p.add_argument("--distribute", choices=["mirrored", "multiworker"],
                    help="tf.distribute: all local GPUs, or several machines configured by TF_CONFIG")
+    p.add_argument("--input-sharding", choices=["batch", "file"], default="batch",
+                   help="multiworker input: batch (every worker reads its slice of each global batch from all "
+                        "files: the batches of one process) or file (every worker reads only its own store "
+                        "files: files i, i+W, ...; needs at least one file per worker) (batch)")
     p.add_argument("--jit", choices=["auto", "on", "off"],
                    help="XLA for the training step: auto times a few steps each way on the first batches "
                         "and keeps the faster (drawings and multiworker: off, unmeasured); on or off force it "

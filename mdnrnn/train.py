@@ -73,9 +73,14 @@ class TrainSettings:
         jit: XLA for the training step: `"on"`, `"off"`, or `"auto"`, which times a
             few steps each way before training and keeps the faster (see `choose_jit`).
             Defaults to `"auto"`.
+        input_sharding: Multi-worker input (see `datasets`): `"batch"`, every worker
+            reads its slice of the global batches from all files (the same batches as
+            one process), or `"file"`, every worker reads only its own store files.
+            Defaults to `"batch"`.
 
     Raises:
-        ValueError: For a `jit` that is not one of `JIT_MODES`.
+        ValueError: For a `jit` that is not one of `JIT_MODES`, or an `input_sharding`
+            that is not one of `INPUT_SHARDINGS` (or `"file"` without `"multiworker"`).
     """
 
     epochs: int = 20
@@ -93,11 +98,18 @@ class TrainSettings:
     scale_augment: float = 0.0
     drop_points: float = 0.0
     jit: str = "auto"
+    input_sharding: str = "batch"
 
     def __post_init__(self):
         if self.jit not in JIT_MODES:
             raise ValueError(f"Received an invalid value for `jit`, expected one of {JIT_MODES}. "
                              f"Received: jit={self.jit!r}")
+        if self.input_sharding not in INPUT_SHARDINGS:
+            raise ValueError(f"Received an invalid value for `input_sharding`, expected one of "
+                             f"{INPUT_SHARDINGS}. Received: input_sharding={self.input_sharding!r}")
+        if self.input_sharding == "file" and self.distribute != "multiworker":
+            raise ValueError("input_sharding='file' shares the store files out among the workers of a "
+                             f"multi-worker run; this run has distribute={self.distribute!r}.")
 
     def optimizer(self, preset: str | None) -> OptimizerConfig:
         """The `OptimizerConfig`: these settings, the preset's defaults for the unset ones."""
@@ -117,6 +129,7 @@ class TrainSettings:
 
 
 JIT_MODES = ("auto", "on", "off")
+INPUT_SHARDINGS = ("batch", "file")
 # `jit="auto"`: timed training steps per mode, after one untimed step that compiles.
 JIT_CALIBRATION_STEPS = 6
 
@@ -397,37 +410,17 @@ def datasets(store_path, config: ModelConfig, settings: TrainSettings, strategy=
     Without `strategy` (or one that is not multi-worker) these are `tf.data` datasets of
     whole batches of `settings.batch_size`; `fit` splits each among the local replicas.
 
-    Under `MultiWorkerMirroredStrategy` they are distributed datasets: every worker
-    draws the same global batches from the same seed and keeps its own slice of each
-    (`make_dataset`'s `replica_slices`), so a step of W workers trains on exactly the
-    batch a single process would (the last, smaller batch of an epoch is dropped). The
-    batch size must be a multiple of W, and each worker holds one replica (start one
-    worker per GPU).
+    Under `MultiWorkerMirroredStrategy` they are distributed datasets, built on each
+    worker by `worker_datasets` (`settings.input_sharding` says how). The batch size is
+    the global one and must be a multiple of the number of workers W, and each worker
+    holds one replica (start one worker per GPU).
 
     Raises:
-        ValueError: for a batch size that does not divide among the workers, or a
-            worker with several replicas.
+        ValueError: for a batch size that does not divide among the workers, a worker
+            with several replicas, or (sharding by file) fewer store files than workers.
     """
-    kwargs = dict(pen=config.spec.pen, window=settings.window if config.spec.pen is None else None,
-                  max_seq_len=settings.max_seq_len, targets=config.targets)
-    augment = data.Augmentation(settings.scale_augment, settings.drop_points)
-    steps = settings.steps_per_epoch
-
-    def make(split, replica_slices=None):
-        if split == "train":
-            dataset = data.make_dataset(store_path, "train", settings.batch_size, seed=settings.seed,
-                                        augment=augment if augment else None,
-                                        replica_slices=replica_slices, **kwargs)
-        else:
-            dataset = data.make_dataset(store_path, "valid", settings.batch_size, shuffle=False,
-                                        replica_slices=replica_slices, **kwargs)
-        if split == "train" and steps:
-            dataset = dataset.repeat().take(steps)
-            dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
-        return dataset
-
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return make("train"), make("valid")
+        return _make_dataset(store_path, "train", config, settings), _make_dataset(store_path, "valid", config, settings)
     workers = strategy.extended._num_workers  # noqa: SLF001 (no public accessor)
     if strategy.num_replicas_in_sync != workers:
         raise ValueError(
@@ -438,11 +431,68 @@ def datasets(store_path, config: ModelConfig, settings: TrainSettings, strategy=
 
     def distributed(split):
         def dataset_fn(context: tf.distribute.InputContext):
-            return make(split, (context.input_pipeline_id, 1, context.num_input_pipelines))
+            return worker_datasets(store_path, config, settings, context.input_pipeline_id,
+                                   context.num_input_pipelines)[split]
 
         return strategy.distribute_datasets_from_function(dataset_fn)
 
     return distributed("train"), distributed("valid")
+
+
+def _make_dataset(store, split, config, settings, batch_size=None, replica_slices=None, seed=None, steps=None):
+    """One split's pipeline with the settings' options; `steps`: exactly that many batches."""
+    kwargs = dict(pen=config.spec.pen, window=settings.window if config.spec.pen is None else None,
+                  max_seq_len=settings.max_seq_len, targets=config.targets, replica_slices=replica_slices)
+    batch_size = batch_size or settings.batch_size
+    if split == "train":
+        augment = data.Augmentation(settings.scale_augment, settings.drop_points)
+        dataset = data.make_dataset(store, "train", batch_size, seed=settings.seed if seed is None else seed,
+                                    augment=augment if augment else None, **kwargs)
+        steps = steps or settings.steps_per_epoch
+    else:
+        dataset = data.make_dataset(store, "valid", batch_size, shuffle=False, **kwargs)
+    if steps:
+        dataset = dataset.repeat().take(steps)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
+    return dataset
+
+
+def worker_datasets(store_path, config: ModelConfig, settings: TrainSettings, worker: int, workers: int):
+    """Worker `worker`'s `{"train": ..., "valid": ...}` pipelines of a `workers`-worker run.
+
+    `settings.input_sharding == "batch"`: every worker draws the same global batches from
+    the same seed and keeps its own slice of each (`make_dataset`'s `replica_slices`), so a
+    step of the workers trains on exactly the batch a single process would (the last,
+    smaller batch of an epoch is dropped).
+
+    `"file"`: worker `i` reads only its own store files (`StoreSet.files_for`: files `i`,
+    `i + workers`, ...), in batches of `batch_size / workers`, shuffled with the seed plus
+    `i`, normalised with the whole dataset's statistics. All workers take the same number
+    of steps per epoch (collective steps must match): the fewest full batches any worker's
+    files give (or `steps_per_epoch` for training), so a worker with more data leaves its
+    surplus unread that epoch. The global batches then differ from one process's.
+    """
+    if settings.batch_size % workers:
+        raise ValueError(f"The batch size ({settings.batch_size}) is the global one, cut into one equal "
+                         f"slice per worker: it must be a multiple of the number of workers ({workers}).")
+    if settings.input_sharding == "batch":
+        return {split: _make_dataset(store_path, split, config, settings, replica_slices=(worker, 1, workers))
+                for split in ("train", "valid")}
+    per_worker = settings.batch_size // workers
+    with data.open_stores(store_path) as whole:
+        parts = [whole.files_for(i, workers) for i in range(workers)]
+        out = {}
+        for split in ("train", "valid"):
+            steps = min(len(_make_dataset(part, split, config, settings, per_worker, (0, 1, 1))) for part in parts)
+            if split == "train" and settings.steps_per_epoch:
+                steps = settings.steps_per_epoch
+            out[split] = _make_dataset(parts[worker], split, config, settings, per_worker, (0, 1, 1),
+                                       seed=settings.seed + worker, steps=steps)
+        names = ", ".join(Path(p).name for p in parts[worker].paths)
+        print(f"input sharded by file: worker {worker} of {workers} reads {len(parts[worker].stores)} of "
+              f"{len(whole.stores)} store files ({names}); {len(out['train'])} train and "
+              f"{len(out['valid'])} valid batches of {per_worker} per epoch", flush=True)
+    return out
 
 
 def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = TrainSettings(),

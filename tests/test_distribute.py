@@ -245,3 +245,31 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint_with_no_lost_epoch(tmp
     log = (tmp_path / "worker0.log").read_bytes()[offset:].decode(errors="replace")
     assert re.findall(r"Epoch (\d+)/", log)[0] == str(done + 1), log[-2000:]  # Keras counts from 1
     assert (run / "model.keras").exists() and _history(worker1) == history
+
+
+@pytest.mark.slow
+def test_two_workers_sharding_input_by_file_read_only_their_files(tmp_path, touch_shards):
+    """`--input-sharding file` on the 4-file shard directory: worker 0 reads files 0 and 2,
+    worker 1 files 1 and 3 (each says so), both take the same steps, and they end with the
+    same weights (which the all-reduced updates guarantee only if every step was collective)."""
+    import math
+
+    import numpy as np
+
+    args = [*TRAIN_ARGS, "--data", str(touch_shards), "--epochs", "2", "--input-sharding", "file"]
+    workers = _start_workers([*args, "--out", str(tmp_path / "run")], worker_dirs=[None, tmp_path / "worker1"],
+                             log_dir=tmp_path)
+    try:
+        _wait(workers, tmp_path)
+    finally:
+        _stop(workers)
+    # Train windows: files 0 and 2 hold 14 train sequences (56 windows), files 1 and 3 hold
+    # 10 (40): 10 steps of 4 windows each; valid: 6 and 2 sequences, 2 steps.
+    for i, files in enumerate(["shard-00000.h5, shard-00002.h5", "shard-00001.h5, shard-00003.h5"]):
+        log = (tmp_path / f"worker{i}.log").read_text()
+        assert f"worker {i} of 2 reads 2 of 4 store files ({files}); 10 train and 2 valid batches of 4" in log, log[-2000:]
+    history = _history(tmp_path / "run")
+    assert [r["epoch"] for r in history] == ["0", "1"]
+    assert all(math.isfinite(float(r[key])) for r in history for key in ("loss", "val_loss"))
+    for a, b in zip(_weights(tmp_path / "run" / "model.keras"), _weights(tmp_path / "worker1" / "model.keras")):
+        np.testing.assert_array_equal(a, b)

@@ -365,3 +365,42 @@ def test_train_and_info_on_a_shard_directory(tmp_path, capsys):
             np.testing.assert_allclose(stores.std, indexed.std, rtol=1e-12)
     assert cli_main(["train", "--data", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "r2")]) == 1
     assert "No store at" in capsys.readouterr().err
+
+
+def test_input_sharded_by_file_gives_each_worker_only_its_files(tmp_path):
+    """`--input-sharding file`: worker i reads windows of files i, i + W, ... only (checked
+    against windows cut by hand from those files' train sequences, normalised with the
+    whole set's statistics), and every worker takes the same number of steps."""
+    import mdnrnn
+    from mdnrnn import train
+
+    sequences = _touch(60, seed=4)
+    shards = data.write_shards(tmp_path / "shards", sequences, kind="touch", seed=5, shard_size=11)  # 6 files
+    config = mdnrnn.preset("touch", units=8, layers=1, components=2, targets="rows")
+    settings = train.TrainSettings(batch_size=6, window=4, seed=1, distribute="multiworker", input_sharding="file")
+    with data.open_stores(shards) as whole:
+        mean, std, train_ids = whole.mean, whole.std, whole.split("train")
+    per_file = {}
+    for i in train_ids:  # every train window's input rows, by the file its sequence is in
+        rows = (sequences[i] - mean.astype(np.float32)) / std.astype(np.float32)  # float32, as the codec
+        per_file.setdefault(i // 11, set()).update(
+            rows[s : s + 4].tobytes() for s in range(0, len(rows) - 4, 4))
+    expected = [set().union(*(per_file.get(f, set()) for f in range(w, 6, 2))) for w in range(2)]
+    assert expected[0] and expected[1] and not expected[0] & expected[1]
+    got = [train.worker_datasets(shards, config, settings, w, 2) for w in range(2)]
+    for split in ("train", "valid"):
+        assert len(got[0][split]) == len(got[1][split]) > 0  # the same number of steps
+    steps = min(len(e) // 3 for e in expected)
+    assert len(got[0]["train"]) == steps  # the fewest full batches of 3 (6 / 2 workers)
+    for w in range(2):
+        seen = []
+        for inputs, _, weights in got[w]["train"]:
+            assert inputs.shape[0] == 3 and np.all(weights.numpy() == 1)
+            seen += [x.tobytes() for x in inputs.numpy()]
+        assert len(seen) == 3 * steps == len(set(seen)) and set(seen) <= expected[w]
+    with pytest.raises(ValueError, match="6 store file.* 7 workers"):
+        train.worker_datasets(shards, config, settings.__class__(**{**settings.__dict__, "batch_size": 7}), 0, 7)
+    with pytest.raises(ValueError, match="multiple of the number of workers"):
+        train.worker_datasets(shards, config, settings, 0, 4)
+    with pytest.raises(ValueError, match="input_sharding='file'.*multi-worker"):
+        train.TrainSettings(input_sharding="file")

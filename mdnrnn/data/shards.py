@@ -358,6 +358,28 @@ class StoreSet:
         k = int(np.searchsorted(self._bases, index, side="right")) - 1
         return self.stores[k][index - int(self._bases[k])]
 
+    def files_for(self, worker, workers):
+        """The store files worker `worker` of `workers` reads when input is sharded by file.
+
+        Files are dealt out in turn: worker `i` gets files `i`, `i + workers`, ... (the
+        order of `paths`), so no two workers read the same file and together they read
+        them all. The part keeps this set's statistics (the whole dataset's), so every
+        worker normalises alike. It shares this set's open files: close this set, not
+        the part.
+
+        Raises:
+            ValueError: for a worker index out of range, or fewer files than workers.
+        """
+        if not (isinstance(workers, int) and isinstance(worker, int) and 0 <= worker < workers):
+            raise ValueError(f"Received an invalid worker {worker!r} of {workers!r}; expected 0 <= worker < workers.")
+        if len(self.stores) < workers:
+            raise ValueError(
+                f"{self.path}: {len(self.stores)} store file(s) cannot be dealt out to {workers} workers; "
+                "input sharded by file needs at least one file per worker (write more shards with "
+                "`mdnrnn prep ... --shard-size N`, or shard the input by batch)."
+            )
+        return StoreSet(self.stores[worker::workers], path=self.path, stats=(self.mean, self.std))
+
     def close(self):
         """Closes every store."""
         for store in self.stores:
