@@ -1,10 +1,12 @@
 """Generated touch performances against the held-out RoboJam performances.
 
 Prepares the RoboJam corpus shipped with mdnrnn (`mdnrnn.datasets.path("robojam")`) with
-`data_prep.robojam.convert` (the same split as training: seed 0), generates as many
-performances as the test split holds, each up to `--seconds` long, and compares the two
-sets on five statistics, each with a two-sample Kolmogorov-Smirnov statistic (0: the same
-distribution, 1: no overlap):
+`data_prep.robojam.convert` (the same split as training: seed 0), generates
+`--per-real` performances (4) for each of the test split's, each as long as that real one
+(the held-out performances last from about 1.5 s to 25 s, and a rate such as touches per
+second depends on the span it is counted over; `--seconds S` gives every generated one
+S seconds instead), and compares the two sets on five statistics, each with a two-sample
+Kolmogorov-Smirnov statistic (0: the same distribution, 1: no overlap):
 
 - border: per performance, the fraction of points on the screen's border (x or y at 0
   or 1; the corpus clips positions into [0, 1], and so does the generator);
@@ -14,7 +16,9 @@ distribution, 1: no overlap):
 - touches/s: per performance, touches divided by its duration (the sum of dt).
 
 A touch starts at a row with `dt > --tap-threshold` (0.1 s, as the exporters split
-touches). It also writes an SVG of real (left) and generated (right) performances side by
+touches). Generated performances come from one `Generator.generate` call with the longest
+real duration as its limit, each then cut at its own duration (rows up to it; a row that
+would cross it is dropped). It also writes an SVG of real (left) and generated (right) performances side by
 side.
 
 Run (from the repository root; about a minute):
@@ -98,6 +102,12 @@ def compare(real, generated, tap_threshold=0.1):
     return result
 
 
+def cut(performance, seconds):
+    """The rows of a `(n, 3)` touch performance whose running time (sum of dt) is at most `seconds`."""
+    performance = np.asarray(performance)
+    return performance[np.cumsum(performance[:, 2]) <= seconds]
+
+
 def side_by_side_svg(real, generated, rows=6, size=200):
     """One SVG: real performances in the left column, generated ones in the right."""
     from mdnrnn.export import performance_to_svg
@@ -130,8 +140,11 @@ def main(argv=None):
     parser.add_argument("--targets", choices=("rows", "offsets"), default=None,
                         help="what the model --train-epochs trains predicts (default: the preset's)")
     parser.add_argument("--batch-size", type=int, default=64, help="training batch size")
-    parser.add_argument("--seconds", type=float, default=5.0, help="length limit of a generated performance")
-    parser.add_argument("--max-steps", type=int, default=400, help="step limit of a generated performance")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="every generated performance this long (default: as long as its real one)")
+    parser.add_argument("--per-real", type=int, default=4, help="generated performances per held-out one (4)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="step limit of a generated performance (default: twice the longest real one's rows)")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--sigma-temperature", type=float, default=1.0)
     parser.add_argument("--tap-threshold", type=float, default=0.1)
@@ -175,12 +188,18 @@ def main(argv=None):
     generator = mdnrnn.Generator(
         model, temperature=args.temperature, sigma_temperature=args.sigma_temperature, seed=args.seed
     )
-    generated = generator.generate(n=len(real), max_steps=args.max_steps, max_seconds=args.seconds)
+    durations = np.tile([p[:, 2].sum() for p in real], args.per_real)
+    if args.seconds:
+        durations[:] = args.seconds
+    max_steps = args.max_steps or 2 * max(len(p) for p in real)
+    generated = generator.generate(n=len(durations), max_steps=max_steps, max_seconds=float(durations.max()))
+    generated = [cut(p, seconds) for p, seconds in zip(generated, durations)]
+    lasting = "each as long as its real one" if not args.seconds else f"{args.seconds:g} s each"
     print(
         f"# model {args.model}; {len(real)} held-out performances of {datasets.path('robojam').name} "
-        f"(test split, seed 0) against {len(generated)} generated ones (max {args.seconds:g} s, "
-        f"{args.max_steps} steps, temperature {args.temperature:g}, sigma_temperature "
-        f"{args.sigma_temperature:g}, seed {args.seed})\n"
+        f"(test split, seed 0) against {len(generated)} generated ones ({lasting}, up to {max_steps} "
+        f"steps, temperature {args.temperature:g}, sigma_temperature {args.sigma_temperature:g}, "
+        f"seed {args.seed})\n"
     )
     print("| statistic | real mean | generated mean | KS statistic |")
     print("| --- | ---: | ---: | ---: |")

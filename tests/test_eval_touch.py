@@ -62,3 +62,10 @@ def test_side_by_side_svg_holds_both_columns():
     svg = eval_touch.side_by_side_svg([PERFORMANCE] * 3, [PERFORMANCE] * 2, rows=4)
     assert svg.count("<image") == 4  # two rows (the shorter set) x two columns
     assert "real" in svg and "generated" in svg
+
+
+def test_cut_keeps_the_rows_within_the_duration():
+    # Running times 0, 0.5, 0.55, 0.6, 1.0: the row that would cross 0.58 s is dropped.
+    np.testing.assert_array_equal(eval_touch.cut(PERFORMANCE, 0.58), PERFORMANCE[:3])
+    np.testing.assert_array_equal(eval_touch.cut(PERFORMANCE, 1.0), PERFORMANCE)
+    assert len(eval_touch.cut(PERFORMANCE, 0.4)) == 1  # the first touch, at time 0
