@@ -1,4 +1,4 @@
-"""Peak memory of one training epoch streamed from a sequence store of >= 2 GB.
+"""Peak memory of one training epoch streamed from a sequence store (or shards) of >= 2 GB.
 
 Builds a store of the requested size under a temporary folder (default /tmp)
 from the real data shipped in `mdnrnn.datasets`, tiled with small random jitter
@@ -15,16 +15,26 @@ Usage (from the repository root):
     .venv/bin/python scripts/bench_pipeline_memory.py --kind touch --size-gb 2
     .venv/bin/python scripts/bench_pipeline_memory.py --kind stroke3 --size-gb 2
 
+With `--shards N` the data is N store files of `--size-gb / N` each in one folder, read
+as one dataset through the glob `FOLDER/*.h5` (`mdnrnn.data.open_stores`: the union of
+the files' train splits, statistics over all of them). The first file is built as above
+and the others are byte copies of it: peak memory depends on the number of sequences,
+rows and files, not on their values, and copying is minutes faster than building. The
+20 GB run of `docs/benchmarks.md`:
+
+    nice .venv/bin/python scripts/bench_pipeline_memory.py --kind touch --size-gb 20 --shards 10
+
 With `--keep`, the epoch can be re-measured independently of the script's own
 accounting:
 
     /usr/bin/time -v .venv/bin/python scripts/bench_pipeline_memory.py \
-        --iterate /tmp/bench-touch-PID.h5 --kind touch
+        --iterate /tmp/bench-touch-PID/shard-00000.h5 --kind touch
 """
 
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -91,15 +101,15 @@ def build(path, kind, size_bytes, seed=0):
     return time.perf_counter() - start, written
 
 
-def iterate(path, kind, batch_size, window):
-    """One epoch over the train split; prints a JSON line of measurements."""
+def iterate(spec, kind, batch_size, window):
+    """One epoch over the train split of a store file or a glob of them; prints a JSON line."""
     import tensorflow as tf  # noqa: F401  (counted in the baseline)
 
     from mdnrnn import data
 
     baseline = _peak_rss_mb()
     start = time.perf_counter()
-    with data.open_store(path) as store:
+    with data.open_stores(spec) as store:
         points = store.n_points
         opened = time.perf_counter() - start
         kwargs = {"window": window} if kind == "touch" else {"pen": "categorical"}
@@ -130,30 +140,41 @@ def main():
     parser.add_argument("--dir", default=tempfile.gettempdir())
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--window", type=int, default=50)
+    parser.add_argument("--shards", type=int, default=1, help="split the data over this many store files")
     parser.add_argument("--keep", action="store_true", help="keep the store afterwards")
     parser.add_argument("--iterate", metavar="STORE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.iterate:
         iterate(args.iterate, args.kind, args.batch_size, args.window)
         return
-    path = Path(args.dir) / f"bench-{args.kind}-{os.getpid()}.h5"
+    if args.shards < 1:
+        parser.error(f"--shards must be at least 1, got {args.shards}")
+    folder = Path(args.dir) / f"bench-{args.kind}-{os.getpid()}"
     try:
-        seconds, sequences = build(path, args.kind, int(args.size_gb * 1e9))
-        size = path.stat().st_size
-        print(f"built {path}: {size / 1e9:.2f} GB, {sequences:,} sequences in {seconds:.0f} s")
+        folder.mkdir()
+        first = folder / "shard-00000.h5"
+        seconds, sequences = build(first, args.kind, int(args.size_gb * 1e9 / args.shards))
+        print(f"built {first}: {first.stat().st_size / 1e9:.2f} GB, {sequences:,} sequences in {seconds:.0f} s")
+        for k in range(1, args.shards):
+            shutil.copyfile(first, folder / f"shard-{k:05d}.h5")
+        size = sum(p.stat().st_size for p in folder.glob("*.h5"))
+        spec = str(first) if args.shards == 1 else str(folder / "*.h5")
         child = subprocess.run(
-            [sys.executable, __file__, "--iterate", str(path), "--kind", args.kind,
+            [sys.executable, __file__, "--iterate", spec, "--kind", args.kind,
              "--batch-size", str(args.batch_size), "--window", str(args.window)],
             capture_output=True, text=True, check=True,
         )
         result = json.loads(child.stdout.strip().splitlines()[-1])
-        result.update(kind=args.kind, store_gb=round(size / 1e9, 2), sequences=sequences)
+        result.update(kind=args.kind, store_gb=round(size / 1e9, 2), files=args.shards,
+                      sequences=sequences * args.shards)
         print(json.dumps(result, indent=2))
         if result["batches"] != result["expected_batches"]:
             raise SystemExit("batch count differs from the dataset's cardinality")
     finally:
-        if not args.keep:
-            path.unlink(missing_ok=True)
+        if args.keep:
+            print(f"kept {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
