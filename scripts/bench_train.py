@@ -52,11 +52,22 @@ Variants (`--variants`, comma-separated) name a model and compile overrides:
 machine without a GPU); `ours:jit=1` / `ours:jit=0` recompiles it with `jit_compile`
 on / off, `ours:jit=auto` lets `mdnrnn train --jit auto`'s calibration
 (`train.time_training_steps` on the first timing batches, `train.choose_jit`) pick, and
-prints what it measured and chose, `ours:spe=8` with
+prints what it measured and chose, `ours:targets=offsets` is the model with the
+touch preset's own targets (x, y as offsets from the previous touch, their change as two
+more input columns: `make_dataset(..., targets="offsets")` gives it the same windows in
+the same order), `ours:clipnorm=0` with Adam's gradient clipping off (the
+presets clip at 1.0; 0 is none, as the anchor), `ours:spe=8` with
 `steps_per_execution=8`, and `ours:mask=0` drops the Masking layer (to price it; the
 shipped model keeps it). Options combine: `ours:jit=0:mask=0`.
 `anchor` and `anchor:jit=1` are the keras-mdn-layer model.
 `--check-xla` compares `MixtureNLL` eagerly and under XLA for every pen kind.
+
+Time to the anchor's quality: with both phases and an `anchor` variant, the report also
+gives, for every other variant, the first evaluation (every `--eval-every` steps) at
+which its held-out NLL is at or below the anchor's final one, and the wall-time ratio
+that makes: anchor's steps / the variant's steps x the paired speed-up. Offset targets
+score the same quantity as rows: an offset is the next normalised row minus the
+previous one, a shift with unit Jacobian, so -log p of the offset is -log p of the row.
 """
 
 from __future__ import annotations
@@ -119,12 +130,12 @@ def _materialise(dataset, n_batches=None):
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
 
-def _train_batches(store, args, n_batches):
+def _train_batches(store, args, n_batches, targets="rows"):
     """`n_batches` full training batches: epoch after epoch, each in a new order."""
     from mdnrnn import data
 
     dataset = data.make_dataset(store, "train", args.batch_size, window=args.window,
-                                seed=args.seed, drop_remainder=True)
+                                seed=args.seed, drop_remainder=True, targets=targets)
     parts, have = [], 0
     while have < n_batches:
         arrays = _materialise(dataset, n_batches - have)  # a new iterator: a new epoch
@@ -146,9 +157,12 @@ class _Variant:
         self.base = base
         self.options = dict(o.split("=") for o in options)
         self.args, self.config = args, config
-        unknown = set(self.options) - {"jit", "spe", "mask"}
-        if base not in ("ours", "anchor") or unknown:
+        unknown = set(self.options) - {"jit", "spe", "mask", "targets", "clipnorm"}
+        targets = self.options.get("targets", "rows")
+        if base not in ("ours", "anchor") or unknown or targets not in ("rows", "offsets") or (
+                base == "anchor" and targets != "rows"):
             raise SystemExit(f"unknown variant {name!r}")
+        self.config = config.replace(targets=targets)
 
     def build(self, arrays=None):
         """The compiled model; `arrays` (the timing batches) feed `jit=auto`'s calibration."""
@@ -167,7 +181,9 @@ class _Variant:
             return model
         from mdnrnn.models import build_model
 
-        model = _unmasked(self.config) if self.options.get("mask") == "0" else build_model(self.config)
+        clipnorm = float(self.options.get("clipnorm", 1.0))
+        model = (_unmasked(self.config, clipnorm) if self.options.get("mask") == "0"
+                 else build_model(self.config, clipnorm=clipnorm))
         overrides = {}
         if self.options.get("jit") == "auto":
             overrides["jit_compile"] = self._calibrate(arrays)
@@ -230,7 +246,7 @@ def _recompile(model, **overrides):
     return model
 
 
-def _unmasked(config):
+def _unmasked(config, clipnorm):
     """`build_model(config)` without the Masking layer (the LSTMs get no mask)."""
     from mdnrnn.models import MixtureRNN, build_model
 
@@ -246,7 +262,7 @@ def _unmasked(config):
 
     model = Unmasked(config)  # first, so that a seed gives it the same weights as `ours`
     model.build((None, None, config.input_size))
-    shipped = build_model(config)  # for its compile settings only
+    shipped = build_model(config, clipnorm=clipnorm)  # for its compile settings only
     model.compile(optimizer=type(shipped.optimizer).from_config(shipped.optimizer.get_config()),
                   loss=shipped.loss, jit_compile=shipped.jit_compile,
                   steps_per_execution=shipped.steps_per_execution)
@@ -282,7 +298,7 @@ class _RoundTimer:
 
 
 # ---------------------------------------------------------------- phases
-def time_variants(variants, arrays, args):
+def time_variants(variants, batches, args):
     """Median wall ms/step, CPU ms/step and sequences/s per variant, interleaved rounds.
 
     The order of the variants rotates from round to round, and each variant's speed-up
@@ -290,8 +306,9 @@ def time_variants(variants, arrays, args):
     same round) before the median: on a shared machine that ratio is steadier than
     either time alone.
     """
-    n = len(arrays[0]) // args.batch_size
-    models = {v.name: v.build(arrays) for v in variants}
+    arrays = {v.name: batches[v.config.targets] for v in variants}
+    n = args.timing_batches
+    models = {v.name: v.build(arrays[v.name]) for v in variants}
     walls = {v.name: [] for v in variants}
     cpus = {v.name: [] for v in variants}
     for round_ in range(args.rounds + 1):  # round 0 is the warm-up (tracing, compiling)
@@ -299,7 +316,7 @@ def time_variants(variants, arrays, args):
         shift = round_ % len(variants)
         for v in variants[shift:] + variants[:shift]:
             timer = _RoundTimer()
-            v.fit(models[v.name], arrays, [timer.callback])
+            v.fit(models[v.name], arrays[v.name], [timer.callback])
             last[v.name] = 1000 * timer.wall / n
             if round_:
                 walls[v.name].append(last[v.name])
@@ -324,13 +341,14 @@ def time_variants(variants, arrays, args):
     return results
 
 
-def score_variants(variants, train_arrays, valid_arrays, args):
+def score_variants(variants, train_batches, valid_batches, args):
     """Held-out NLL after every `eval_every` steps, all variants on the same batches."""
     import keras
 
     results = {}
     b = args.batch_size
     for v in variants:
+        train_arrays, valid_arrays = train_batches[v.config.targets], valid_batches[v.config.targets]
         keras.utils.set_random_seed(args.seed)
         model = v.build(tuple(a[: 4 * b] for a in train_arrays))  # built before any calibration
         curve = []
@@ -400,24 +418,44 @@ def main(argv=None):
         if args.check_xla:
             results["xla_check"] = check_xla()
             print("MixtureNLL eager vs XLA:", json.dumps(results["xla_check"], indent=1))
+        forms = sorted({v.config.targets for v in variants})
         if args.timing_batches and args.rounds:
-            arrays = _train_batches(store, args, args.timing_batches)
+            arrays = {t: _train_batches(store, args, args.timing_batches, t) for t in forms}
             print(f"timing {len(variants)} models, {args.timing_batches} batches of "
                   f"{args.batch_size} x {args.window} per round, {args.rounds} rounds", flush=True)
             results["timing"] = time_variants(variants, arrays, args)
         if args.quality_steps:
-            train_arrays = _train_batches(store, args, args.quality_steps)
-            valid = data.make_dataset(store, "valid", args.batch_size, window=args.window, shuffle=False)
-            valid_arrays = _materialise(valid)
-            results["valid_steps"] = int(valid_arrays[2].sum())
-            print(f"scoring after {args.quality_steps} steps on {len(valid_arrays[0])} held-out windows "
+            train_arrays = {t: _train_batches(store, args, args.quality_steps, t) for t in forms}
+            valid_arrays = {t: _materialise(data.make_dataset(store, "valid", args.batch_size, window=args.window,
+                                                              shuffle=False, targets=t)) for t in forms}
+            first = valid_arrays[forms[0]]
+            if any(not np.array_equal(a[2], first[2]) for a in valid_arrays.values()):
+                raise RuntimeError("the target forms should score the same held-out steps")
+            results["valid_steps"] = int(first[2].sum())
+            print(f"scoring after {args.quality_steps} steps on {len(first[0])} held-out windows "
                   f"({results['valid_steps']} steps)", flush=True)
             results["quality"] = score_variants(variants, train_arrays, valid_arrays, args)
+            if "timing" in results and "anchor" in results["quality"]:
+                results["time_to_anchor_nll"] = time_to_anchor_nll(results)
     results["load_after"] = os.getloadavg()
     _print_table(results, args)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
+
+
+def time_to_anchor_nll(results):
+    """Per variant: steps to reach the anchor's final held-out NLL, and the wall-time ratio."""
+    curves = {name: q["curve"] for name, q in results["quality"].items()}
+    target = curves["anchor"][-1]["valid_nll"]
+    anchor_steps = next(p["steps"] for p in curves["anchor"] if p["valid_nll"] <= target)
+    out = {}
+    for name, curve in curves.items():
+        steps = next((p["steps"] for p in curve if p["valid_nll"] <= target), None)
+        speedup = results["timing"][name]["paired_speedup"]
+        out[name] = {"anchor_nll": target, "steps": steps, "anchor_steps": anchor_steps,
+                     "time_ratio": None if steps is None else speedup * anchor_steps / steps}
+    return out
 
 
 def _print_table(results, args):
@@ -434,6 +472,12 @@ def _print_table(results, args):
         print(f"| {name} | {t['sequences_per_s']:.0f} | {t['ms_per_step']:.0f} | {t['best_ms_per_step']:.0f} | "
               f"{t['cpu_ms_per_step']:.0f} | {speed} | " if t else f"| {name} | - | - | - | - | - | ", end="")
         print(f"{q['valid_nll']:.4f} |" if q else "- |")
+    for name, t in results.get("time_to_anchor_nll", {}).items():
+        if name == "anchor":
+            continue
+        reached = (f"after {t['steps']} steps (anchor: {t['anchor_steps']}): {t['time_ratio']:.2f}x the anchor's speed "
+                   "to that quality" if t["steps"] else "not within the steps run")
+        print(f"{name} reaches the anchor's final held-out NLL ({t['anchor_nll']:.4f}) {reached}")
     for name, q in quality.items():
         if q.get("layout_check") is not None:
             print(f"{name}: its NLL recomputed with mdnrnn.mixture differs by {q['layout_check']:.2e} nats/step")
