@@ -68,7 +68,8 @@ def cmd_train(args):
             raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json).")
         saved = json.loads(config_path.read_text())
         store = _data_arg(args.data) or saved["data"]
-        given = {"epochs": args.epochs, "distribute": args.distribute, "jit": args.jit}
+        given = {"epochs": args.epochs, "distribute": args.distribute, "jit": args.jit,
+                 "max_minutes": args.max_minutes}
         settings = train.TrainSettings(**{**saved["train"], **{k: v for k, v in given.items() if v}})
         train.train(store, None, run_dir, settings, resume=True, verbose=verbose, worker_dir=args.worker_dir)
     else:
@@ -90,7 +91,7 @@ def cmd_train(args):
             max_seq_len=args.max_seq_len, scale_augment=args.scale_augment, drop_points=args.drop_points,
             window=args.seq_len, patience=args.patience, seed=args.seed,
             steps_per_epoch=args.steps_per_epoch, distribute=args.distribute, jit=args.jit or "auto",
-            input_sharding=args.input_sharding,
+            input_sharding=args.input_sharding, max_minutes=args.max_minutes,
         )
         if not train.is_chief(args.distribute):  # the chief writes --out; this worker, its own copy
             train.train(store, config, run_dir, settings, verbose=verbose, worker_dir=args.worker_dir)
@@ -405,6 +406,9 @@ def build_parser():
     p.add_argument("--batch-size", type=_int_in(1, 65_536), default=64, help="batch size, up to 65,536 (64)")
     p.add_argument("--epochs", type=_int_in(1, 100_000), help="epochs to train to (20)")
     p.add_argument("--steps-per-epoch", type=_int_in(1, 10_000_000), help="cap on batches per epoch (whole split)")
+    p.add_argument("--max-minutes", type=_float_in(0, 1e7),
+                   help="stop at the end of the first epoch that ends after this many minutes of training, for "
+                        "comparisons at equal time (no limit; with --resume, the resumed part's own budget)")
     p.add_argument("--lr", type=_float_in(0, 1), help="Adam's learning rate in (0, 1] (preset's: 0.001)")
     p.add_argument("--clipnorm", type=_float_in(0, 1e6, low_open=False),
                    help="gradient norm clipping, 0 for none (preset's: 1.0)")

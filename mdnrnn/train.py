@@ -73,6 +73,9 @@ class TrainSettings:
         jit: XLA for the training step: `"on"`, `"off"`, or `"auto"`, which times a
             few steps each way before training and keeps the faster (see `choose_jit`).
             Defaults to `"auto"`.
+        max_minutes: Stop at the end of the first epoch that ends after this many
+            minutes of this call's training (for comparisons at equal training time; with
+            `--resume`, the resumed part's own budget); `None`: no limit.
         input_sharding: Multi-worker input (see `datasets`): `"batch"`, every worker
             reads its slice of the global batches from all files (the same batches as
             one process), or `"file"`, every worker reads only its own store files.
@@ -99,6 +102,7 @@ class TrainSettings:
     drop_points: float = 0.0
     jit: str = "auto"
     input_sharding: str = "batch"
+    max_minutes: float | None = None
 
     def __post_init__(self):
         if self.jit not in JIT_MODES:
@@ -107,6 +111,10 @@ class TrainSettings:
         if self.input_sharding not in INPUT_SHARDINGS:
             raise ValueError(f"Received an invalid value for `input_sharding`, expected one of "
                              f"{INPUT_SHARDINGS}. Received: input_sharding={self.input_sharding!r}")
+        if self.max_minutes is not None and not (isinstance(self.max_minutes, (int, float))
+                                                 and math.isfinite(self.max_minutes) and self.max_minutes > 0):
+            raise ValueError(f"Received an invalid value for `max_minutes`, expected a positive number "
+                             f"of minutes or None. Received: max_minutes={self.max_minutes!r}")
         if self.input_sharding == "file" and self.distribute != "multiworker":
             raise ValueError("input_sharding='file' shares the store files out among the workers of a "
                              f"multi-worker run; this run has distribute={self.distribute!r}.")
@@ -358,6 +366,24 @@ class _RunCheckpoint(keras.callbacks.Callback):
         )
 
 
+class _TimeBudget(keras.callbacks.Callback):
+    """Stops training at the end of the first epoch that ends after `minutes` of it."""
+
+    def __init__(self, minutes: float, clock=time.monotonic):
+        super().__init__()
+        self.seconds, self.clock = 60.0 * minutes, clock
+
+    def on_train_begin(self, logs=None):
+        self.start = self.clock()
+
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed = self.clock() - self.start
+        if elapsed >= self.seconds:
+            self.model.stop_training = True
+            print(f"time budget: {elapsed / 60:.1f} of {self.seconds / 60:g} minutes used after epoch "
+                  f"{epoch + 1}; training stops here", flush=True)
+
+
 def prepare_config(store_path, config: ModelConfig) -> ModelConfig:
     """Fits a config to a store: checks the kind, sets dim (IMPSY), normalisation and
     `min_steps` (stroke-5 models: the train split's shortest drawing).
@@ -593,6 +619,7 @@ def _train(store_path, config, run_dir, settings, resume, verbose, strategy, sou
     checkpoint = _RunCheckpoint(run_dir, best)
     callbacks = [
         checkpoint,
+        *([_TimeBudget(settings.max_minutes)] if settings.max_minutes else []),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")),

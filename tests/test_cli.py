@@ -324,3 +324,32 @@ def test_preset_names_match_the_registry():
     from mdnrnn import PRESETS, cli
 
     assert sorted(cli.PRESET_NAMES) == sorted(PRESETS)
+
+
+def test_max_minutes_stops_at_the_end_of_the_epoch_that_passes_the_budget(kanji_store, tmp_path, capsys):
+    import types
+
+    from mdnrnn import train
+
+    now = [0.0]
+    budget = train._TimeBudget(2, clock=lambda: now[0])
+    model = types.SimpleNamespace(stop_training=False)
+    budget.set_model(model)
+    budget.on_train_begin()
+    now[0] = 119.0
+    budget.on_epoch_end(0)
+    assert not model.stop_training  # 1:59 of 2 minutes
+    now[0] = 120.0
+    budget.on_epoch_end(1)
+    assert model.stop_training
+    # Through the command: a budget of 0.6 ms is used up by the first epoch.
+    run_dir = tmp_path / "run"
+    assert run(["train", "--data", str(kanji_store), "--preset", "kanji", *TINY_MODEL, "--epochs", "5",
+                "--steps-per-epoch", "2", "--batch-size", "16", "--max-minutes", "0.00001",
+                "--out", str(run_dir)]) == 0
+    assert "training stops here" in capsys.readouterr().out
+    with open(run_dir / "history.csv") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["0"]
+    assert json.loads((run_dir / "config.json").read_text())["train"]["max_minutes"] == 0.00001
+    assert run(["train", "--data", str(kanji_store), "--preset", "kanji", "--max-minutes", "0",
+                "--out", str(tmp_path / "zero")]) == 2
