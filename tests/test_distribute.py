@@ -150,6 +150,16 @@ def _wait(processes, log_dir, timeout=TIMEOUT):
     assert [p.returncode for p in processes] == [0] * len(processes), logs
 
 
+def _train_two_workers(args, tmp_path):
+    """Two workers train to `tmp_path/run` (the chief) and `tmp_path/worker1`, to the end."""
+    workers = _start_workers([*args, "--out", str(tmp_path / "run")], worker_dirs=[None, tmp_path / "worker1"],
+                             log_dir=tmp_path)
+    try:
+        _wait(workers, tmp_path)
+    finally:
+        _stop(workers)
+
+
 def _history(run_dir):
     import csv
 
@@ -171,12 +181,7 @@ def test_two_workers_train_like_one_process_on_the_same_global_batches(tmp_path,
     single = subprocess.run(_command(*args, "--out", str(tmp_path / "single")), capture_output=True,
                             text=True, timeout=TIMEOUT)
     assert single.returncode == 0, single.stderr[-2000:]
-    workers = _start_workers([*args, "--out", str(tmp_path / "run")], worker_dirs=[None, tmp_path / "worker1"],
-                             log_dir=tmp_path)
-    try:
-        _wait(workers, tmp_path)
-    finally:
-        _stop(workers)
+    _train_two_workers(args, tmp_path)
     reference, chief = _history(tmp_path / "single"), _history(tmp_path / "run")
     assert [r["epoch"] for r in chief] == ["0", "1"]
     for r, c in zip(reference, chief):
@@ -257,12 +262,7 @@ def test_two_workers_sharding_input_by_file_read_only_their_files(tmp_path, touc
     import numpy as np
 
     args = [*TRAIN_ARGS, "--data", str(touch_shards), "--epochs", "2", "--input-sharding", "file"]
-    workers = _start_workers([*args, "--out", str(tmp_path / "run")], worker_dirs=[None, tmp_path / "worker1"],
-                             log_dir=tmp_path)
-    try:
-        _wait(workers, tmp_path)
-    finally:
-        _stop(workers)
+    _train_two_workers(args, tmp_path)
     # Train windows: files 0 and 2 hold 14 train sequences (56 windows), files 1 and 3 hold
     # 10 (40): 10 steps of 4 windows each; valid: 6 and 2 sequences, 2 steps.
     for i, files in enumerate(["shard-00000.h5, shard-00002.h5", "shard-00001.h5, shard-00003.h5"]):
