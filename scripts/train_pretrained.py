@@ -16,7 +16,7 @@ model card. The held-out NLL is the pooled mean over every step of the store's t
 
 Usage (from the repository root; the shipped models were made with these commands):
 
-    .venv/bin/python scripts/train_pretrained.py kanji --epochs 16
+    .venv/bin/python scripts/train_pretrained.py kanji --epochs 40
     .venv/bin/python scripts/train_pretrained.py touch --epochs 60
 
 `--ship-only` skips training and ships the best model of an existing run directory (for a
