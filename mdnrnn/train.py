@@ -417,12 +417,12 @@ def check_examples(store_path, config: ModelConfig, settings: TrainSettings):
         StoreError: if the store is damaged or a split is missing or empty.
         ValueError: naming the store, the split and why it yields nothing.
     """
-    window = settings.window if config.spec.pen is None else None
+    options = _example_options(config, settings)
+    window = options["window"]
     with data.open_stores(store_path) as store:
         for split in ("train", "valid"):
             store.require_split(split)
-            count = data.count_examples(store, split, pen=config.spec.pen, window=window,
-                                        max_seq_len=settings.max_seq_len)
+            count = data.count_examples(store, split, **options)
             if count.examples == 0:
                 need = f"{window + 1} points (--seq-len {window} + 1)" if window else "2 points"
                 longest = int(store.lengths[store.split(split)].max())
@@ -466,9 +466,9 @@ def datasets(store_path, config: ModelConfig, settings: TrainSettings, strategy=
 
 
 def _make_dataset(store, split, config, settings, batch_size=None, replica_slices=None, seed=None, steps=None):
-    """One split's pipeline with the settings' options; `steps`: exactly that many batches."""
-    kwargs = dict(pen=config.spec.pen, window=settings.window if config.spec.pen is None else None,
-                  max_seq_len=settings.max_seq_len, targets=config.targets, replica_slices=replica_slices)
+    """One split's pipeline with the settings' options; `steps`: exactly that many full batches."""
+    kwargs = dict(_example_options(config, settings), targets=config.targets, replica_slices=replica_slices,
+                  drop_remainder=bool(steps))
     batch_size = batch_size or settings.batch_size
     if split == "train":
         augment = data.Augmentation(settings.scale_augment, settings.drop_points)
@@ -481,6 +481,12 @@ def _make_dataset(store, split, config, settings, batch_size=None, replica_slice
         dataset = dataset.repeat().take(steps)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
     return dataset
+
+
+def _example_options(config, settings):
+    """The `make_dataset` / `count_examples` options that decide what an example is."""
+    return dict(pen=config.spec.pen, window=settings.window if config.spec.pen is None else None,
+                max_seq_len=settings.max_seq_len)
 
 
 def worker_datasets(store_path, config: ModelConfig, settings: TrainSettings, worker: int, workers: int):
@@ -509,10 +515,14 @@ def worker_datasets(store_path, config: ModelConfig, settings: TrainSettings, wo
         parts = [whole.files_for(i, workers) for i in range(workers)]
         out = {}
         for split in ("train", "valid"):
-            steps = min(len(_make_dataset(part, split, config, settings, per_worker, (0, 1, 1))) for part in parts)
+            steps = min(data.count_examples(part, split, **_example_options(config, settings)).examples
+                        for part in parts) // per_worker
             if split == "train" and settings.steps_per_epoch:
                 steps = settings.steps_per_epoch
-            out[split] = _make_dataset(parts[worker], split, config, settings, per_worker, (0, 1, 1),
+            if steps == 0:
+                raise ValueError(f"{whole.path}: with input sharded by file, some worker's files hold fewer "
+                                 f"{split} examples than one batch of {per_worker}; lower the batch size.")
+            out[split] = _make_dataset(parts[worker], split, config, settings, per_worker,
                                        seed=settings.seed + worker, steps=steps)
         names = ", ".join(Path(p).name for p in parts[worker].paths)
         print(f"input sharded by file: worker {worker} of {workers} reads {len(parts[worker].stores)} of "
@@ -531,9 +541,9 @@ def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = Tr
             `data.open_stores`). It is recorded in `config.json` for `resume`.
         config: The model's `ModelConfig` (normalisation is taken from the store).
         run_dir: The run directory; must not exist yet unless `resume`.
-        settings: `TrainSettings`. With `resume`, only its `epochs`, `distribute` and
-            `jit` apply (the rest are the run's own; `mdnrnn train --resume` passes the
-            run's saved `jit` unless `--jit` is given).
+        settings: `TrainSettings`. With `resume`, only its `epochs`, `distribute`, `jit`
+            and `max_minutes` apply (the rest are the run's own; `mdnrnn train --resume`
+            passes the run's saved values unless the options are given).
         resume: Continue the run in `run_dir` from its last checkpoint.
         verbose: Keras progress output (1: progress bar, 2: one line per epoch, 0: none).
         worker_dir: Multi-worker training, a worker that is not the chief: where it
@@ -591,7 +601,8 @@ def _train(store_path, config, run_dir, settings, resume, verbose, strategy, sou
         saved = json.loads((source_dir / "config.json").read_text())
         config = ModelConfig.from_dict(saved["model"])
         settings = dataclasses.replace(TrainSettings(**saved["train"]), epochs=settings.epochs,
-                                       distribute=settings.distribute, jit=settings.jit)
+                                       distribute=settings.distribute, jit=settings.jit,
+                                       max_minutes=settings.max_minutes)
         state = json.loads(state_path.read_text())
         jit_compile = _decide_jit(store_path, config, settings, strategy)
         with strategy.scope():

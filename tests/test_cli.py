@@ -351,5 +351,13 @@ def test_max_minutes_stops_at_the_end_of_the_epoch_that_passes_the_budget(kanji_
     with open(run_dir / "history.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["0"]
     assert json.loads((run_dir / "config.json").read_text())["train"]["max_minutes"] == 0.00001
+    # A run without a budget, resumed with one: the resumed part stops after its first epoch.
+    unlimited = tmp_path / "unlimited"
+    assert run(["train", "--data", str(kanji_store), "--preset", "kanji", *TINY_MODEL, "--epochs", "1",
+                "--steps-per-epoch", "2", "--batch-size", "16", "--out", str(unlimited)]) == 0
+    assert run(["train", "--resume", str(unlimited), "--epochs", "5", "--max-minutes", "0.00001",
+                "--progress", "none"]) == 0
+    with open(unlimited / "history.csv") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
     assert run(["train", "--data", str(kanji_store), "--preset", "kanji", "--max-minutes", "0",
                 "--out", str(tmp_path / "zero")]) == 2
