@@ -18,8 +18,8 @@ Kolmogorov-Smirnov statistic (0: the same distribution, 1: no overlap):
 A touch starts at a row with `dt > --tap-threshold` (0.1 s, as the exporters split
 touches). Generated performances come from one `Generator.generate` call with the longest
 real duration as its limit, each then cut at its own duration (rows up to it; a row that
-would cross it is dropped). It also writes an SVG of real (left) and generated (right) performances side by
-side.
+would cross it is dropped). It also writes an SVG of real (left) and generated (right)
+performances side by side.
 
 Run (from the repository root; about a minute):
 
