@@ -78,12 +78,23 @@ def cmd_train(args):
         store = _data_arg(args.data)
         if isinstance(store, str) and not any(c in store for c in "*?[") and not Path(store).exists():
             raise FileNotFoundError(f"No store at {store}")
-        overrides = {k: v for k, v in {
-            "units": args.units, "layers": args.layers, "components": args.mixtures, "dropout": args.dropout,
-            "covariance": args.covariance, "cell": args.cell, "recurrent_dropout": args.recurrent_dropout,
-            "targets": args.targets,
-        }.items() if v is not None}
-        config = models.preset(args.preset, **overrides)
+        shape = {  # option: (ModelConfig field, value given)
+            "--units": ("units", args.units), "--layers": ("layers", args.layers),
+            "--mixtures": ("components", args.mixtures), "--dropout": ("dropout", args.dropout),
+            "--covariance": ("covariance", args.covariance), "--cell": ("cell", args.cell),
+            "--recurrent-dropout": ("recurrent_dropout", args.recurrent_dropout),
+            "--targets": ("targets", args.targets),
+        }
+        overrides = {field: value for field, value in shape.values() if value is not None}
+        if args.init_from:
+            given = [option for option, (_, value) in {"--preset": (None, args.preset), **shape}.items()
+                     if value is not None]
+            if given:
+                raise ValueError(f"--init-from {args.init_from} keeps that model's preset and sizes; "
+                                 f"leave out {', '.join(given)}.")
+            config = None
+        else:
+            config = models.preset(args.preset or "kanji", **overrides)
         run_dir = Path(args.out)
         settings = train.TrainSettings(
             epochs=args.epochs or 20, batch_size=args.batch_size, learning_rate=args.lr,
@@ -91,7 +102,7 @@ def cmd_train(args):
             max_seq_len=args.max_seq_len, scale_augment=args.scale_augment, drop_points=args.drop_points,
             window=args.seq_len, patience=args.patience, seed=args.seed,
             steps_per_epoch=args.steps_per_epoch, distribute=args.distribute, jit=args.jit or "auto",
-            input_sharding=args.input_sharding, max_minutes=args.max_minutes,
+            input_sharding=args.input_sharding, max_minutes=args.max_minutes, init_from=args.init_from,
         )
         if not train.is_chief(args.distribute):  # the chief writes --out; this worker, its own copy
             train.train(store, config, run_dir, settings, verbose=verbose, worker_dir=args.worker_dir)
@@ -389,7 +400,10 @@ def build_parser():
     p.add_argument("--data", nargs="+", metavar="STORE",
                    help="the sequence store (.h5); or several: a shard directory (mdnrnn prep --shard-size), "
                         "store files, or a quoted pattern such as 'shards/*.h5'")
-    p.add_argument("--preset", default="kanji", choices=PRESET_NAMES, help="model preset (kanji)")
+    p.add_argument("--preset", choices=PRESET_NAMES, help="model preset (kanji)")
+    p.add_argument("--init-from", metavar="MODEL",
+                   help="fine-tune: start from this trained model (.keras file or pretrained name), "
+                        "its preset, sizes and normalisation kept, with a fresh optimizer")
     p.add_argument("--units", type=_int_in(1, 4096), help="LSTM units, up to 4096 (preset's)")
     p.add_argument("--layers", type=_int_in(1, 16), help="LSTM layers, up to 16 (preset's)")
     p.add_argument("--mixtures", type=_int_in(1, 256), help="mixture components, up to 256 (preset's)")

@@ -13,6 +13,9 @@ A run directory holds everything one training run writes:
 
 `--resume` reloads `last.keras` (weights and optimizer state) and `state.json` and
 continues with the next epoch.
+`TrainSettings.init_from` (`mdnrnn train --init-from`) starts a new run from a trained
+model's weights, its config and normalisation kept, with a fresh optimizer: fine-tuning,
+on other data or with other settings.
 
 With `distribute="multiworker"` every worker runs the same `train` call, each with its
 own `TF_CONFIG`; only the chief (task `chief`, or `worker` 0 when the cluster has no
@@ -80,6 +83,11 @@ class TrainSettings:
             reads its slice of the global batches from all files (the same batches as
             one process), or `"file"`, every worker reads only its own store files.
             Defaults to `"batch"`.
+        init_from: Start from a trained model's weights instead of random ones (a
+            `.keras` file or a pretrained name, as `load_model` takes): fine-tuning. The
+            run keeps that model's config, its sizes and its normalisation (the weights
+            expect it), whatever the store's statistics; only `min_steps` is the new
+            store's. `None`: random weights from the seed.
 
     Raises:
         ValueError: For a `jit` that is not one of `JIT_MODES`, or an `input_sharding`
@@ -103,6 +111,7 @@ class TrainSettings:
     jit: str = "auto"
     input_sharding: str = "batch"
     max_minutes: float | None = None
+    init_from: str | None = None
 
     def __post_init__(self):
         if self.jit not in JIT_MODES:
@@ -384,15 +393,33 @@ class _TimeBudget(keras.callbacks.Callback):
                   f"{epoch + 1}; training stops here", flush=True)
 
 
-def prepare_config(store_path, config: ModelConfig) -> ModelConfig:
+def start_config(init_from, config: ModelConfig | None) -> ModelConfig:
+    """The config of the model a fine-tuning run starts from (`TrainSettings.init_from`).
+
+    Raises:
+        ValueError: If `config` is given and is not that model's (its sizes are fixed by
+            the weights), or the file is not an mdnrnn model.
+        FileNotFoundError: If there is no such model.
+    """
+    start = load_model(init_from).config
+    if config is not None and config != start:
+        raise ValueError(f"init_from={str(init_from)!r} fixes the model's config (its weights need it); "
+                         "pass config=None, or a config equal to that model's.")
+    return start
+
+
+def prepare_config(store_path, config: ModelConfig, keep_normalisation: bool = False) -> ModelConfig:
     """Fits a config to a store: checks the kind, sets dim (IMPSY), normalisation and
     `min_steps` (stroke-5 models: the train split's shortest drawing).
 
     `store_path` may name several stores (anything `data.open_stores` opens: a shard
-    directory, a list, a pattern); their statistics are the set's.
+    directory, a list, a pattern); their statistics are the set's. `keep_normalisation`
+    (fine-tuning a trained model) keeps the config's own mean and std, and then the
+    store's columns must match the config's.
 
     Raises:
-        ValueError: If the store's kind does not match the config's `data_kind`.
+        ValueError: If the store's kind does not match the config's `data_kind` (or, with
+            `keep_normalisation`, its number of columns).
     """
     with data.open_stores(store_path, check_values=False) as store:
         if store.kind != config.data_kind:
@@ -400,7 +427,13 @@ def prepare_config(store_path, config: ModelConfig) -> ModelConfig:
                 f"{store.path} is a {store.kind!r} store but the model expects "
                 f"{config.data_kind!r} data (preset {config.preset!r})."
             )
-        changes = {"mean": tuple(store.mean), "std": tuple(store.std)}
+        if keep_normalisation:
+            if len(store.mean) != len(config.mean):
+                raise ValueError(f"{store.path} has {len(store.mean)} columns but the model to fine-tune "
+                                 f"was trained on {len(config.mean)}.")
+            changes = {}
+        else:
+            changes = {"mean": tuple(store.mean), "std": tuple(store.std)}
         train_split = store.split("train") if "train" in store.split_names else []
         if config.spec.pen == "categorical" and len(train_split):
             # Generation's stop rule: no "end of drawing" before the shortest drawing's length.
@@ -539,7 +572,8 @@ def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = Tr
         store_path: The sequence store (.h5) to train on (train and valid splits), or
             several: a shard directory, a glob pattern, or a list of these (see
             `data.open_stores`). It is recorded in `config.json` for `resume`.
-        config: The model's `ModelConfig` (normalisation is taken from the store).
+        config: The model's `ModelConfig` (normalisation is taken from the store); `None`
+            with `settings.init_from` (the config is that model's) or `resume`.
         run_dir: The run directory; must not exist yet unless `resume`.
         settings: `TrainSettings`. With `resume`, only its `epochs`, `distribute`, `jit`
             and `max_minutes` apply (the rest are the run's own; `mdnrnn train --resume`
@@ -575,7 +609,9 @@ def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = Tr
             run_dir = Path(worker_dir)
             run_dir.mkdir(parents=True, exist_ok=resume)
     if not resume:
-        config = prepare_config(store_path, config)
+        if settings.init_from is not None:
+            config = start_config(settings.init_from, config)
+        config = prepare_config(store_path, config, keep_normalisation=settings.init_from is not None)
         settings = settings.resolved(config.preset)  # checks the optimizer settings too
         check_examples(store_path, config, settings)
         run_dir.mkdir(parents=True, exist_ok=run_dir != source_dir)
@@ -621,6 +657,8 @@ def _train(store_path, config, run_dir, settings, resume, verbose, strategy, sou
         jit_compile = _decide_jit(store_path, config, settings, strategy)
         with strategy.scope():
             model = build_model(config, optimizer=settings.optimizer(config.preset))
+        if settings.init_from is not None:
+            model.set_weights(load_model(settings.init_from).get_weights())
         initial_epoch, best = 0, math.inf
     model.jit_compile = jit_compile
     clip_after_all_reduce(model.optimizer)

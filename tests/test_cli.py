@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import mido
+import numpy as np
 import pytest
 
 from mdnrnn import data, datasets, load_model
@@ -361,3 +362,40 @@ def test_max_minutes_stops_at_the_end_of_the_epoch_that_passes_the_budget(kanji_
         assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
     assert run(["train", "--data", str(kanji_store), "--preset", "kanji", "--max-minutes", "0",
                 "--out", str(tmp_path / "zero")]) == 2
+
+
+@pytest.mark.slow
+def test_init_from_fine_tunes_a_trained_model_keeping_its_config(kanji_model, tmp_path, capsys):
+    base_path = kanji_model / "model.keras"
+    base = load_model(base_path)
+    # Other drawings, so other statistics: the fine-tuned model keeps the ones its weights know.
+    other = tmp_path / "other.h5"
+    assert run(["prep", "kanjivg", "--limit", "40", "--seed", "3", "--out", str(other), "--no-progress"]) == 0
+    with data.open_store(other) as store:
+        assert tuple(store.std) != tuple(base.config.std)
+    run_dir = tmp_path / "tuned"
+    # A learning rate of 1e-12 leaves the weights where they started, so they show where that was.
+    assert run(["train", "--data", str(other), "--init-from", str(base_path), "--lr", "1e-12", "--epochs", "1",
+                "--steps-per-epoch", "1", "--batch-size", "8", "--progress", "none", "--out", str(run_dir)]) == 0
+    tuned = load_model(run_dir / "model.keras")
+    assert tuned.config.replace(min_steps=base.config.min_steps) == base.config
+    for before, after in zip(base.get_weights(), tuned.get_weights(), strict=True):
+        assert np.allclose(before, after, atol=1e-6)
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["train"]["init_from"] == str(base_path) and saved["train"]["learning_rate"] == 1e-12
+    # Without --init-from the same run starts from the seed's random weights.
+    fresh_dir = tmp_path / "fresh"
+    assert run(["train", "--data", str(other), "--preset", "kanji", *TINY_MODEL, "--lr", "1e-12", "--epochs", "1",
+                "--steps-per-epoch", "1", "--batch-size", "8", "--out", str(fresh_dir)]) == 0
+    fresh = load_model(fresh_dir / "model.keras")
+    assert not all(np.allclose(a, b, atol=1e-3) for a, b in zip(base.get_weights(), fresh.get_weights()))
+    # The model fixes the shape; a store of another kind is refused before anything is written.
+    capsys.readouterr()
+    assert run(["train", "--data", str(other), "--init-from", str(base_path), "--units", "32",
+                "--out", str(tmp_path / "r")]) == 1
+    assert "keeps that model's preset and sizes; leave out --units" in capsys.readouterr().err
+    touch = tmp_path / "touch.h5"
+    assert run(["prep", "robojam", str(CORPUS), "--out", str(touch), "--no-progress"]) == 0
+    assert run(["train", "--data", str(touch), "--init-from", str(base_path), "--out", str(tmp_path / "r")]) == 1
+    assert "is a 'touch' store but the model expects 'stroke3'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
