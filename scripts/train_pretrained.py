@@ -148,8 +148,10 @@ def ship(name: str, run_dirs: list[Path], store: Path, out: Path, seconds: float
     for run_dir in run_dirs:
         history = (run_dir / "history.csv").read_text().splitlines()
         state = json.loads((run_dir / "state.json").read_text())
-        phases.append({"train": json.loads((run_dir / "config.json").read_text())["train"],
-                       "epochs_run": len(history) - 1, "best_valid_nll": state["best_val_loss"]})
+        settings = json.loads((run_dir / "config.json").read_text())["train"]
+        if settings.get("init_from"):  # as a path within --work, not this machine's
+            settings["init_from"] = os.path.relpath(settings["init_from"], run_dir.parent)
+        phases.append({"train": settings, "epochs_run": len(history) - 1, "best_valid_nll": state["best_val_loss"]})
     with data.open_store(store, check_values=False) as opened:
         splits = {split: len(opened.split(split)) for split in opened.split_names}
         points = int(opened.lengths.sum())

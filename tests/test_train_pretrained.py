@@ -50,7 +50,7 @@ def test_fine_tuning_phase_starts_from_the_first_phase_and_is_what_ships(script,
     assert 0 < drift < 0.05
     facts = json.loads((out / "kanji.json").read_text())
     assert facts["epochs_run"] == 1 and facts["finetune"]["epochs_run"] == 1
-    assert facts["finetune"]["train"]["init_from"] == str(first / "model.keras")
+    assert facts["finetune"]["train"]["init_from"] == "kanji-run/model.keras"  # within --work
     assert "then fine-tuned from that run's best model" in (out / "kanji.md").read_text()
 
     # Called again, both runs are resumed (nothing left to do) and the same model ships.
