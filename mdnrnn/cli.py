@@ -69,7 +69,7 @@ def cmd_train(args):
         saved = json.loads(config_path.read_text())
         store = _data_arg(args.data) or saved["data"]
         given = {"epochs": args.epochs, "distribute": args.distribute, "jit": args.jit,
-                 "max_minutes": args.max_minutes}
+                 "max_minutes": args.max_minutes, "precision": args.precision}
         settings = train.TrainSettings(**{**saved["train"], **{k: v for k, v in given.items() if v}})
         train.train(store, None, run_dir, settings, resume=True, verbose=verbose, worker_dir=args.worker_dir)
     else:
@@ -83,7 +83,7 @@ def cmd_train(args):
             "--mixtures": ("components", args.mixtures), "--dropout": ("dropout", args.dropout),
             "--covariance": ("covariance", args.covariance), "--cell": ("cell", args.cell),
             "--recurrent-dropout": ("recurrent_dropout", args.recurrent_dropout),
-            "--targets": ("targets", args.targets),
+            "--targets": ("targets", args.targets), "--dt-scale": ("dt_scale", args.dt_scale),
         }
         overrides = {field: value for field, value in shape.values() if value is not None}
         if args.init_from:
@@ -100,9 +100,11 @@ def cmd_train(args):
             epochs=args.epochs or 20, batch_size=args.batch_size, learning_rate=args.lr,
             clipnorm=args.clipnorm, lr_decay=args.lr_decay, min_learning_rate=args.min_lr,
             max_seq_len=args.max_seq_len, scale_augment=args.scale_augment, drop_points=args.drop_points,
+            input_noise=args.input_noise,
             window=args.seq_len, patience=args.patience, seed=args.seed,
             steps_per_epoch=args.steps_per_epoch, distribute=args.distribute, jit=args.jit or "auto",
             input_sharding=args.input_sharding, max_minutes=args.max_minutes, init_from=args.init_from,
+            precision=args.precision or "float32",
         )
         if not train.is_chief(args.distribute):  # the chief writes --out; this worker, its own copy
             train.train(store, config, run_dir, settings, verbose=verbose, worker_dir=args.worker_dir)
@@ -247,6 +249,8 @@ def cmd_info(args):
         mean, std = config.normalisation
         print(f"data mean:  {np.round(mean, 4).tolist()}")
         print(f"data std:   {np.round(std, 4).tolist()}")
+        if config.data_kind != "stroke3":
+            print(f"dt scale:   {config.dt_scale} (targets: {config.targets})")
         return
     from mdnrnn import data
 
@@ -415,6 +419,8 @@ def build_parser():
                    help="mixture components' covariance: full (correlated, Cholesky) or diagonal (preset's)")
     p.add_argument("--targets", choices=["rows", "offsets"],
                    help="touch/IMPSY: predict the next rows, or positions as offsets from the previous row (preset's)")
+    p.add_argument("--dt-scale", choices=["linear", "log"],
+                   help="touch/IMPSY: model dt as it is, or its logarithm (preset's)")
     p.add_argument("--seq-len", type=_int_in(1, 10_000), default=50,
                    help="window length for touch/IMPSY data, up to 10,000 (50); drawings train whole")
     p.add_argument("--batch-size", type=_int_in(1, 65_536), default=64, help="batch size, up to 65,536 (64)")
@@ -434,6 +440,9 @@ def build_parser():
                    help="drawings: random dx/dy scale in [1-s, 1+s] while training, sketch-rnn uses 0.15 (0)")
     p.add_argument("--drop-points", type=_float_in(0, 0.99, low_open=False), default=0.0,
                    help="drawings: chance of dropping a mid-stroke point while training, sketch-rnn uses 0.1 (0)")
+    p.add_argument("--input-noise", type=_float_in(0, 10, low_open=False), default=0.0,
+                   help="touch and IMPSY offset models: standard deviation of Gaussian noise on the training "
+                        "inputs' change columns, in normalised units (0: none)")
     p.add_argument("--patience", type=_int_in(1, 100_000), default=5, help="early stopping patience (5)")
     p.add_argument("--seed", type=_int_in(0, SEED_MAX), default=0, help="random seed, 0 to 2**32-1 (0)")
     p.add_argument("--distribute", choices=["mirrored", "multiworker"],
@@ -446,6 +455,11 @@ def build_parser():
                    help="XLA for the training step: auto times a few steps each way on the first batches "
                         "and keeps the faster (drawings and multiworker: off, unmeasured); on or off force it "
                         "(auto; --resume keeps the run's own unless given)")
+    p.add_argument("--precision", choices=["float32", "mixed_bfloat16"],
+                   help="compute dtype of the LSTM stack while training: mixed_bfloat16 is faster on "
+                        "processors with bfloat16 arithmetic (AVX512_BF16, AMX, recent GPUs) and slower on "
+                        "others; weights, head and loss stay float32, the saved model is float32 (float32; "
+                        "--resume keeps the run's own unless given)")
     p.add_argument("--out", help="run directory to create")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--worker-dir", metavar="DIR",

@@ -80,6 +80,12 @@ the exporters.
   rows; the first row's from the start row), dt as it is. The change of
   variables has a unit Jacobian, so held-out NLLs of both forms compare
   directly. Inputs are the rows either way.
+- dt scale (`ModelConfig.dt_scale`, touch and IMPSY): `"linear"`, dt as it
+  is, or `"log"`: `log(dt + LOG_DT_SHIFT)` takes dt's place before
+  normalising (the config's dt statistics are then the logarithm's), and
+  decoding takes the exponential back (a dt above `LOG_DT_MAX` is out of
+  bounds). Held-out NLLs of the two scales measure different variables and do
+  not compare.
 - Decoding a sample (model units, from `mixture_distribution` or the NumPy
   sampler): with offset targets add the previous model row's values, then
   denormalise. Touch `x, y` and IMPSY values lie in [0, 1] and every `dt` is at
@@ -126,6 +132,13 @@ START_VALUE = 0.5
 TARGETS = ("rows", "offsets")
 # Draws per step, at most, for a sample inside the data's bounds (`RowCodec.redraw`).
 REDRAWS = 16
+# How touch and IMPSY models see dt (`ModelConfig.dt_scale`): as it is, or as
+# `log(dt + LOG_DT_SHIFT)` (seconds; the shift keeps a first event's dt = 0 finite).
+DT_SCALES = ("linear", "log")
+LOG_DT_SHIFT = 1e-3
+# With `dt_scale="log"`, a sampled dt above this many seconds is drawn again (`redraw`):
+# the exponential of a far-out sample would overflow.
+LOG_DT_MAX = 3600.0
 
 
 def pen_lifted(pen):
@@ -415,6 +428,12 @@ class RowCodec:
         mean: per continuous column, the training data's mean `(D,)`. Defaults to zeros.
         std: per continuous column, the training data's standard deviation `(D,)`.
             Defaults to ones.
+        targets: `"rows"` or `"offsets"` (see `TARGETS`). Defaults to `"rows"`.
+        dt_scale: touch and IMPSY: `"linear"`, dt as it is, or `"log"`: the model sees
+            `log(dt + LOG_DT_SHIFT)`, normalised (`mean` and `std` of the dt column are
+            then those of the logarithm), and its samples come back through `exp`.
+            Pauses between touches span 0.1 s to seconds, a heavy tail that linear
+            Gaussians cover by spreading below 0.1 s too. Defaults to `"linear"`.
 
     Raises:
         ValueError: for an unknown kind, a pen that does not fit it, statistics of the
@@ -427,9 +446,14 @@ class RowCodec:
     array([[ 0.,  0., -1.]], dtype=float32)
     """
 
-    def __init__(self, kind, dim, pen=None, mean=None, std=None, targets="rows"):
+    def __init__(self, kind, dim, pen=None, mean=None, std=None, targets="rows", dt_scale="linear"):
         if kind not in KINDS:
             raise ValueError(f"Unknown sequence kind {kind!r}; expected one of {KINDS}.")
+        if dt_scale not in DT_SCALES or (dt_scale == "log" and kind == "stroke3"):
+            raise ValueError(
+                f"Received an invalid value for `dt_scale`, expected one of {DT_SCALES} ('log' for "
+                f"touch and IMPSY rows only). Received: kind={kind!r}, dt_scale={dt_scale!r}"
+            )
         if targets not in TARGETS or (targets == "offsets" and kind == "stroke3"):
             raise ValueError(
                 f"Received an invalid value for `targets`, expected one of {TARGETS} ('offsets' "
@@ -450,6 +474,8 @@ class RowCodec:
                 f"Received: mean={self.mean.tolist()}, std={self.std.tolist()}"
             )
         self.dt_index = self.columns.index("dt") if "dt" in self.columns else None
+        self.dt_scale = dt_scale
+        self.log_dt = dt_scale == "log"
         # Bounds of decoded rows, in data units (None: stroke-3 offsets are unbounded):
         # samples outside [low, high] are drawn again (`redraw`), and decoded rows are
         # clipped into [clip_low, high].
@@ -460,7 +486,7 @@ class RowCodec:
             dt = np.arange(dim) == self.dt_index
             self.low = np.zeros(dim, np.float32)
             self.clip_low = np.where(dt, MIN_DT, 0.0).astype(np.float32)
-            self.high = np.where(dt, np.inf, 1.0).astype(np.float32)
+            self.high = np.where(dt, LOG_DT_MAX if dt_scale == "log" else np.inf, 1.0).astype(np.float32)
             # With offset targets, every bounded column but dt is predicted as a change.
             self.offset_columns = ~dt if targets == "offsets" else np.zeros(dim, bool)
         self.offsets = bool(self.offset_columns.any())
@@ -499,7 +525,7 @@ class RowCodec:
         `encode_step`). Other models encode each row on its own.
         """
         rows = np.asarray(rows, np.float32)
-        out = normalize(rows, self.mean, self.std)
+        out = self._normalise(rows)
         if self.offsets:
             change = np.zeros(out.shape[:-1] + (int(self.offset_columns.sum()),), np.float32)
             change[..., 1:, :] = np.diff(out[..., self.offset_columns], axis=-2)
@@ -523,7 +549,7 @@ class RowCodec:
         to last), in model units; the first row's change is from the start row.
         """
         rows = np.asarray(rows, np.float32)
-        out = normalize(rows, self.mean, self.std)
+        out = self._normalise(rows)
         if self.pen is not None:
             out[..., self.dim] = pen_lifted(rows[..., self.dim])
         if self.offsets:
@@ -538,7 +564,22 @@ class RowCodec:
         `previous` `(B, input_size)` (`None`: the rows start their sequences)."""
         if not self.offsets or previous is None:
             return self.encode(np.asarray(rows, np.float32)[..., None, :])[..., 0, :]
-        return self._with_changes(normalize(rows, self.mean, self.std), previous)
+        return self._with_changes(self._normalise(rows), previous)
+
+    def _normalise(self, rows):
+        """Data rows `(..., columns)` to normalised rows (dt through its scale first)."""
+        if self.log_dt:
+            rows = np.array(rows, np.float32)
+            rows[..., self.dt_index] = np.log(np.maximum(rows[..., self.dt_index], 0.0) + LOG_DT_SHIFT)
+        return normalize(rows, self.mean, self.std)
+
+    def _data_units(self, values):
+        """Normalised continuous values `(..., D)` to data units (a new array)."""
+        values = values * self.std + self.mean
+        if self.log_dt:
+            with np.errstate(over="ignore"):  # inf, above LOG_DT_MAX: outside the bounds
+                values[..., self.dt_index] = np.exp(values[..., self.dt_index]) - LOG_DT_SHIFT
+        return values
 
     def _with_changes(self, values, previous):
         """Normalised values `(B, D)` and the change of their offset columns from `previous`."""
@@ -551,13 +592,31 @@ class RowCodec:
         change = values - previous[:, : self.dim]
         return tf.concat([values, tf.gather(change, np.flatnonzero(self.offset_columns), axis=1)], 1)
 
+    def _log_dt_tf(self, values):
+        """TensorFlow: data-unit values `(..., D)` with dt through its scale."""
+        if not self.log_dt:
+            return values
+        from mdnrnn._tf import tf
+
+        is_dt = np.arange(self.dim) == self.dt_index
+        return tf.where(is_dt, tf.math.log(tf.maximum(values, 0.0) + LOG_DT_SHIFT), values)
+
+    def _exp_dt_tf(self, values):
+        """TensorFlow: the inverse of `_log_dt_tf`."""
+        if not self.log_dt:
+            return values
+        from mdnrnn._tf import tf
+
+        is_dt = np.arange(self.dim) == self.dt_index
+        return tf.where(is_dt, tf.exp(values) - LOG_DT_SHIFT, values)
+
     def encode_tf(self, rows, previous):
         """`encode_step` in TensorFlow: data rows `(B, columns)` after the model rows
         `previous` to model rows `(B, input_size)`."""
         from mdnrnn._tf import tf
 
         d = self.dim
-        values = (rows[:, :d] - self.mean) / self.std
+        values = (self._log_dt_tf(rows[:, :d]) - self.mean) / self.std
         if self.offsets:
             return self._with_changes_tf(values, previous)
         if self.pen is None:
@@ -608,7 +667,7 @@ class RowCodec:
         """Whether each sample `(B, D)` (model units) decodes to a row within the bounds."""
         if self.offsets:
             values = values + previous[:, : self.dim] * self._offset_factors
-        values = values * self.std + self.mean
+        values = self._data_units(values)
         return ((values >= self.low) & (values <= self.high)).all(axis=1)
 
     def decode(self, values, pen=None, previous=None):
@@ -628,13 +687,11 @@ class RowCodec:
         if self.offsets:
             values = values + previous[:, : self.dim] * self._offset_factors
         model_values = values
-        values = values * self.std
-        values += self.mean
+        values = self._data_units(values)
         if self.low is not None:  # clip in data units, then encode the clipped rows
             np.maximum(values, self.clip_low, out=values)
             np.minimum(values, self.high, out=values)
-            model_values = values - self.mean
-            model_values /= self.std
+            model_values = self._normalise(values)
         if self.offsets:
             return values, self._with_changes(model_values, previous)
         if self.pen is None:
@@ -675,17 +732,17 @@ class RowCodec:
             sample = samples[0]
             model_values = sample[:, :d]
         else:  # the pen-less kinds: sample == values
-            values = (samples + offsets) * self.std + self.mean  # [draws, B, D]
+            values = self._exp_dt_tf((samples + offsets) * self.std + self.mean)  # [draws, B, D]
             inside = tf.reduce_all((values >= self.low) & (values <= self.high), axis=-1)  # [draws, B]
             draws = tf.shape(samples)[0]
             index = tf.where(inside, tf.range(draws)[:, None], draws)
             first = tf.math.floormod(tf.reduce_min(index, axis=0), draws)  # 0 where none is inside
             sample = tf.gather(tf.transpose(samples, [1, 0, 2]), first, axis=1, batch_dims=1)  # [B, D]
             model_values = sample + offsets
-        values = model_values * self.std + self.mean
+        values = self._exp_dt_tf(model_values * self.std + self.mean)
         if self.low is not None:
             values = tf.minimum(tf.maximum(values, self.clip_low), self.high)
-            model_values = (values - self.mean) / self.std
+            model_values = (self._log_dt_tf(values) - self.mean) / self.std
         no_end = tf.zeros(tf.shape(values)[:1], tf.bool)
         if self.offsets:
             return values, self._with_changes_tf(model_values, previous), no_end

@@ -80,9 +80,7 @@ class Generator(Temperatures):
         self.config = config = model.config
         self.spec = config.spec
         # The row codec: encodes inputs, start rows, decodes samples (see `mdnrnn.formats`).
-        self.codec = formats.RowCodec(
-            config.data_kind, config.spec.dim, config.spec.pen, *config.normalisation, config.targets
-        )
+        self.codec = config.codec()
         # The data's columns: what prefixes hold and outputs give.
         self.columns = list(self.codec.columns)
         self.temperature = temperature
@@ -96,7 +94,6 @@ class Generator(Temperatures):
         # The stop rule only applies where there is an end-of-drawing state.
         self.min_steps = int(min_steps) if self.spec.pen == "categorical" else 0
         self._rng = np.random.default_rng(seed)
-        self._mean, self._std = config.normalisation
         self._model = model
         k, d, c = self.spec.components, self.spec.dim, self.spec.correlation_size
         self._scale_slice = slice(k + k * d, k + 2 * k * d)

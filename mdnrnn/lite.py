@@ -155,6 +155,7 @@ class LiteConfig:
     input_size: int  # width of a model input row
     min_steps: int = 0  # stroke-5: no "end of drawing" before this many points
     targets: str = "rows"  # "offsets": positions predicted as changes (see `ModelConfig`)
+    dt_scale: str = "linear"  # "log": the model sees log(dt + shift) (see `ModelConfig`)
 
     @property
     def normalisation(self) -> tuple[np.ndarray, np.ndarray]:
@@ -163,6 +164,11 @@ class LiteConfig:
         mean = np.zeros(dim, np.float32) if self.mean is None else np.asarray(self.mean, np.float32)
         std = np.ones(dim, np.float32) if self.std is None else np.asarray(self.std, np.float32)
         return mean, std
+
+    def codec(self) -> formats.RowCodec:
+        """The model's row codec, as `ModelConfig.codec`."""
+        return formats.RowCodec(self.data_kind, self.spec.dim, self.spec.pen, *self.normalisation, self.targets,
+                                self.dt_scale)
 
 
 def read_sidecar(path) -> LiteConfig:
@@ -192,7 +198,7 @@ def read_sidecar(path) -> LiteConfig:
             layers=int(config["layers"]), mean=config.get("mean"), std=config.get("std"),
             preset=config.get("preset"), columns=tuple(meta["columns"]),
             input_size=int(meta["input_size"]), min_steps=int(config.get("min_steps", 0)),
-            targets=config.get("targets", "rows"),
+            targets=config.get("targets", "rows"), dt_scale=config.get("dt_scale", "linear"),
         )
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{meta_path} is not an mdnrnn LiteRT sidecar: {error}") from None
@@ -254,9 +260,7 @@ class LiteGenerator(Temperatures):
         self.min_steps = int(min_steps) if self.spec.pen == "categorical" else 0
         self._rng = np.random.default_rng(seed)
         # The row codec: encodes inputs, start rows, decodes samples (see `mdnrnn.formats`).
-        self.codec = formats.RowCodec(
-            config.data_kind, self.spec.dim, self.spec.pen, *config.normalisation, config.targets
-        )
+        self.codec = config.codec()
         self._tables = SamplerTables(self.spec)
         self._interpreter = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
         self._interpreter.allocate_tensors()

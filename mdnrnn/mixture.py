@@ -306,14 +306,14 @@ class MixtureDensity(keras.layers.Layer):
             )
         self.spec = spec
         k, d = spec.components, spec.dim
-        self.logits_dense = keras.layers.Dense(k, name="logits")
-        self.loc_dense = keras.layers.Dense(k * d, name="loc")
-        self.scale_dense = keras.layers.Dense(k * d, name="scale")
+        self.logits_dense = keras.layers.Dense(k, name="logits", dtype=self.dtype_policy)
+        self.loc_dense = keras.layers.Dense(k * d, name="loc", dtype=self.dtype_policy)
+        self.scale_dense = keras.layers.Dense(k * d, name="scale", dtype=self.dtype_policy)
         self.correlation_dense = (
-            keras.layers.Dense(k * spec.correlation_size, name="correlation")
+            keras.layers.Dense(k * spec.correlation_size, name="correlation", dtype=self.dtype_policy)
             if spec.covariance == "full" else None
         )
-        self.pen_dense = keras.layers.Dense(spec.pen_size, name="pen") if spec.pen else None
+        self.pen_dense = keras.layers.Dense(spec.pen_size, name="pen", dtype=self.dtype_policy) if spec.pen else None
         self.supports_masking = True
 
     def denses(self):

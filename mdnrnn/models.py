@@ -19,7 +19,7 @@ import zipfile
 import numpy as np
 
 from mdnrnn._tf import keras
-from mdnrnn.formats import TARGETS, RowCodec
+from mdnrnn.formats import DT_SCALES, TARGETS, RowCodec
 from mdnrnn.mixture import MixtureDensity, MixtureNLL, MixtureSpec
 
 DATA_KINDS = ("stroke3", "touch", "impsy")
@@ -55,6 +55,10 @@ class ModelConfig:
             of drawing" before a drawing has this many points (see `Generator`). Training
             sets it to the shortest drawing of the train split; 0 turns the rule off.
             Defaults to 0.
+        dt_scale: Touch and IMPSY models: `"linear"`, dt as it is, or `"log"`, the model
+            reads and predicts `log(dt + formats.LOG_DT_SHIFT)` (`mean` and `std` of the
+            dt column are then the logarithm's; see `formats.RowCodec`). Defaults to
+            `"linear"`.
 
     Raises:
         ValueError: If a field is out of range or does not fit `data_kind`.
@@ -72,6 +76,7 @@ class ModelConfig:
     cell: str = "lstm"
     recurrent_dropout: float = 0.0
     targets: str = "rows"
+    dt_scale: str = "linear"
 
     def __post_init__(self):
         if isinstance(self.spec, dict):
@@ -110,6 +115,12 @@ class ModelConfig:
                 f"for touch and IMPSY models only; drawings are offsets already). Received: "
                 f"data_kind={self.data_kind!r}, targets={self.targets!r}"
             )
+        if self.dt_scale not in DT_SCALES or (stroke and self.dt_scale != "linear"):
+            raise ValueError(
+                f"Received an invalid value for `dt_scale`, expected one of {DT_SCALES} ('log' for "
+                f"touch and IMPSY models only: drawings have no dt). Received: "
+                f"data_kind={self.data_kind!r}, dt_scale={self.dt_scale!r}"
+            )
         if stroke and (self.spec.pen is None or self.spec.dim != 2):
             raise ValueError(
                 "A `data_kind='stroke3'` model needs a spec with dim=2 and a pen "
@@ -143,6 +154,11 @@ class ModelConfig:
         """Width of a model input row (`mdnrnn.formats.RowCodec`): the continuous dims,
         the pen encoding, and with offset targets the offset columns' changes."""
         return RowCodec(self.data_kind, self.spec.dim, self.spec.pen, targets=self.targets).input_size
+
+    def codec(self) -> RowCodec:
+        """The model's row codec: its kind, pen, normalisation, targets and dt scale."""
+        return RowCodec(self.data_kind, self.spec.dim, self.spec.pen, *self.normalisation, self.targets,
+                        self.dt_scale)
 
     @property
     def normalisation(self) -> tuple[np.ndarray, np.ndarray]:
@@ -266,8 +282,8 @@ class LayerNormLSTMCell(keras.layers.Layer):
         self.epsilon = float(epsilon)
         self.state_size = [units, units]
         self.output_size = units
-        self.input_dropout = keras.layers.Dropout(self.dropout)
-        self.recurrent_dropout_layer = keras.layers.Dropout(self.recurrent_dropout)
+        self.input_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self.recurrent_dropout_layer = keras.layers.Dropout(self.recurrent_dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         units = self.units
@@ -282,9 +298,12 @@ class LayerNormLSTMCell(keras.layers.Layer):
         self.beta_c = self.add_weight(shape=(units,), initializer="zeros", name="beta_c")
 
     def _normalise(self, z, gamma, beta):
+        # In float32 whatever the compute dtype (bfloat16 means and variances are coarse).
+        z = keras.ops.cast(z, "float32")
         mean = keras.ops.mean(z, axis=-1, keepdims=True)
         variance = keras.ops.var(z, axis=-1, keepdims=True)
-        return gamma * (z - mean) * keras.ops.rsqrt(variance + self.epsilon) + beta
+        out = keras.ops.cast(gamma, "float32") * (z - mean) * keras.ops.rsqrt(variance + self.epsilon)
+        return keras.ops.cast(out + keras.ops.cast(beta, "float32"), self.compute_dtype)
 
     def call(self, inputs, states, training=False):
         h, c = states[0], states[1]
@@ -309,7 +328,10 @@ class MixtureRNN(keras.Model):
 
     Args:
         config: A `ModelConfig` (or its dict form).
-        **kwargs: Base model arguments (`name`, ...).
+        **kwargs: Base model arguments (`name`, ...). `dtype="mixed_bfloat16"` runs the
+            LSTM stack in bfloat16 (weights stay float32; the head and the loss run in
+            float32): a training-speed setting (`build_model`'s `precision`), not part of
+            the model, so a saved model loads as float32.
 
     Call arguments:
         inputs: `(batch_size, timesteps, input_size)`; all-zero rows are padding.
@@ -324,13 +346,14 @@ class MixtureRNN(keras.Model):
         if isinstance(config, dict):
             config = ModelConfig.from_dict(config)
         self.config = config
-        self.masking = keras.layers.Masking(mask_value=0.0, name="masking")
+        policy = self.dtype_policy
+        self.masking = keras.layers.Masking(mask_value=0.0, name="masking", dtype=policy)
         if config.cell == "layer_norm":
             self.lstms = [
                 keras.layers.RNN(
                     LayerNormLSTMCell(config.units, dropout=config.dropout,
-                                      recurrent_dropout=config.recurrent_dropout),
-                    return_sequences=True, name=f"lstm_{i}",
+                                      recurrent_dropout=config.recurrent_dropout, dtype=policy),
+                    return_sequences=True, name=f"lstm_{i}", dtype=policy,
                 )
                 for i in range(config.layers)
             ]
@@ -338,11 +361,11 @@ class MixtureRNN(keras.Model):
             self.lstms = [
                 keras.layers.LSTM(
                     config.units, return_sequences=True, dropout=config.dropout,
-                    recurrent_dropout=config.recurrent_dropout, name=f"lstm_{i}",
+                    recurrent_dropout=config.recurrent_dropout, name=f"lstm_{i}", dtype=policy,
                 )
                 for i in range(config.layers)
             ]
-        self.head = MixtureDensity(config.spec, name="head")
+        self.head = MixtureDensity(config.spec, name="head", dtype="float32")
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -453,8 +476,13 @@ class DecayToFloor(keras.optimizers.schedules.LearningRateSchedule):
 PRESET_OPTIMIZERS: dict[str, OptimizerConfig] = {name: OptimizerConfig() for name in PRESETS}
 
 
+# Compute dtypes of the training model (`build_model`'s `precision`).
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
 def build_model(config: ModelConfig, learning_rate: float = 1e-3, clipnorm: float = 1.0,
-                optimizer: OptimizerConfig | None = None, jit_compile: bool | str = "auto"):
+                optimizer: OptimizerConfig | None = None, jit_compile: bool | str = "auto",
+                precision: str = "float32"):
     """Builds and compiles the training model for `config`.
 
     Args:
@@ -468,6 +496,10 @@ def build_model(config: ModelConfig, learning_rate: float = 1e-3, clipnorm: floa
             default (off on a machine without a GPU). Whether XLA pays depends on the
             machine and on the shapes of the batches, so `train.train` (`mdnrnn train
             --jit`) sets it per run, by measurement by default. Defaults to `"auto"`.
+        precision: `"float32"`, or `"mixed_bfloat16"`: the LSTM stack computes in
+            bfloat16 (the weights, the mixture head and the loss stay float32), which is
+            faster where the processor multiplies bfloat16 natively (`mdnrnn train
+            --precision`, docs/benchmarks.md). Defaults to `"float32"`.
 
     Returns:
         A compiled `MixtureRNN` taking `(batch_size, timesteps, config.input_size)`,
@@ -481,7 +513,12 @@ def build_model(config: ModelConfig, learning_rate: float = 1e-3, clipnorm: floa
     """
     if optimizer is None:
         optimizer = OptimizerConfig(learning_rate=learning_rate, clipnorm=clipnorm)
-    model = MixtureRNN(config)
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"Received an invalid value for `precision`, expected one of {PRECISIONS}. "
+            f"Received: precision={precision!r}"
+        )
+    model = MixtureRNN(config, dtype=precision)
     model.build((None, None, config.input_size))
     model.compile(
         optimizer=optimizer.make(),

@@ -27,6 +27,7 @@ the recipe.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -43,8 +44,9 @@ import numpy as np
 import svgwrite
 
 from mdnrnn._tf import keras, tf
-from mdnrnn import atomic, data, outdir
-from mdnrnn.models import PRESET_OPTIMIZERS, MixtureRNN, ModelConfig, OptimizerConfig, build_model, load_model
+from mdnrnn import atomic, data, formats, outdir
+from mdnrnn.models import (PRECISIONS, PRESET_OPTIMIZERS, MixtureRNN, ModelConfig, OptimizerConfig, build_model,
+                            load_model)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +68,9 @@ class TrainSettings:
             `[1 - s, 1 + s]` during training (sketch-rnn uses 0.15); 0 is off.
         drop_points: Drawings: probability of dropping a mid-stroke point during
             training (sketch-rnn's `augment_strokes`); 0 is off.
+        input_noise: Offset targets (the touch preset): standard deviation of Gaussian
+            noise on the training inputs' change columns, in model units (see
+            `data.make_dataset`); 0 is off. Validation batches have none.
         window: Steps per training window for touch and IMPSY stores (`None` for
             whole drawings). Defaults to `None`.
         patience: Epochs without a better validation NLL before stopping. Defaults to 5.
@@ -88,9 +93,14 @@ class TrainSettings:
             run keeps that model's config, its sizes and its normalisation (the weights
             expect it), whatever the store's statistics; only `min_steps` is the new
             store's. `None`: random weights from the seed.
+        precision: The training model's compute dtype (`build_model`'s `precision`):
+            `"float32"`, or `"mixed_bfloat16"`, the LSTM stack in bfloat16, faster where
+            the processor multiplies bfloat16 natively (docs/benchmarks.md). The saved
+            model is float32 either way. Defaults to `"float32"`.
 
     Raises:
-        ValueError: For a `jit` that is not one of `JIT_MODES`, or an `input_sharding`
+        ValueError: For a `jit` that is not one of `JIT_MODES`, a `precision` not in
+            `models.PRECISIONS`, or an `input_sharding`
             that is not one of `INPUT_SHARDINGS` (or `"file"` without `"multiworker"`).
     """
 
@@ -108,15 +118,20 @@ class TrainSettings:
     max_seq_len: int | None = None
     scale_augment: float = 0.0
     drop_points: float = 0.0
+    input_noise: float = 0.0
     jit: str = "auto"
     input_sharding: str = "batch"
     max_minutes: float | None = None
     init_from: str | None = None
+    precision: str = "float32"
 
     def __post_init__(self):
         if self.jit not in JIT_MODES:
             raise ValueError(f"Received an invalid value for `jit`, expected one of {JIT_MODES}. "
                              f"Received: jit={self.jit!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Received an invalid value for `precision`, expected one of {PRECISIONS}. "
+                             f"Received: precision={self.precision!r}")
         if self.input_sharding not in INPUT_SHARDINGS:
             raise ValueError(f"Received an invalid value for `input_sharding`, expected one of "
                              f"{INPUT_SHARDINGS}. Received: input_sharding={self.input_sharding!r}")
@@ -434,6 +449,8 @@ def prepare_config(store_path, config: ModelConfig, keep_normalisation: bool = F
             changes = {}
         else:
             changes = {"mean": tuple(store.mean), "std": tuple(store.std)}
+            if config.dt_scale == "log":
+                changes.update(_log_dt_statistics(store, config))
         train_split = store.split("train") if "train" in store.split_names else []
         if config.spec.pen == "categorical" and len(train_split):
             # Generation's stop rule: no "end of drawing" before the shortest drawing's length.
@@ -441,6 +458,21 @@ def prepare_config(store_path, config: ModelConfig, keep_normalisation: bool = F
         if config.data_kind == "impsy":
             changes["dim"] = len(store.mean)
         return config.replace(**changes)
+
+
+def _log_dt_statistics(store, config: ModelConfig) -> dict:
+    """`mean` and `std` with the dt column's replaced by those of `log(dt + LOG_DT_SHIFT)`
+    over the train split (every member of a store set), for `dt_scale="log"`."""
+    column = config.codec().dt_index
+    values = [np.log(np.asarray(member[int(i)][:, column], np.float64) + formats.LOG_DT_SHIFT)
+              for member in getattr(store, "stores", [store]) if "train" in member.split_names
+              for i in member.split("train")]
+    values = np.concatenate(values) if values else np.zeros(0)
+    if len(values) < 2 or not values.std() > 0:
+        raise ValueError(f"{store.path}: the train split has too few distinct dt values for dt_scale='log'.")
+    mean, std = list(store.mean), list(store.std)
+    mean[column], std[column] = float(values.mean()), float(values.std())
+    return {"mean": tuple(mean), "std": tuple(std)}
 
 
 def check_examples(store_path, config: ModelConfig, settings: TrainSettings):
@@ -500,13 +532,16 @@ def datasets(store_path, config: ModelConfig, settings: TrainSettings, strategy=
 
 def _make_dataset(store, split, config, settings, batch_size=None, replica_slices=None, seed=None, steps=None):
     """One split's pipeline with the settings' options; `steps`: exactly that many full batches."""
+    # Normalised as the model's config says (a fine-tuned model keeps its own statistics).
     kwargs = dict(_example_options(config, settings), targets=config.targets, replica_slices=replica_slices,
+                  stats=(config.mean, config.std), dt_scale=config.dt_scale,
                   drop_remainder=bool(steps))
     batch_size = batch_size or settings.batch_size
     if split == "train":
         augment = data.Augmentation(settings.scale_augment, settings.drop_points)
         dataset = data.make_dataset(store, "train", batch_size, seed=settings.seed if seed is None else seed,
-                                    augment=augment if augment else None, **kwargs)
+                                    augment=augment if augment else None, input_noise=settings.input_noise,
+                                    **kwargs)
         steps = steps or settings.steps_per_epoch
     else:
         dataset = data.make_dataset(store, "valid", batch_size, shuffle=False, **kwargs)
@@ -575,8 +610,8 @@ def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = Tr
         config: The model's `ModelConfig` (normalisation is taken from the store); `None`
             with `settings.init_from` (the config is that model's) or `resume`.
         run_dir: The run directory; must not exist yet unless `resume`.
-        settings: `TrainSettings`. With `resume`, only its `epochs`, `distribute`, `jit`
-            and `max_minutes` apply (the rest are the run's own; `mdnrnn train --resume`
+        settings: `TrainSettings`. With `resume`, only its `epochs`, `distribute`, `jit`,
+            `max_minutes` and `precision` apply (the rest are the run's own; `mdnrnn train --resume`
             passes the run's saved values unless the options are given).
         resume: Continue the run in `run_dir` from its last checkpoint.
         verbose: Keras progress output (1: progress bar, 2: one line per epoch, 0: none).
@@ -613,6 +648,9 @@ def train(store_path, config: ModelConfig, run_dir, settings: TrainSettings = Tr
             config = start_config(settings.init_from, config)
         config = prepare_config(store_path, config, keep_normalisation=settings.init_from is not None)
         settings = settings.resolved(config.preset)  # checks the optimizer settings too
+        if settings.input_noise and config.targets != "offsets":
+            raise ValueError(f"input_noise perturbs the change columns of an offsets model's inputs; this "
+                             f"model predicts {config.targets!r} (preset {config.preset!r}).")
         check_examples(store_path, config, settings)
         run_dir.mkdir(parents=True, exist_ok=run_dir != source_dir)
         outdir.mark(run_dir, "run")
@@ -638,11 +676,11 @@ def _train(store_path, config, run_dir, settings, resume, verbose, strategy, sou
         config = ModelConfig.from_dict(saved["model"])
         settings = dataclasses.replace(TrainSettings(**saved["train"]), epochs=settings.epochs,
                                        distribute=settings.distribute, jit=settings.jit,
-                                       max_minutes=settings.max_minutes)
+                                       max_minutes=settings.max_minutes, precision=settings.precision)
         state = json.loads(state_path.read_text())
         jit_compile = _decide_jit(store_path, config, settings, strategy)
-        with strategy.scope():
-            model = load_model(source_dir / "last.keras")
+        with strategy.scope(), _dtype_policy(settings.precision):
+            model = load_model(source_dir / "last.keras")  # a saved model has no dtype: the policy's
         initial_epoch, best = state["epochs_done"], state["best_val_loss"]
         if run_dir != source_dir:
             _write_json_atomic(saved, run_dir / "config.json")
@@ -656,7 +694,8 @@ def _train(store_path, config, run_dir, settings, resume, verbose, strategy, sou
         )
         jit_compile = _decide_jit(store_path, config, settings, strategy)
         with strategy.scope():
-            model = build_model(config, optimizer=settings.optimizer(config.preset))
+            model = build_model(config, optimizer=settings.optimizer(config.preset),
+                                precision=settings.precision)
         if settings.init_from is not None:
             model.set_weights(load_model(settings.init_from).get_weights())
         initial_epoch, best = 0, math.inf
@@ -690,6 +729,18 @@ def _train(store_path, config, run_dir, settings, resume, verbose, strategy, sou
     return best_model
 
 
+@contextlib.contextmanager
+def _dtype_policy(precision):
+    """Keras' global dtype policy set to `precision` within the block (`load_model`
+    builds a saved model, which records no dtype, in the global policy)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def _decide_jit(store_path, config, settings, strategy) -> bool:
     """`resolve_jit` for this run, its line printed (by the chief).
 
@@ -698,13 +749,16 @@ def _decide_jit(store_path, config, settings, strategy) -> bool:
     """
     def make_model():
         with strategy.scope():
-            model = build_model(config, optimizer=settings.optimizer(config.preset))
+            model = build_model(config, optimizer=settings.optimizer(config.preset),
+                                precision=settings.precision)
         clip_after_all_reduce(model.optimizer)
         return model
 
     jit_compile, line = resolve_jit(settings, config, make_model,
                                     lambda: datasets(store_path, config, settings)[0])
     keras.utils.set_random_seed(settings.seed)
+    if settings.precision != "float32":
+        line += f"; precision {settings.precision}"
     if is_chief(settings.distribute):
         print(line, flush=True)
     return jit_compile

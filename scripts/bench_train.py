@@ -57,8 +57,10 @@ touch preset's own targets (x, y as offsets from the previous touch, their chang
 more input columns: `make_dataset(..., targets="offsets")` gives it the same windows in
 the same order), `ours:clipnorm=0` with Adam's gradient clipping off (the
 presets clip at 1.0; 0 is none, as the anchor), `ours:spe=8` with
-`steps_per_execution=8`, and `ours:mask=0` drops the Masking layer (to price it; the
-shipped model keeps it). Options combine: `ours:jit=0:mask=0`.
+`steps_per_execution=8`, `ours:precision=mixed_bfloat16` is `build_model(...,
+precision="mixed_bfloat16")` (`mdnrnn train --precision mixed_bfloat16`: the LSTM stack in
+bfloat16), and `ours:mask=0` drops the Masking layer (to price it; the shipped model keeps
+it). Options combine: `ours:jit=0:mask=0`.
 `anchor` and `anchor:jit=1` are the keras-mdn-layer model.
 `--check-xla` compares `MixtureNLL` eagerly and under XLA for every pen kind.
 
@@ -157,7 +159,7 @@ class _Variant:
         self.base = base
         self.options = dict(o.split("=") for o in options)
         self.args, self.config = args, config
-        unknown = set(self.options) - {"jit", "spe", "mask", "targets", "clipnorm"}
+        unknown = set(self.options) - {"jit", "spe", "mask", "targets", "clipnorm", "precision"}
         targets = self.options.get("targets", "rows")
         if base not in ("ours", "anchor") or unknown or targets not in ("rows", "offsets") or (
                 base == "anchor" and targets != "rows"):
@@ -183,7 +185,8 @@ class _Variant:
 
         clipnorm = float(self.options.get("clipnorm", 1.0))
         model = (_unmasked(self.config, clipnorm) if self.options.get("mask") == "0"
-                 else build_model(self.config, clipnorm=clipnorm))
+                 else build_model(self.config, clipnorm=clipnorm,
+                                  precision=self.options.get("precision", "float32")))
         overrides = {}
         if self.options.get("jit") == "auto":
             overrides["jit_compile"] = self._calibrate(arrays)

@@ -1,6 +1,7 @@
 """The `mdnrnn` command end to end on real data, resume after SIGKILL, and user mistakes."""
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import mido
 import numpy as np
 import pytest
 
-from mdnrnn import data, datasets, load_model
+from mdnrnn import data, datasets, load_model, models, train
 from mdnrnn.cli import main
 
 CORPUS = datasets.path("robojam")  # the RoboJam corpus shipped with mdnrnn
@@ -104,7 +105,20 @@ def test_robojam_prep_train_generate_midi(tmp_path):
     assert run(["prep", "robojam", str(CORPUS), "--out", str(store), "--no-progress"]) == 0
     run_dir = tmp_path / "run"
     assert run(["train", "--data", str(store), "--preset", "touch", *TINY_MODEL, "--seq-len", "30",
-                "--epochs", "1", "--steps-per-epoch", "5", "--batch-size", "32", "--out", str(run_dir)]) == 0
+                "--epochs", "1", "--steps-per-epoch", "5", "--batch-size", "32", "--input-noise", "0.01",
+                "--out", str(run_dir)]) == 0
+    assert json.loads((run_dir / "config.json").read_text())["train"]["input_noise"] == 0.01
+    # The noise reaches the training batches only, and only a model that predicts offsets takes it.
+    config = train.prepare_config(store, models.preset("touch", units=8, layers=1))
+    settings = train.TrainSettings(window=30, batch_size=32, input_noise=0.5)
+    noisy = train.datasets(store, config, settings)
+    exact = train.datasets(store, config, dataclasses.replace(settings, input_noise=0.0))
+    first = [next(iter(ds))[0].numpy() for ds in (*noisy, *exact)]
+    assert not np.array_equal(first[0], first[2])
+    np.testing.assert_array_equal(first[1], first[3])
+    assert run(["train", "--data", str(store), "--preset", "touch", "--targets", "rows", "--input-noise", "0.01",
+                "--out", str(tmp_path / "rows")]) == 1
+    assert not (tmp_path / "rows").exists()
     out = tmp_path / "performances"
     assert run(["generate", "--model", str(run_dir / "model.keras"), "--n", "3", "--max-seconds", "5",
                 "--max-steps", "400", "--seed", "0", "--out", str(out)]) == 0
@@ -383,6 +397,16 @@ def test_init_from_fine_tunes_a_trained_model_keeping_its_config(kanji_model, tm
         assert np.allclose(before, after, atol=1e-6)
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["train"]["init_from"] == str(base_path) and saved["train"]["learning_rate"] == 1e-12
+    # It also trained on rows normalised as the model's config says, not with the store's statistics.
+    with open(run_dir / "history.csv") as f:
+        val_loss = float(next(csv.DictReader(f))["val_loss"])
+
+    def valid_nll(stats):
+        batches = data.make_dataset(other, "valid", 8, pen="categorical", shuffle=False, stats=stats)
+        return base.evaluate(batches, verbose=0)
+
+    assert val_loss == pytest.approx(valid_nll((base.config.mean, base.config.std)), rel=1e-5)
+    assert val_loss != pytest.approx(valid_nll(None), rel=1e-3)
     # Without --init-from the same run starts from the seed's random weights.
     fresh_dir = tmp_path / "fresh"
     assert run(["train", "--data", str(other), "--preset", "kanji", *TINY_MODEL, "--lr", "1e-12", "--epochs", "1",

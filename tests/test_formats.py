@@ -111,6 +111,10 @@ CODECS = {
     "impsy": ("impsy", 3, None, (0.5, 0.4, 0.6), (0.5, 0.2, 0.3)),
     "touch-offsets": ("touch", 3, None, (0.4, 0.6, 0.1), (0.3, 0.2, 0.05), "offsets"),
     "impsy-offsets": ("impsy", 3, None, (0.5, 0.4, 0.6), (0.5, 0.2, 0.3), "offsets"),
+    # dt as log(dt + LOG_DT_SHIFT): the dt column's statistics are the logarithm's.
+    "touch-log": ("touch", 3, None, (0.4, 0.6, -3.5), (0.3, 0.2, 1.2), "rows", "log"),
+    "touch-offsets-log": ("touch", 3, None, (0.4, 0.6, -3.5), (0.3, 0.2, 1.2), "offsets", "log"),
+    "impsy-offsets-log": ("impsy", 3, None, (-3.0, 0.4, 0.6), (1.0, 0.2, 0.3), "offsets", "log"),
 }
 
 
@@ -143,6 +147,16 @@ def test_codec_encodes_by_hand():
     np.testing.assert_allclose(touch.encode([[0.7, 0.2, 0.15]]), [[1.0, -2.0, 1.0]], atol=1e-6)
     impsy = codec("impsy")
     np.testing.assert_allclose(impsy.encode([[1.0, 0.6, 0.3]]), [[1.0, 1.0, -1.0]], atol=1e-6)
+    # log(0.15 + 0.001) = -1.89047: (-1.89047 + 3.5) / 1.2 = 1.34127
+    np.testing.assert_allclose(codec("touch-log").encode([[0.7, 0.2, 0.15]]), [[1.0, -2.0, 1.34127]], atol=1e-5)
+    np.testing.assert_allclose(codec("touch-log").targets([[0.7, 0.2, 0.15]]), [[1.0, -2.0, 1.34127]], atol=1e-5)
+
+
+def test_log_dt_scale_is_refused_for_drawings():
+    with pytest.raises(ValueError, match="dt_scale='log'"):
+        formats.RowCodec("stroke3", 2, "bernoulli", dt_scale="log")
+    with pytest.raises(ValueError, match="dt_scale='exp'"):
+        formats.RowCodec("touch", 3, dt_scale="exp")
 
 
 @pytest.mark.parametrize("name", list(CODECS))
@@ -196,8 +210,10 @@ def test_decode_clips_denormalises_and_matches_its_tensorflow_form(name):
         high = np.where(np.arange(c.dim) == c.dt_index, np.inf, 1.0)
         assert (rows >= low - 1e-7).all() and (rows <= high).all()
         # By hand: offset columns (all but dt) add the previous row's value.
-        offset = np.arange(c.dim) != c.dt_index if name.endswith("offsets") else np.zeros(c.dim, bool)
+        offset = np.arange(c.dim) != c.dt_index if "offsets" in name else np.zeros(c.dim, bool)
         expected = (values + np.where(offset, previous[:, : c.dim], 0.0)) * c.std + c.mean
+        if name.endswith("log"):
+            expected[:, c.dt_index] = np.exp(expected[:, c.dt_index]) - formats.LOG_DT_SHIFT
         inside = ((expected > low) & (expected < high)).all(1)
         assert 0 < inside.sum() < 60  # both cases are tested
         np.testing.assert_allclose(rows[inside], expected[inside], rtol=1e-5, atol=1e-6)

@@ -307,12 +307,14 @@ def test_step_runs_blas_on_one_thread_at_small_batch_sizes(monkeypatch):
 PEN_PRESETS = {None: "touch", "bernoulli": "stroke3", "categorical": "kanji"}
 
 
-def random_weights_model(pen, seed, targets="rows"):
+def random_weights_model(pen, seed, targets="rows", dt_scale="linear"):
     """A small model whose every weight and bias is drawn from a normal distribution."""
     import keras
 
     keras.utils.set_random_seed(seed)
     stats = dict(mean=(0.5, 0.5, 0.1), std=(0.3, 0.3, 0.08)) if pen is None else dict(std=(3.0, 3.0))
+    if dt_scale == "log":  # the dt column's statistics are the logarithm's
+        stats = dict(mean=(0.5, 0.5, -3.5), std=(0.3, 0.3, 1.1), dt_scale="log")
     model = build_model(preset(PEN_PRESETS[pen], units=12, layers=2, components=3, targets=targets, **stats))
     rng = np.random.default_rng(seed)
     for variable in model.weights:
@@ -334,11 +336,13 @@ def model_inputs(codec, rows, after_start):
 
 
 @pytest.mark.parametrize("sigma_temperature", [1.0, 0.5])
-@pytest.mark.parametrize("pen, targets", [(None, "rows"), (None, "offsets"), ("bernoulli", "rows"), ("categorical", "rows")])
-def test_numpy_step_compiled_loop_and_training_model_agree(pen, targets, sigma_temperature):
+@pytest.mark.parametrize("pen, targets, dt_scale", [(None, "rows", "linear"), (None, "offsets", "linear"),
+                                                    (None, "offsets", "log"), ("bernoulli", "rows", "linear"),
+                                                    ("categorical", "rows", "linear")])
+def test_numpy_step_compiled_loop_and_training_model_agree(pen, targets, dt_scale, sigma_temperature):
     """Parameters from `step()`, from `generate(return_params=True)` and from `MixtureRNN`
     fed the same rows agree to 1e-4 at every step, from scratch and after `prime()`."""
-    model = random_weights_model(pen, seed=len(str(pen)), targets=targets)
+    model = random_weights_model(pen, seed=len(str(pen)), targets=targets, dt_scale=dt_scale)
     rng = np.random.default_rng(0)
     steps = 12
     if pen is None:

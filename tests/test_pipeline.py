@@ -8,6 +8,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from scipy import stats
 
 from data_prep import sketch_npz
 from data_prep.common import load_npz
@@ -182,6 +183,65 @@ def test_whole_touch_sequences_padded(tmp_path):
         np.testing.assert_allclose(targets[b, :n], norm[1:], rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(weights[b], np.arange(5) < n)
         assert not inputs[b, n:].any() and not targets[b, n:].any()
+
+
+def test_given_statistics_replace_the_stores(tmp_path):
+    """`stats`: rows normalised with a model's own mean and std (fine-tuning on other data)."""
+    seqs = _touch([6, 9])
+    path = data.write_store(tmp_path / "t.h5", seqs, kind="touch", splits=["train"] * 2)
+    mean, std = np.array([0.2, 0.7, 0.05]), np.array([0.5, 0.25, 2.0])
+    inputs, targets, weights = _batches(data.make_dataset(path, "train", 8, shuffle=False, stats=(mean, std)))[0]
+    assert sorted(weights.sum(axis=1)) == [5, 8]
+    for b in range(2):
+        n = int(weights[b].sum())
+        norm = (seqs[0 if n == 5 else 1] - mean) / std
+        np.testing.assert_allclose(inputs[b, :n], norm[:-1], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(targets[b, :n], norm[1:], rtol=1e-5, atol=1e-6)
+
+
+def test_input_noise_perturbs_only_the_change_columns_of_inputs(tmp_path):
+    path = data.write_store(tmp_path / "t.h5", _touch([300] * 8), kind="touch", splits=["train"] * 8)
+
+    def batches(noise, seed=0):
+        ds = data.make_dataset(path, "train", 16, window=20, seed=seed, targets="offsets", input_noise=noise)
+        return [np.concatenate(part) for part in zip(*_batches(ds))]
+
+    exact, noisy, again = batches(0.0), batches(0.05), batches(0.05)
+    np.testing.assert_array_equal(noisy[0][..., :3], exact[0][..., :3])  # the normalised rows
+    np.testing.assert_array_equal(noisy[1], exact[1])  # targets stay exact
+    np.testing.assert_array_equal(noisy[2], exact[2])
+    noise = noisy[0][..., 3:] - exact[0][..., 3:]  # the (dx, dy) change columns
+    assert noise.size == 2 * 8 * 14 * 20
+    assert abs(noise.mean()) < 0.005 and noise.std() == pytest.approx(0.05, rel=0.05)
+    assert stats.kstest(noise.ravel() / 0.05, "norm").pvalue > 0.001
+    for a, b in zip(noisy, again):  # the seed decides the noise too
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(batches(0.05, seed=1)[0], noisy[0])
+    with pytest.raises(ValueError, match="targets='rows'"):
+        data.make_dataset(path, "train", 16, window=20, input_noise=0.05)
+    with pytest.raises(ValueError, match="input_noise=-1"):
+        data.make_dataset(path, "train", 16, window=20, targets="offsets", input_noise=-1)
+
+
+def test_log_dt_models_get_the_logarithms_statistics_and_rows(tmp_path):
+    from mdnrnn import models, train
+
+    seqs = _touch([6, 9, 4])
+    path = data.write_store(tmp_path / "t.h5", seqs, kind="touch", splits=["train", "train", "valid"])
+    config = train.prepare_config(path, models.preset("touch", dt_scale="log"))
+    log_dt = np.log(np.concatenate([seqs[0][:, 2], seqs[1][:, 2]]).astype(np.float64) + 1e-3)
+    np.testing.assert_allclose(config.mean[2], log_dt.mean(), rtol=1e-6)
+    np.testing.assert_allclose(config.std[2], log_dt.std(), rtol=1e-6)
+    with data.open_store(path) as store:
+        np.testing.assert_allclose(config.mean[:2], store.mean[:2])  # x and y keep the store's
+    model_stats = (config.mean, config.std)
+    inputs, _, weights = _batches(data.make_dataset(path, "train", 8, shuffle=False, stats=model_stats,
+                                                    dt_scale="log"))[0]
+    b = int(np.flatnonzero(weights.sum(axis=1) == 5)[0])  # the 6-row sequence
+    expected = (np.log(seqs[0][:-1, 2] + 1e-3) - config.mean[2]) / config.std[2]
+    np.testing.assert_allclose(inputs[b, :5, 2], expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="statistics the store does not hold"):
+        data.make_dataset(path, "train", 8, dt_scale="log")
 
 
 @pytest.mark.parametrize("shuffle", [True, False])

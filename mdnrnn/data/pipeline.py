@@ -82,6 +82,7 @@ class _Plan:
     size: np.ndarray  # rows per sequence (whole modes) or windows per chunk (window mode)
     block_bounds: np.ndarray  # block b = chunks block_bounds[b]:block_bounds[b + 1]
     augment: "Augmentation | None" = None  # drawings only: random changes per example
+    input_noise: float = 0.0  # offset targets: noise on the inputs' change columns
 
     def rows(self, lo, hi):
         """The file rows `[first, end)` covering chunks `lo:hi`."""
@@ -210,7 +211,7 @@ def _open(spec, check_values=True):
 
 
 def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augment=None, stats=None,
-          targets="rows"):
+          targets="rows", input_noise=0.0, dt_scale="linear"):
     """The `_Plan` of one store's split; `stats` (mean, std) default to the store's."""
     mean, std = (store.mean, store.std) if stats is None else stats
     indices = store.split(split)
@@ -242,6 +243,7 @@ def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augm
             mean.astype(np.float32),
             std.astype(np.float32),
             targets,
+            dt_scale,
         ),
         mode=mode,
         stride=stride,
@@ -250,6 +252,7 @@ def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augm
         size=size,
         block_bounds=_block_bounds(row0, block_rows),
         augment=augment,
+        input_noise=input_noise,
     )
 
 
@@ -440,6 +443,8 @@ def _make_batch(plan, rows, starts, lengths, rng=None):
     else:  # next-step prediction over windows or whole sequences
         inputs, targets = model[:, :-1], raw[:, 1:]
         weights = real[:, 1:]
+        if plan.input_noise:  # the change columns follow the row's normalised values
+            inputs[..., codec.dim:] += rng.normal(0.0, plan.input_noise, inputs[..., codec.dim:].shape)
         inputs = inputs * weights[..., None]
     return inputs, targets, weights.astype(np.float32)
 
@@ -479,6 +484,9 @@ def make_dataset(
     augment=None,
     replica_slices=None,
     targets="rows",
+    stats=None,
+    input_noise=0.0,
+    dt_scale="linear",
 ):
     """A `tf.data.Dataset` of `(inputs, targets, weights)` batches from a store.
 
@@ -490,7 +498,7 @@ def make_dataset(
     in memory stay bounded by about `2 * shuffle_blocks * block_rows`
     whatever the store's size; the bookkeeping takes about 12 bytes per
     drawing (or run of windows) in the split. Every continuous column is
-    normalised with the store's train statistics. Each epoch (each new
+    normalised with the store's train statistics (or `stats`). Each epoch (each new
     iterator) draws a new order from `(seed, epoch)`, so two datasets made
     with the same seed give the same batches.
 
@@ -561,6 +569,21 @@ def make_dataset(
             IMPSY: positions and controller values as their change from the
             previous row; see `mdnrnn.formats.RowCodec`), as the model's
             `ModelConfig.targets`. Defaults to `"rows"`.
+        input_noise: offset targets (touch and IMPSY models): Gaussian noise
+            of this standard deviation (model units) is added to the inputs'
+            change columns (each row's change from the one before), drawn
+            afresh for every batch. A model that generates reads back its own
+            samples, noise included, as the last change, and one trained on
+            exact changes carries that noise on as speed; trained on noisy
+            ones it learns to look further back (docs/benchmarks.md). Targets
+            stay exact. Defaults to 0 (none).
+        dt_scale: touch and IMPSY: `"linear"` or `"log"`, as the model's
+            `ModelConfig.dt_scale` (see `mdnrnn.formats.RowCodec`); `"log"`
+            needs `stats`. Defaults to `"linear"`.
+        stats: `(mean, std)` of the continuous columns to normalise with
+            instead of the store's: a model's own (`ModelConfig.mean` and
+            `std`), when it was trained on other data. Defaults to `None`
+            (the store's, or the set's).
 
     Returns:
         A prefetching `tf.data.Dataset` with known cardinality (batches, or
@@ -595,7 +618,7 @@ def make_dataset(
                 shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
                 block_rows=block_rows, shuffle_blocks=shuffle_blocks,
                 max_seq_len=max_seq_len, augment=augment, replica_slices=replica_slices,
-                targets=targets,
+                targets=targets, stats=stats, input_noise=input_noise, dt_scale=dt_scale,
             )
     if replica_slices is not None:
         _check_replica_slices(replica_slices, batch_size)
@@ -603,6 +626,15 @@ def make_dataset(
     mode = _resolve_mode(store.kind, pen, window, stride)
     if augment and mode not in PEN_MODES:
         raise ValueError(f"`augment` applies to drawings (stroke3 stores); this store's kind is {store.kind!r}.")
+    if not (isinstance(input_noise, (int, float)) and 0 <= input_noise < float("inf")):
+        raise ValueError(f"Received an invalid value for `input_noise`, expected a number >= 0. "
+                         f"Received: input_noise={input_noise!r}")
+    if dt_scale == "log" and stats is None:
+        raise ValueError("dt_scale='log' normalises the logarithm of dt, whose statistics the store does "
+                         "not hold: pass the model's (`stats=(config.mean, config.std)`).")
+    if input_noise and targets != "offsets":
+        raise ValueError(f"`input_noise` perturbs the change columns of offset targets' inputs; this dataset "
+                         f"has targets={targets!r}.")
     stride = stride or window
     store.require_split(split)
     counts = count_examples(store, split, pen=pen, window=window, stride=stride, max_seq_len=max_seq_len)
@@ -620,7 +652,8 @@ def make_dataset(
     members = store.stores if isinstance(store, StoreSet) else [store]
     plans = [
         _plan(member, split, mode, window, stride, block_rows, max_seq_len, augment or None,
-              (store.mean, store.std), targets)
+              (store.mean, store.std) if stats is None else tuple(np.asarray(v, np.float32) for v in stats),
+              targets, input_noise, dt_scale)
         for member in members
     ]
     plans = [plan for plan in plans if len(plan.row0)]  # stores with examples in the split
