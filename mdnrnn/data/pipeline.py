@@ -574,9 +574,9 @@ def make_dataset(
             change columns (each row's change from the one before), drawn
             afresh for every batch. A model that generates reads back its own
             samples, noise included, as the last change, and one trained on
-            exact changes carries that noise on as speed; trained on noisy
-            ones it learns to look further back (docs/benchmarks.md). Targets
-            stay exact. Defaults to 0 (none).
+            exact changes carries that noise on as speed; noisy ones are
+            meant to teach it to read speed from further back (measured in
+            docs/benchmarks.md). Targets stay exact. Defaults to 0 (none).
         dt_scale: touch and IMPSY: `"linear"` or `"log"`, as the model's
             `ModelConfig.dt_scale` (see `mdnrnn.formats.RowCodec`); `"log"`
             needs `stats`. Defaults to `"linear"`.
