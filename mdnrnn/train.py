@@ -534,7 +534,7 @@ def _make_dataset(store, split, config, settings, batch_size=None, replica_slice
     """One split's pipeline with the settings' options; `steps`: exactly that many full batches."""
     # Normalised as the model's config says (a fine-tuned model keeps its own statistics).
     kwargs = dict(_example_options(config, settings), targets=config.targets, replica_slices=replica_slices,
-                  stats=(config.mean, config.std), dt_scale=config.dt_scale,
+                  stats=None if config.mean is None else (config.mean, config.std), dt_scale=config.dt_scale,
                   drop_remainder=bool(steps))
     batch_size = batch_size or settings.batch_size
     if split == "train":
