@@ -360,7 +360,10 @@ def cmd_play(args):
         loop = live.LiveLoop(generator, settings, osc_in=osc_in, osc_out=osc_out,
                              midi_in=ports[0], midi_out=ports[1], log=log)
         stack.callback(loop.close)
-        stack.callback(signal.signal, signal.SIGTERM, signal.signal(signal.SIGTERM, lambda *_: loop.stop()))
+        # Ctrl-C and SIGTERM stop the loop cleanly, also where SIGINT came in ignored (a
+        # process started in the background by a non-interactive shell inherits that).
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):
+            stack.callback(signal.signal, stop_signal, signal.signal(stop_signal, lambda *_: loop.stop()))
         where = ", ".join(f"{label} {value}" for label, value in (
             ("MIDI in", args.midi_in), ("MIDI out", args.midi_out),
             ("OSC in", "%s:%d" % loop.osc_in_address if osc_in else None), ("OSC out", args.osc_out)) if value)

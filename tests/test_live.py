@@ -367,10 +367,13 @@ def test_settings_files(tmp_path):
         live.load_settings(None, mode="solo")
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_cli_play_over_osc_without_tensorflow(touch_model, tmp_path, stop_signal):
+@pytest.mark.parametrize("stop_signal, sigint_ignored", [(signal.SIGINT, False), (signal.SIGTERM, False),
+                                                         (signal.SIGINT, True)],
+                         ids=["SIGINT", "SIGTERM", "SIGINT-inherited-ignored"])
+def test_cli_play_over_osc_without_tensorflow(touch_model, tmp_path, stop_signal, sigint_ignored):
     """`mdnrnn play` with a LiteRT model, TensorFlow unimportable: answers, then stops on
-    Ctrl-C (SIGINT) or SIGTERM with its summary."""
+    Ctrl-C (SIGINT) or SIGTERM with its summary, also when started with SIGINT ignored (as
+    a non-interactive shell starts a background job, and as CI once ran this test)."""
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     probe.bind((HOST, 0))
     port = probe.getsockname()[1]
@@ -387,7 +390,9 @@ def test_cli_play_over_osc_without_tensorflow(touch_model, tmp_path, stop_signal
     command = [sys.executable, "-c", script, "play", "--model", str(touch_model), "--mode", "polyphony",
                "--osc-in", f"{HOST}:{port}", "--osc-out", f"{HOST}:{receiver.address[1]}",
                "--seed", "1", "--log", str(log)]  # no --duration: it plays until Ctrl-C
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=ignore_sigint)
     try:
         assert "playing" in process.stdout.readline()
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
