@@ -64,6 +64,8 @@ import time
 
 import numpy as np
 
+from mdnrnn import formats
+
 MODES = ("callresponse", "polyphony", "battle", "useronly")
 _PITCH_BEND_MAX = 8191
 
@@ -114,7 +116,7 @@ class LiveSettings:
     high_note: int = 84
     scale: str | list = "pentatonic"
     velocity_range: tuple = (40, 127)
-    tap_threshold: float = 0.1
+    tap_threshold: float = formats.NEW_TOUCH_DT
     min_duration: float = 0.1
     bend: bool = False
     bend_range: int = 12

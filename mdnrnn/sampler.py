@@ -44,8 +44,9 @@ def sample_numpy(params, tables, rng, temperature=1.0, variance_scale=1.0, no_en
     `loc + sqrt(variance_scale) * scale * (L_corr @ N(0, 1))` (`L_corr` the identity for
     diagonal components, see `MixtureSpec`); a Bernoulli pen lifts with
     probability `sigmoid(logit / temperature)`. Draw order: exponentials `(B, K [+3])`,
-    normals `(B, D)`, the normals of any redraws, then uniforms `(B,)` for a Bernoulli
-    pen. Where `no_end` `(B,)` is true, a stroke-5 pen never draws "end of drawing" (the
+    uniforms `(B,)` for a touch pen (its bit decides the component with the exponentials
+    and bounds the row's dt), normals `(B, D)`, the normals of any redraws, then uniforms
+    `(B,)` for a stroke-3 Bernoulli pen. Where `no_end` `(B,)` is true, a stroke-5 pen never draws "end of drawing" (the
     other two renormalise).
 
     With a row codec and the model rows fed last (`previous`), a row whose values fall
@@ -68,6 +69,13 @@ def sample_numpy(params, tables, rng, temperature=1.0, variance_scale=1.0, no_en
     np.subtract(params.take(tables.logit_columns, axis=1), scores, out=scores)
     if no_end is not None and categorical_pen:
         scores[no_end, -1] = -np.inf
+    bits = None
+    if codec is not None and codec.touch_pen:
+        # The bit first; then the component given it, with weight pi_k * P_k(dt on the
+        # bit's side), so a continued swipe never takes the component of a jump.
+        bits = _bernoulli_draws(params[:, -1], rng, temperature)
+        side = _log_side_mass(params, tables, codec, bits, variance_scale)
+        scores[:, :k] += (np.float32(temperature) * side).astype(np.float32)
     columns = tables.loc_scale_columns[scores[:, :k].argmax(axis=1)]  # [B, 2D], chosen component
     if batch > 1:
         columns += np.arange(batch)[:, None] * tables.params_size  # rows of the flat params
@@ -80,13 +88,52 @@ def sample_numpy(params, tables, rng, temperature=1.0, variance_scale=1.0, no_en
             values, previous,
             lambda index: _normal_draws(loc_scale[index], tables, rng, variance_scale),
             lambda index: sample_numpy(params[index], tables, rng, temperature, variance_scale)[0],
+            pen=bits,
         )
     if categorical_pen:
         return values, scores[:, k:].argmax(axis=1)
+    if bits is not None:
+        return values, bits
     if tables.pen == "bernoulli":
-        probability = 0.5 * np.tanh(0.5 / temperature * params[:, -1]) + 0.5  # sigmoid
-        return values, (rng.random(batch) < probability).astype(np.float32)
+        return values, _bernoulli_draws(params[:, -1], rng, temperature)
     return values, None
+
+
+def _log_side_mass(params, tables, codec, bits, variance_scale):
+    """Per component, the log of its dt mass on the side of `NEW_TOUCH_DT` that each
+    row's touch-pen bit `(B,)` says (above it for 1), `(B, K)` (float64)."""
+    dt = codec.dt_index
+    loc = params[:, tables.loc_scale_columns[:, dt]].astype(np.float64)  # [B, K]
+    scale = params[:, tables.loc_scale_columns[:, tables.dim + dt]] * np.sqrt(variance_scale)
+    z = (loc - codec.new_touch_threshold) / scale  # P(dt above) = Phi(z)
+    return log_ndtr(np.where(bits[:, None] > 0.5, z, -z))
+
+
+def log_ndtr(x):
+    """`log Phi(x)`, the standard normal CDF's logarithm, float64, to about 1e-7 relative
+    in `Phi` (NumPy has no `erfc`). For `x <= 0`, `Phi(x) = erfc(z) / 2` with
+    `z = -x / sqrt(2)`, and `erfc(z) = t exp(-z^2 + c(t))`, `t = 1 / (1 + z / 2)`, `c` the
+    Chebyshev polynomial of Press et al.'s `erfcc` (Numerical Recipes, 6.2), whose error
+    is relative, so far tails keep their logarithm; for `x > 0`, `log1p(-Phi(-x))`."""
+    x = np.asarray(x, np.float64)
+    z = np.abs(x) / np.sqrt(2.0)
+    t = 1.0 / (1.0 + 0.5 * z)
+    c = 0.0
+    for coefficient in _ERFCC[::-1]:
+        c = coefficient + t * c
+    log_lower = np.log(0.5 * t) - z * z + c  # log Phi(-|x|)
+    return np.where(x <= 0, log_lower, np.log1p(-np.exp(log_lower)))
+
+
+# Press et al.'s erfcc: erfc(z) = t exp(-z^2 + sum_i a_i t^i), t = 1 / (1 + z / 2).
+_ERFCC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
+          0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+
+
+def _bernoulli_draws(logits, rng, temperature):
+    """0/1 float32 draws `(B,)`, 1 with probability `sigmoid(logits / temperature)`."""
+    probability = 0.5 * np.tanh(0.5 / temperature * logits) + 0.5  # sigmoid
+    return (rng.random(len(logits)) < probability).astype(np.float32)
 
 
 def _normal_draws(loc_scale, tables, rng, variance_scale):

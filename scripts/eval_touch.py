@@ -46,7 +46,7 @@ from scipy import stats
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
-from mdnrnn import atomic  # noqa: E402  (standard library only)
+from mdnrnn import atomic, formats  # noqa: E402  (standard library and NumPy only)
 from mdnrnn.export import _common  # noqa: E402  (NumPy only)
 
 # Positions within this of 0 or 1 count as on the border.
@@ -54,7 +54,7 @@ BORDER_TOLERANCE = 1e-6
 METRICS = ("border", "step", "dt", "swipe points", "touches/s")
 
 
-def performance_metrics(touches, tap_threshold=0.1):
+def performance_metrics(touches, tap_threshold=formats.NEW_TOUCH_DT):
     """The statistics of one performance `(n, 3)` of `(x, y, dt)` rows.
 
     Returns:
@@ -81,7 +81,7 @@ def performance_metrics(touches, tap_threshold=0.1):
     }
 
 
-def pooled_metrics(performances, tap_threshold=0.1):
+def pooled_metrics(performances, tap_threshold=formats.NEW_TOUCH_DT):
     """Each statistic of many performances, pooled into one array (NaNs dropped)."""
     per = [performance_metrics(p, tap_threshold) for p in performances]
     pooled = {}
@@ -91,7 +91,7 @@ def pooled_metrics(performances, tap_threshold=0.1):
     return pooled
 
 
-def compare(real, generated, tap_threshold=0.1):
+def compare(real, generated, tap_threshold=formats.NEW_TOUCH_DT):
     """Per statistic: `(real mean, generated mean, KS statistic)` of two sets of performances."""
     real, generated = pooled_metrics(real, tap_threshold), pooled_metrics(generated, tap_threshold)
     result = {}
@@ -147,7 +147,7 @@ def main(argv=None):
                         help="step limit of a generated performance (default: twice the longest real one's rows)")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--sigma-temperature", type=float, default=1.0)
-    parser.add_argument("--tap-threshold", type=float, default=0.1)
+    parser.add_argument("--tap-threshold", type=float, default=formats.NEW_TOUCH_DT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--svg", help="write the side-by-side SVG here")
     args = parser.parse_args(argv)

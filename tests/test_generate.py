@@ -307,15 +307,18 @@ def test_step_runs_blas_on_one_thread_at_small_batch_sizes(monkeypatch):
 PEN_PRESETS = {None: "touch", "bernoulli": "stroke3", "categorical": "kanji"}
 
 
-def random_weights_model(pen, seed, targets="rows", dt_scale="linear"):
-    """A small model whose every weight and bias is drawn from a normal distribution."""
+def random_weights_model(pen, seed, targets="rows", dt_scale="linear", kind=None):
+    """A small model whose every weight and bias is drawn from a normal distribution
+    (`kind="touch"` with a Bernoulli pen: a touch model with the touch pen)."""
     import keras
 
     keras.utils.set_random_seed(seed)
-    stats = dict(mean=(0.5, 0.5, 0.1), std=(0.3, 0.3, 0.08)) if pen is None else dict(std=(3.0, 3.0))
+    touch = kind == "touch" or pen is None
+    stats = dict(mean=(0.5, 0.5, 0.1), std=(0.3, 0.3, 0.08)) if touch else dict(std=(3.0, 3.0))
     if dt_scale == "log":  # the dt column's statistics are the logarithm's
         stats = dict(mean=(0.5, 0.5, -3.5), std=(0.3, 0.3, 1.1), dt_scale="log")
-    model = build_model(preset(PEN_PRESETS[pen], units=12, layers=2, components=3, targets=targets, **stats))
+    name = "touch" if touch else PEN_PRESETS[pen]
+    model = build_model(preset(name, units=12, layers=2, components=3, targets=targets, pen=pen, **stats))
     rng = np.random.default_rng(seed)
     for variable in model.weights:
         variable.assign(rng.normal(0.0, 0.5, variable.shape).astype(np.float32))
@@ -325,7 +328,7 @@ def random_weights_model(pen, seed, targets="rows", dt_scale="linear"):
 def model_inputs(codec, rows, after_start):
     """What the training pipeline would feed for these data rows: the encoded rows, after
     the start row where training has one; "end of drawing" rows feed the stroke-5 end row."""
-    if codec.pen is None and after_start:  # the start row stands for a first event at the centre
+    if codec.kind == "touch" and after_start:  # the start row stands for a first event at the centre
         first_event = np.where(np.arange(codec.dim) == codec.dt_index, 0.0, mdnrnn.formats.START_VALUE)
         return codec.encode(np.concatenate([first_event[None], rows]))
     encoded = codec.encode(rows)
@@ -336,16 +339,18 @@ def model_inputs(codec, rows, after_start):
 
 
 @pytest.mark.parametrize("sigma_temperature", [1.0, 0.5])
-@pytest.mark.parametrize("pen, targets, dt_scale", [(None, "rows", "linear"), (None, "offsets", "linear"),
-                                                    (None, "offsets", "log"), ("bernoulli", "rows", "linear"),
-                                                    ("categorical", "rows", "linear")])
-def test_numpy_step_compiled_loop_and_training_model_agree(pen, targets, dt_scale, sigma_temperature):
+@pytest.mark.parametrize("kind, pen, targets, dt_scale", [
+    ("touch", None, "rows", "linear"), ("touch", None, "offsets", "linear"), ("touch", None, "offsets", "log"),
+    ("touch", "bernoulli", "offsets", "log"), ("touch", "bernoulli", "rows", "linear"),
+    ("stroke3", "bernoulli", "rows", "linear"), ("stroke3", "categorical", "rows", "linear")])
+def test_numpy_step_compiled_loop_and_training_model_agree(kind, pen, targets, dt_scale, sigma_temperature):
     """Parameters from `step()`, from `generate(return_params=True)` and from `MixtureRNN`
-    fed the same rows agree to 1e-4 at every step, from scratch and after `prime()`."""
-    model = random_weights_model(pen, seed=len(str(pen)), targets=targets, dt_scale=dt_scale)
+    fed the same rows agree to 1e-4 at every step, from scratch and after `prime()`
+    (touch models with the touch pen included: their inputs carry the new-touch bit)."""
+    model = random_weights_model(pen, seed=len(str(pen)), targets=targets, dt_scale=dt_scale, kind=kind)
     rng = np.random.default_rng(0)
     steps = 12
-    if pen is None:
+    if kind == "touch":
         prefixes = [rng.uniform(0, 1, (n, 3)).astype(np.float32) for n in (5, 2, 7)]
     else:
         prefixes = [
@@ -367,12 +372,20 @@ def test_numpy_step_compiled_loop_and_training_model_agree(pen, targets, dt_scal
                 sequences, params = generator.generate(max_steps=steps, stop=False, return_params=True)
             assert [len(s) for s in sequences] == [steps] * 3
             for i, (seq, got) in enumerate(zip(sequences, params)):
-                after_start = not primed or pen is not None
+                after_start = not primed or kind == "stroke3"
                 before = [prefixes[i]] if primed else []
                 inputs = model_inputs(codec, np.concatenate(before + [seq[:-1]]), after_start)
                 expected = model(inputs[None]).numpy()[0, -len(seq) :]
                 np.testing.assert_allclose(got, expected, atol=1e-4, err_msg=f"{path}, primed={primed}, sequence {i}")
             assert np.abs(np.concatenate(params)).max() > 0.5  # real, non-degenerate parameters
+
+
+def test_numpy_log_ndtr_matches_scipy():
+    """The sampler's NumPy `log Phi` (no SciPy at run time) against SciPy's, far tails too."""
+    from scipy.special import log_ndtr
+
+    x = np.linspace(-40, 12, 5001)
+    np.testing.assert_allclose(np.exp(mdnrnn.sampler.log_ndtr(x) - log_ndtr(x)), 1.0, atol=2e-7)
 
 
 @pytest.mark.parametrize("sigma_temperature", [1.0, 0.4])
@@ -488,3 +501,50 @@ def test_truncation_keeps_each_components_probability(path):
     assert (rows[:, :2] > 0).all() and (rows[:, :2] < 1).all()
     broad = (rows[:, 2] > 0.25).mean()
     assert abs(broad - 0.5) < 0.045, broad  # 4 standard errors
+
+
+@pytest.mark.parametrize("path", ["step", "generate"])
+def test_touch_pen_decides_how_often_touches_start(path):
+    """A touch-pen model pinned to dt ~ N(0.12 s, 0.05 s), whose mass above 0.1 s (a new
+    touch) is 66%, and to a pen that starts a new touch with probability sigmoid(-1) =
+    27%. Both paths draw the bit first: 27% of rows start touches (within 4 standard
+    errors), and each side's dt follows the normal truncated to that side (one-sample KS
+    tests against SciPy's `truncnorm`, p > 0.001 with fixed seeds)."""
+    mean, std = np.array([0.4, 0.45, 0.05]), np.array([0.3, 0.3, 0.1])
+    model = build_model(preset("touch", units=8, components=1, mean=tuple(mean), std=tuple(std), targets="rows",
+                               pen="bernoulli"))
+    loc = (np.array([0.5, 0.5, 0.12]) - mean) / std
+    scale = np.array([0.1, 0.1, 0.05]) / std - mdnrnn.mixture.MIN_SCALE
+    set_head_bias(model, pen=[-1.0], loc=loc, scale=np.log(np.expm1(scale)))
+    generator = Generator(model, seed=8)
+    generator.reset(3000)
+    rows = generator.step() if path == "step" else np.stack([s[0] for s in generator.generate(max_steps=1)])
+    new = rows[:, 2] > 0.1
+    p = 1 / (1 + np.exp(1.0))
+    assert abs(new.mean() - p) < 4 * np.sqrt(p * (1 - p) / len(rows)), new.mean()
+    for side, (low, high) in ((new, (0.1, np.inf)), (~new, (0.0, 0.1))):
+        truncated = stats.truncnorm((low - 0.12) / 0.05, (high - 0.12) / 0.05, loc=0.12, scale=0.05)
+        assert stats.kstest(rows[side, 2], truncated.cdf).pvalue > 0.001
+
+
+@pytest.mark.parametrize("path", ["step", "generate"])
+def test_touch_pen_draws_the_component_given_the_bit(path):
+    """Two equally likely components: a swipe step (x 0.5, dt 0.02 s) and a jump (x 0.9,
+    dt 0.5 s), and a pen that starts a new touch with probability sigmoid(-1.5) = 18%.
+    The component is drawn given the bit (weights pi_k * P_k(dt on the bit's side)), so
+    continued swipes come from the swipe component only and new touches from the jump
+    (a component drawn regardless of the bit would put a jump's x into half the swipes)."""
+    mean, std = np.array([0.4, 0.45, 0.05]), np.array([0.3, 0.3, 0.1])
+    model = build_model(preset("touch", units=8, components=2, mean=tuple(mean), std=tuple(std), targets="rows",
+                               pen="bernoulli"))
+    data_loc = np.array([[0.5, 0.5, 0.02], [0.9, 0.5, 0.5]])
+    data_scale = np.array([[0.01, 0.01, 0.01], [0.01, 0.01, 0.1]])
+    scale = (data_scale / std - mdnrnn.mixture.MIN_SCALE).ravel()
+    set_head_bias(model, pen=[-1.5], loc=((data_loc - mean) / std).ravel(), scale=np.log(np.expm1(scale)))
+    generator = Generator(model, seed=9)
+    generator.reset(2000)
+    rows = generator.step() if path == "step" else np.stack([s[0] for s in generator.generate(max_steps=1)])
+    new = rows[:, 2] > 0.1
+    p = 1 / (1 + np.exp(1.5))
+    assert abs(new.mean() - p) < 4 * np.sqrt(p * (1 - p) / len(rows)), new.mean()
+    assert (np.abs(rows[~new, 0] - 0.5) < 0.1).all() and (np.abs(rows[new, 0] - 0.9) < 0.1).all()

@@ -24,7 +24,7 @@ import operator
 import mido
 import numpy as np
 
-from mdnrnn import atomic
+from mdnrnn import atomic, formats
 from mdnrnn.export import _common
 
 SCALES = {
@@ -59,7 +59,7 @@ def performance_to_midi(
     tempo_bpm=120.0,
     ticks_per_beat=480,
     channel=0,
-    tap_threshold=0.1,
+    tap_threshold=formats.NEW_TOUCH_DT,
 ):
     """Turns a touch performance into a monophonic MIDI file.
 
@@ -104,7 +104,7 @@ def performance_to_midi(
         ticks_per_beat: resolution, 1-32767. Defaults to `480`.
         channel: MIDI channel, 0-15. Defaults to `0`.
         tap_threshold: seconds; a row with `dt > tap_threshold` starts a new touch.
-            Defaults to `0.1`.
+            Defaults to `formats.NEW_TOUCH_DT` (0.1).
 
     Returns:
         A `mido.MidiFile` of type 0.

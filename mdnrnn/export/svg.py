@@ -228,7 +228,7 @@ def performance_to_svg(
     dot_radius=3.0,
     color="black",
     color_by_time=True,
-    tap_threshold=0.1,
+    tap_threshold=formats.NEW_TOUCH_DT,
     frame=True,
     background=None,
 ):
@@ -253,7 +253,7 @@ def performance_to_svg(
         color: colour of every touch when `color_by_time` is off. Defaults to `"black"`.
         color_by_time: colour touches by start time. Defaults to `True`.
         tap_threshold: seconds; a row with `dt > tap_threshold` starts a new touch.
-            Defaults to `0.1`.
+            Defaults to `formats.NEW_TOUCH_DT` (0.1).
         frame: draw the screen's outline in light grey. Defaults to `True`.
         background: fill colour of the canvas, or `None`. Defaults to `None`.
 
