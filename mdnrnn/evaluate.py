@@ -19,6 +19,7 @@ values can be negative.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -60,7 +61,7 @@ def heldout_nll(model, store, split="test", *, batch_size=64, max_len=None):
     spec = config.spec
     window = None
     dataset = data.make_dataset(store, split, batch_size, pen=spec.pen, window=window, shuffle=False,
-                                targets=config.targets)
+                                targets=config.targets, stats=config.normalisation, dt_scale=config.dt_scale)
     continuous_total = pen_total = 0.0
     steps = 0
     per_sequence = []
@@ -70,6 +71,11 @@ def heldout_nll(model, store, split="test", *, batch_size=64, max_len=None):
         if spec.pen is None:
             continuous = -dist.log_prob(targets)  # [B, T]
             pen = tf.zeros_like(continuous)
+        elif spec.pen == "component_bernoulli":  # -log p(x, bit) = -log p(x) - log p(bit | x)
+            values = mixture_distribution(params[..., : spec.params_size - spec.pen_size],
+                                          dataclasses.replace(spec, pen=None))
+            continuous = -values.log_prob(targets[..., : spec.dim])  # [B, T]
+            pen = -dist.log_prob(targets) - continuous
         else:
             continuous_dist, pen_dist = dist.distributions
             continuous = -continuous_dist.log_prob(targets[..., : spec.dim])  # [B, T]

@@ -62,13 +62,14 @@ the exporters.
   stroke-5 rows; a Bernoulli-pen model reads normalised stroke-3 rows (pen bit
   0/1); touch and IMPSY models read the normalised rows. An all-zero model row
   is padding: the model's `Masking` layer skips it.
-- Touch pen (a touch model with a Bernoulli pen): the pen bit is 1 where a row
-  starts a new touch (`dt > NEW_TOUCH_DT`), a function of the row, so data rows
-  keep their three columns. It follows the normalised values in model input
-  rows and targets. Generation draws the bit first, then the row's values with
-  dt bounded to the bit's side of `NEW_TOUCH_DT` (see decoding below): the
-  Bernoulli output, learnt by cross-entropy, decides how often touches start,
-  and the mixture how long the pauses and swipe steps are.
+- Touch pen (a touch model with pen `"component_bernoulli"`): the pen bit is 1
+  where a row starts a new touch (`dt > NEW_TOUCH_DT`), a function of the row,
+  so data rows keep their three columns. It follows the normalised values in
+  model input rows and targets. Each mixture component has its own probability
+  of a new touch, so a component that jumps across the screen is a new touch's
+  and one that moves a little a swipe's. Generation draws the component, then
+  its bit, then the row's values with dt bounded to the bit's side of
+  `NEW_TOUCH_DT` (see decoding below).
 - Start rows, fed before anything else when a sequence starts from nothing:
   the stroke-5 start token `(0, 0, 1, 0, 0)`; for stroke-3 models `(0, 0, 1)`
   (pen up at the origin, in normalised units); for touch and IMPSY models the
@@ -155,7 +156,7 @@ LOG_DT_MAX = 3600.0
 # `scripts/eval_touch.py` split touches with it, and a touch model with a pen predicts it.
 NEW_TOUCH_DT = 0.1
 # The pens each kind of rows may have (`RowCodec`, `ModelConfig`).
-PEN_CHOICES = {"stroke3": ("bernoulli", "categorical"), "touch": (None, "bernoulli"), "impsy": (None,)}
+PEN_CHOICES = {"stroke3": ("bernoulli", "categorical"), "touch": (None, "component_bernoulli"), "impsy": (None,)}
 
 
 def pen_lifted(pen):
@@ -440,9 +441,10 @@ class RowCodec:
     Args:
         kind: `"stroke3"`, `"touch"` or `"impsy"`.
         dim: number of continuous columns D (2 for stroke-3, 3 for touch, 1 + n for IMPSY).
-        pen: `None`, `"bernoulli"` (stroke-3 model rows, or for touch rows the touch
-            pen: whether a row starts a new touch) or `"categorical"` (stroke-5 model
-            rows); stroke-3 needs one, IMPSY has none. Defaults to `None`.
+        pen: `None`, `"bernoulli"` (stroke-3 model rows), `"categorical"` (stroke-5
+            model rows) or, for touch rows, `"component_bernoulli"` (the touch pen:
+            whether a row starts a new touch); stroke-3 needs one, IMPSY has none.
+            Defaults to `None`.
         mean: per continuous column, the training data's mean `(D,)`. Defaults to zeros.
         std: per continuous column, the training data's standard deviation `(D,)`.
             Defaults to ones.
@@ -483,7 +485,7 @@ class RowCodec:
                 f"{kind} rows. Received: kind={kind!r}, pen={pen!r}"
             )
         self.kind, self.dim, self.pen, self.targets_form = kind, int(dim), pen, targets
-        self.touch_pen = kind == "touch" and pen == "bernoulli"
+        self.touch_pen = kind == "touch" and pen is not None
         self.columns = default_columns(kind, self.dim + (1 if kind == "stroke3" else 0))
         self.mean = np.zeros(dim, np.float32) if mean is None else np.asarray(mean, np.float32)
         self.std = np.ones(dim, np.float32) if std is None else np.asarray(std, np.float32)
@@ -513,14 +515,11 @@ class RowCodec:
             self._low_by_bit = np.stack([self.low, np.maximum(self.low, above)])
             self._clip_low_by_bit = np.stack([self.clip_low, np.maximum(self.clip_low, above)])
             self._high_by_bit = np.stack([np.where(dt, _NEW_TOUCH_DT32, self.high), self.high])
-            # NEW_TOUCH_DT in model units (dt is never an offset column).
-            threshold = np.log(NEW_TOUCH_DT + LOG_DT_SHIFT) if self.log_dt else NEW_TOUCH_DT
-            self.new_touch_threshold = np.float32((threshold - self.mean[self.dt_index]) / self.std[self.dt_index])
         self.offsets = bool(self.offset_columns.any())
         self._offset_factors = self.offset_columns.astype(np.float32)
         # Model input rows: the normalised row, the pen's encoding, then (offset targets)
         # the offset columns' change from the previous row.
-        self.input_size = {None: dim, "bernoulli": dim + 1, "categorical": dim + 3}[pen]
+        self.input_size = dim + {None: 0, "categorical": 3}.get(pen, 1)
         self.input_size += int(self.offset_columns.sum())
         # Columns of a training target: the continuous values, then the pen's (bit or class).
         self.target_size = dim + (1 if pen else 0)
@@ -560,7 +559,7 @@ class RowCodec:
             model[..., :2] *= out
             return model
         parts = [out]
-        if self.pen == "bernoulli":
+        if self.pen is not None:  # a Bernoulli pen's bit
             parts.append(self.pen_bits(rows)[..., None])
         if self.offsets:
             change = np.zeros(out.shape[:-1] + (int(self.offset_columns.sum()),), np.float32)

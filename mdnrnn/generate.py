@@ -22,7 +22,7 @@ import weakref
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from mdnrnn._tf import tf, tfp
+from mdnrnn._tf import tf
 from mdnrnn import formats
 from mdnrnn.temperature import Temperatures
 from mdnrnn.mixture import MAX_CORRELATION_PARAM, MIN_SCALE, mixture_distribution
@@ -509,25 +509,18 @@ def _generation_loop(model, codec, size):
             if codec.draws == 1:
                 samples = distribution.sample(1, seed=step_seed)
             else:  # bounded rows: one component per row, `draws` values from it
-                component_seed, values_seed, mixture_seed, pen_seed = tf.unstack(
-                    tf.random.experimental.stateless_split(step_seed, 4)
+                component_seed, values_seed, mixture_seed = tf.unstack(
+                    tf.random.experimental.stateless_split(step_seed, 3)
                 )
-                mixture = distribution.distributions[0] if codec.touch_pen else distribution
-                choice = mixture.mixture_distribution
-                if codec.touch_pen:  # the bit first, then the component given it (see sample_numpy)
-                    bits = distribution.distributions[1].sample(seed=pen_seed)  # [B, 1]
-                    components = mixture.components_distribution
-                    z = (components.mean()[..., dt] - codec.new_touch_threshold) / components.stddev()[..., dt]
-                    side = tfp.distributions.Normal(0.0, 1.0).log_cdf(tf.where(bits > 0.5, z, -z))  # [B, K]
-                    choice = tfp.distributions.Categorical(logits=choice.logits + side)
-                component = choice.sample(seed=component_seed)  # [B]
-                values = mixture.components_distribution.sample(codec.draws, seed=values_seed)  # [n, B, K, D]
-                values = tf.transpose(values, [1, 0, 2, 3])  # [B, n, K, D]
-                samples = tf.transpose(tf.gather(values, component, axis=2, batch_dims=1), [1, 0, 2])  # [n, B, D]
+                component = distribution.mixture_distribution.sample(seed=component_seed)  # [B]
+                values = distribution.components_distribution.sample(codec.draws, seed=values_seed)  # [n, B, K, F]
+                values = tf.transpose(values, [1, 0, 2, 3])  # [B, n, K, F]
+                samples = tf.transpose(tf.gather(values, component, axis=2, batch_dims=1), [1, 0, 2])  # [n, B, F]
                 # Then fresh components too, for rows whose component has nothing inside.
-                samples = tf.concat([samples, mixture.sample(codec.draws, seed=mixture_seed)], 0)
-                if codec.touch_pen:  # one bit per row, the same in every draw: it bounds dt
-                    samples = tf.concat([samples, tf.broadcast_to(bits, [2 * codec.draws, batch, 1])], 2)
+                samples = tf.concat([samples, distribution.sample(codec.draws, seed=mixture_seed)], 0)
+                if codec.touch_pen:  # the first draw's bit (its component's) in every draw: it bounds dt
+                    bits = tf.broadcast_to(samples[:1, :, -1:], tf.shape(samples[..., -1:]))
+                    samples = tf.concat([samples[..., :-1], bits], 2)
             rows, model_rows, end = codec.decode_tf(samples, last)
             finished = tf.logical_and(end, stop)
             keep = tf.logical_and(~done, ~finished)  # the row belongs to its sequence

@@ -34,8 +34,9 @@ class ModelConfig:
         spec: The `MixtureSpec` of the head (continuous dims, components, pen kind).
         data_kind: Kind of sequence store the model reads and writes: `"stroke3"`
             (dx, dy + pen; the pen kind picks stroke-5 or stroke-3 model rows),
-            `"touch"` (x, y, dt; with a `"bernoulli"` pen, the touch pen: the model
-            also predicts whether each row starts a new touch, see `formats.RowCodec`)
+            `"touch"` (x, y, dt; with pen `"component_bernoulli"`, the touch pen: the
+            model also predicts whether each row starts a new touch, see
+            `formats.RowCodec`)
             or `"impsy"` (dt, x_1 ... x_n).
         units: LSTM units per layer. Defaults to 256.
         layers: Number of stacked LSTM layers. Defaults to 2.
@@ -131,7 +132,7 @@ class ModelConfig:
         if self.spec.pen not in PEN_CHOICES[self.data_kind]:
             raise ValueError(
                 f"A `data_kind={self.data_kind!r}` model takes pen in {PEN_CHOICES[self.data_kind]} "
-                f"(a touch model's 'bernoulli' pen: whether a row starts a new touch). "
+                f"(a touch model's pen: whether a row starts a new touch). "
                 f"Received: spec={self.spec}"
             )
         if self.data_kind == "touch" and self.spec.dim != 3:

@@ -9,6 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
+# Pen kinds of a mixture head (`MixtureSpec.pen`): none, one Bernoulli logit (stroke-3),
+# three categorical logits (stroke-5), or one Bernoulli logit per component (the touch
+# pen: each component says whether its rows start a new touch).
+PEN_KINDS = (None, "bernoulli", "categorical", "component_bernoulli")
+
+
+def pen_size(pen, components):
+    """Number of pen logits at the end of a params row for a pen kind and K components."""
+    return {None: 0, "bernoulli": 1, "categorical": 3, "component_bernoulli": components}[pen]
+
 
 class SamplerTables:
     """Constants of the NumPy sampler for one mixture layout, made once.
@@ -27,6 +37,8 @@ class SamplerTables:
         self.logit_columns = np.arange(k)
         if spec.pen == "categorical":
             self.logit_columns = np.r_[self.logit_columns, spec.params_size - 3 : spec.params_size]
+        # Component -> the column of its own pen logit (a per-component pen).
+        self.pen_columns = spec.params_size - k + np.arange(k) if spec.pen == "component_bernoulli" else None
         # Component -> its loc, scale (and correlation) columns in a params row: [K, 2D + C].
         offsets = np.concatenate([np.arange(d), k * d + np.arange(d)])  # component 0's loc, scale
         self.loc_scale_columns = k + np.arange(k)[:, None] * d + offsets
@@ -44,10 +56,10 @@ def sample_numpy(params, tables, rng, temperature=1.0, variance_scale=1.0, no_en
     `loc + sqrt(variance_scale) * scale * (L_corr @ N(0, 1))` (`L_corr` the identity for
     diagonal components, see `MixtureSpec`); a Bernoulli pen lifts with
     probability `sigmoid(logit / temperature)`. Draw order: exponentials `(B, K [+3])`,
-    uniforms `(B,)` for a touch pen (its bit decides the component with the exponentials
-    and bounds the row's dt), normals `(B, D)`, the normals of any redraws, then uniforms
-    `(B,)` for a stroke-3 Bernoulli pen. Where `no_end` `(B,)` is true, a stroke-5 pen never draws "end of drawing" (the
-    other two renormalise).
+    uniforms `(B,)` for a per-component pen (the chosen component's bit, which bounds a
+    touch row's dt), normals `(B, D)`, the normals of any redraws, then uniforms `(B,)`
+    for a stroke-3 Bernoulli pen. Where `no_end` `(B,)` is true, a stroke-5 pen never
+    draws "end of drawing" (the other two renormalise).
 
     With a row codec and the model rows fed last (`previous`), a row whose values fall
     outside the data's bounds is drawn again from the component it chose
@@ -57,7 +69,7 @@ def sample_numpy(params, tables, rng, temperature=1.0, variance_scale=1.0, no_en
 
     Returns:
         `(values, pen)`: model-space values `(B, D)`, and the pen `(B,)` (a class index
-        for stroke-5, a 0/1 float for stroke-3) or `None` without a pen.
+        for stroke-5, a 0/1 float for the Bernoulli pens) or `None` without a pen.
     """
     k = tables.components
     batch = len(params)
@@ -69,14 +81,11 @@ def sample_numpy(params, tables, rng, temperature=1.0, variance_scale=1.0, no_en
     np.subtract(params.take(tables.logit_columns, axis=1), scores, out=scores)
     if no_end is not None and categorical_pen:
         scores[no_end, -1] = -np.inf
+    chosen = scores[:, :k].argmax(axis=1)
     bits = None
-    if codec is not None and codec.touch_pen:
-        # The bit first; then the component given it, with weight pi_k * P_k(dt on the
-        # bit's side), so a continued swipe never takes the component of a jump.
-        bits = _bernoulli_draws(params[:, -1], rng, temperature)
-        side = _log_side_mass(params, tables, codec, bits, variance_scale)
-        scores[:, :k] += (np.float32(temperature) * side).astype(np.float32)
-    columns = tables.loc_scale_columns[scores[:, :k].argmax(axis=1)]  # [B, 2D], chosen component
+    if tables.pen_columns is not None:  # the chosen component's own pen
+        bits = _bernoulli_draws(params[np.arange(batch), tables.pen_columns[chosen]], rng, temperature)
+    columns = tables.loc_scale_columns[chosen]  # [B, 2D], chosen component
     if batch > 1:
         columns += np.arange(batch)[:, None] * tables.params_size  # rows of the flat params
     loc_scale = params.take(columns)  # [B, 2D]
@@ -97,37 +106,6 @@ def sample_numpy(params, tables, rng, temperature=1.0, variance_scale=1.0, no_en
     if tables.pen == "bernoulli":
         return values, _bernoulli_draws(params[:, -1], rng, temperature)
     return values, None
-
-
-def _log_side_mass(params, tables, codec, bits, variance_scale):
-    """Per component, the log of its dt mass on the side of `NEW_TOUCH_DT` that each
-    row's touch-pen bit `(B,)` says (above it for 1), `(B, K)` (float64)."""
-    dt = codec.dt_index
-    loc = params[:, tables.loc_scale_columns[:, dt]].astype(np.float64)  # [B, K]
-    scale = params[:, tables.loc_scale_columns[:, tables.dim + dt]] * np.sqrt(variance_scale)
-    z = (loc - codec.new_touch_threshold) / scale  # P(dt above) = Phi(z)
-    return log_ndtr(np.where(bits[:, None] > 0.5, z, -z))
-
-
-def log_ndtr(x):
-    """`log Phi(x)`, the standard normal CDF's logarithm, float64, to about 1e-7 relative
-    in `Phi` (NumPy has no `erfc`). For `x <= 0`, `Phi(x) = erfc(z) / 2` with
-    `z = -x / sqrt(2)`, and `erfc(z) = t exp(-z^2 + c(t))`, `t = 1 / (1 + z / 2)`, `c` the
-    Chebyshev polynomial of Press et al.'s `erfcc` (Numerical Recipes, 6.2), whose error
-    is relative, so far tails keep their logarithm; for `x > 0`, `log1p(-Phi(-x))`."""
-    x = np.asarray(x, np.float64)
-    z = np.abs(x) / np.sqrt(2.0)
-    t = 1.0 / (1.0 + 0.5 * z)
-    c = 0.0
-    for coefficient in _ERFCC[::-1]:
-        c = coefficient + t * c
-    log_lower = np.log(0.5 * t) - z * z + c  # log Phi(-|x|)
-    return np.where(x <= 0, log_lower, np.log1p(-np.exp(log_lower)))
-
-
-# Press et al.'s erfcc: erfc(z) = t exp(-z^2 + sum_i a_i t^i), t = 1 / (1 + z / 2).
-_ERFCC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
-          0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
 
 
 def _bernoulli_draws(logits, rng, temperature):

@@ -109,7 +109,7 @@ def test_robojam_prep_train_generate_midi(tmp_path):
                 "--touch-pen", "--out", str(run_dir)]) == 0
     recorded = json.loads((run_dir / "config.json").read_text())
     assert recorded["train"]["input_noise"] == 0.01
-    assert load_model(run_dir / "model.keras").config.spec.pen == "bernoulli"  # the touch pen
+    assert load_model(run_dir / "model.keras").config.spec.pen == "component_bernoulli"  # the touch pen
     assert run(["train", "--data", str(store), "--preset", "kanji", "--touch-pen", "--out", str(tmp_path / "k")]) == 1
     assert not (tmp_path / "k").exists()
     # The noise reaches the training batches only, and only a model that predicts offsets takes it.

@@ -116,8 +116,8 @@ CODECS = {
     "touch-offsets-log": ("touch", 3, None, (0.4, 0.6, -3.5), (0.3, 0.2, 1.2), "offsets", "log"),
     "impsy-offsets-log": ("impsy", 3, None, (-3.0, 0.4, 0.6), (1.0, 0.2, 0.3), "offsets", "log"),
     # The touch pen: a bit, 1 where a row starts a new touch (dt > NEW_TOUCH_DT).
-    "touch-pen": ("touch", 3, "bernoulli", (0.4, 0.6, 0.1), (0.3, 0.2, 0.05)),
-    "touch-pen-offsets-log": ("touch", 3, "bernoulli", (0.4, 0.6, -3.5), (0.3, 0.2, 1.2), "offsets", "log"),
+    "touch-pen": ("touch", 3, "component_bernoulli", (0.4, 0.6, 0.1), (0.3, 0.2, 0.05)),
+    "touch-pen-offsets-log": ("touch", 3, "component_bernoulli", (0.4, 0.6, -3.5), (0.3, 0.2, 1.2), "offsets", "log"),
 }
 
 
@@ -203,7 +203,7 @@ def test_touch_pen_bit_marks_new_touches_by_hand():
     normalised = (rows - [0.4, 0.6, 0.1]) / [0.3, 0.2, 0.05]
     np.testing.assert_allclose(c.encode(rows), np.column_stack([normalised, bits]), atol=1e-5)
     np.testing.assert_allclose(c.targets(rows), np.column_stack([normalised, bits]), atol=1e-5)
-    offsets = formats.RowCodec("touch", 3, "bernoulli", (0.4, 0.6, 0.1), (0.3, 0.2, 0.05), "offsets")
+    offsets = formats.RowCodec("touch", 3, "component_bernoulli", (0.4, 0.6, 0.1), (0.3, 0.2, 0.05), "offsets")
     change = np.vstack([[0, 0], np.diff(normalised[:, :2], axis=0)])
     np.testing.assert_allclose(offsets.encode(rows), np.column_stack([normalised, bits, change]), atol=1e-5)
     first = normalised[:1, :2] - offsets.start_row[:2]  # the first target's change is from the start row
@@ -250,7 +250,8 @@ def test_decode_clips_denormalises_and_matches_its_tensorflow_form(name):
     c = codec(name)
     rng = np.random.default_rng(0)
     values = rng.normal(0, 3, (60, c.dim)).astype(np.float32)
-    pen = {"categorical": rng.integers(0, 3, 60), "bernoulli": rng.integers(0, 2, 60).astype(np.float32)}.get(c.pen)
+    pen = None if c.pen is None else rng.integers(0, 3 if c.pen == "categorical" else 2, 60)
+    pen = pen if c.pen == "categorical" else pen if pen is None else pen.astype(np.float32)
     # The model rows fed last: offset targets are changes from them.
     previous = c.encode(rng.uniform(0, 1, (60, len(c.columns))).astype(np.float32))
     rows, model_rows = c.decode(values.copy(), pen, previous)

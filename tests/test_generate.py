@@ -341,7 +341,7 @@ def model_inputs(codec, rows, after_start):
 @pytest.mark.parametrize("sigma_temperature", [1.0, 0.5])
 @pytest.mark.parametrize("kind, pen, targets, dt_scale", [
     ("touch", None, "rows", "linear"), ("touch", None, "offsets", "linear"), ("touch", None, "offsets", "log"),
-    ("touch", "bernoulli", "offsets", "log"), ("touch", "bernoulli", "rows", "linear"),
+    ("touch", "component_bernoulli", "offsets", "log"), ("touch", "component_bernoulli", "rows", "linear"),
     ("stroke3", "bernoulli", "rows", "linear"), ("stroke3", "categorical", "rows", "linear")])
 def test_numpy_step_compiled_loop_and_training_model_agree(kind, pen, targets, dt_scale, sigma_temperature):
     """Parameters from `step()`, from `generate(return_params=True)` and from `MixtureRNN`
@@ -380,16 +380,8 @@ def test_numpy_step_compiled_loop_and_training_model_agree(kind, pen, targets, d
             assert np.abs(np.concatenate(params)).max() > 0.5  # real, non-degenerate parameters
 
 
-def test_numpy_log_ndtr_matches_scipy():
-    """The sampler's NumPy `log Phi` (no SciPy at run time) against SciPy's, far tails too."""
-    from scipy.special import log_ndtr
-
-    x = np.linspace(-40, 12, 5001)
-    np.testing.assert_allclose(np.exp(mdnrnn.sampler.log_ndtr(x) - log_ndtr(x)), 1.0, atol=2e-7)
-
-
 @pytest.mark.parametrize("sigma_temperature", [1.0, 0.4])
-@pytest.mark.parametrize("pen", [None, "bernoulli", "categorical"])
+@pytest.mark.parametrize("pen", [None, "bernoulli", "categorical", "component_bernoulli"])
 def test_numpy_sampler_matches_mixture_distribution(pen, sigma_temperature):
     """The NumPy sampler draws from `mixture_distribution(params, spec, temperature,
     sigma_temperature)`. Continuous columns: a one-sample KS test against the exact
@@ -400,7 +392,7 @@ def test_numpy_sampler_matches_mixture_distribution(pen, sigma_temperature):
     from mdnrnn._tf import tf
     from mdnrnn.mixture import split_params
 
-    model = random_weights_model(pen, seed=3)
+    model = random_weights_model(pen, seed=3, kind="touch" if pen == "component_bernoulli" else None)
     spec = model.config.spec
     temperature = 0.7
     generator = Generator(model, temperature=temperature, sigma_temperature=sigma_temperature, seed=9)
@@ -428,6 +420,13 @@ def test_numpy_sampler_matches_mixture_distribution(pen, sigma_temperature):
     if pen == "bernoulli":
         p_lift = 1 / (1 + np.exp(-pen_logits[0] / temperature))
         probabilities = np.array([1 - p_lift, p_lift])
+    elif pen == "component_bernoulli":  # each component's own bit: the marginal, and the joint
+        p_new = weights.astype(np.float64) @ (1 / (1 + np.exp(-pen_logits.astype(np.float64) / temperature)))
+        probabilities = np.array([1 - p_new, p_new]) / weights.astype(np.float64).sum()
+        for bit in (0, 1):
+            for column in range(d):
+                pair = values[pen_draws == bit, column], reference[reference[:, d] == bit, column]
+                assert stats.ks_2samp(*pair).pvalue > 0.001
     else:
         probabilities = np.exp(pen_logits / temperature - np.logaddexp.reduce(pen_logits / temperature))
     classes = len(probabilities)
@@ -504,47 +503,31 @@ def test_truncation_keeps_each_components_probability(path):
 
 
 @pytest.mark.parametrize("path", ["step", "generate"])
-def test_touch_pen_decides_how_often_touches_start(path):
-    """A touch-pen model pinned to dt ~ N(0.12 s, 0.05 s), whose mass above 0.1 s (a new
-    touch) is 66%, and to a pen that starts a new touch with probability sigmoid(-1) =
-    27%. Both paths draw the bit first: 27% of rows start touches (within 4 standard
-    errors), and each side's dt follows the normal truncated to that side (one-sample KS
-    tests against SciPy's `truncnorm`, p > 0.001 with fixed seeds)."""
-    mean, std = np.array([0.4, 0.45, 0.05]), np.array([0.3, 0.3, 0.1])
-    model = build_model(preset("touch", units=8, components=1, mean=tuple(mean), std=tuple(std), targets="rows",
-                               pen="bernoulli"))
-    loc = (np.array([0.5, 0.5, 0.12]) - mean) / std
-    scale = np.array([0.1, 0.1, 0.05]) / std - mdnrnn.mixture.MIN_SCALE
-    set_head_bias(model, pen=[-1.0], loc=loc, scale=np.log(np.expm1(scale)))
-    generator = Generator(model, seed=8)
-    generator.reset(3000)
-    rows = generator.step() if path == "step" else np.stack([s[0] for s in generator.generate(max_steps=1)])
-    new = rows[:, 2] > 0.1
-    p = 1 / (1 + np.exp(1.0))
-    assert abs(new.mean() - p) < 4 * np.sqrt(p * (1 - p) / len(rows)), new.mean()
-    for side, (low, high) in ((new, (0.1, np.inf)), (~new, (0.0, 0.1))):
-        truncated = stats.truncnorm((low - 0.12) / 0.05, (high - 0.12) / 0.05, loc=0.12, scale=0.05)
-        assert stats.kstest(rows[side, 2], truncated.cdf).pvalue > 0.001
-
-
-@pytest.mark.parametrize("path", ["step", "generate"])
-def test_touch_pen_draws_the_component_given_the_bit(path):
-    """Two equally likely components: a swipe step (x 0.5, dt 0.02 s) and a jump (x 0.9,
-    dt 0.5 s), and a pen that starts a new touch with probability sigmoid(-1.5) = 18%.
-    The component is drawn given the bit (weights pi_k * P_k(dt on the bit's side)), so
-    continued swipes come from the swipe component only and new touches from the jump
-    (a component drawn regardless of the bit would put a jump's x into half the swipes)."""
+def test_touch_pen_bit_comes_with_its_component(path):
+    """Two equally likely components, each with its own pen: a swipe step (x 0.5, dt
+    N(0.09, 0.05) s, new touch with probability sigmoid(-2) = 12%) and a jump (x 0.9,
+    dt N(0.12, 0.05) s, new touch sigmoid(2) = 88%). Both paths draw the component, then
+    its bit, then dt truncated to the bit's side of 0.1 s: new touches are 50% of rows
+    (within 4 standard errors), each component's share of them is its own pen's, and each
+    side's dt follows the chosen component truncated to that side (one-sample KS tests
+    against the truncated mixture, p > 0.001 with fixed seeds)."""
     mean, std = np.array([0.4, 0.45, 0.05]), np.array([0.3, 0.3, 0.1])
     model = build_model(preset("touch", units=8, components=2, mean=tuple(mean), std=tuple(std), targets="rows",
-                               pen="bernoulli"))
-    data_loc = np.array([[0.5, 0.5, 0.02], [0.9, 0.5, 0.5]])
-    data_scale = np.array([[0.01, 0.01, 0.01], [0.01, 0.01, 0.1]])
+                               pen="component_bernoulli"))
+    data_loc = np.array([[0.5, 0.5, 0.09], [0.9, 0.5, 0.12]])
+    data_scale = np.array([[0.01, 0.01, 0.05], [0.01, 0.01, 0.05]])
     scale = (data_scale / std - mdnrnn.mixture.MIN_SCALE).ravel()
-    set_head_bias(model, pen=[-1.5], loc=((data_loc - mean) / std).ravel(), scale=np.log(np.expm1(scale)))
-    generator = Generator(model, seed=9)
-    generator.reset(2000)
+    set_head_bias(model, pen=[-2.0, 2.0], loc=((data_loc - mean) / std).ravel(), scale=np.log(np.expm1(scale)))
+    generator = Generator(model, seed=8)
+    generator.reset(4000)
     rows = generator.step() if path == "step" else np.stack([s[0] for s in generator.generate(max_steps=1)])
-    new = rows[:, 2] > 0.1
-    p = 1 / (1 + np.exp(1.5))
-    assert abs(new.mean() - p) < 4 * np.sqrt(p * (1 - p) / len(rows)), new.mean()
-    assert (np.abs(rows[~new, 0] - 0.5) < 0.1).all() and (np.abs(rows[new, 0] - 0.9) < 0.1).all()
+    new, jump = rows[:, 2] > 0.1, rows[:, 0] > 0.7
+    assert abs(new.mean() - 0.5) < 4 * np.sqrt(0.25 / len(rows)), new.mean()
+    p_new = 1 / (1 + np.exp(-2.0))
+    for component, p in ((jump, p_new), (~jump, 1 - p_new)):
+        share = new[component].mean()
+        assert abs(share - p) < 4 * np.sqrt(p * (1 - p) / component.sum()), share
+    for side, (low, high) in ((new, (0.1, np.inf)), (~new, (0.0, 0.1))):
+        for component, (loc, sd) in ((jump, (0.12, 0.05)), (~jump, (0.09, 0.05))):
+            truncated = stats.truncnorm((low - loc) / sd, (high - loc) / sd, loc=loc, scale=sd)
+            assert stats.kstest(rows[side & component, 2], truncated.cdf).pvalue > 0.001

@@ -134,7 +134,7 @@ def _touch(lengths, seed=0):
     return [rng.random((n, 3), dtype=np.float32) for n in lengths]
 
 
-@pytest.mark.parametrize("pen", [None, "bernoulli"])
+@pytest.mark.parametrize("pen", [None, "component_bernoulli"])
 def test_touch_windows_match_hand_enumeration(tmp_path, pen):
     """Windows by hand; with the touch pen, each row also carries its new-touch bit
     (dt > 0.1 s) after the normalised values, in inputs and targets."""
@@ -206,7 +206,7 @@ def test_given_statistics_replace_the_stores(tmp_path):
         np.testing.assert_allclose(targets[b, :n], norm[1:], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("pen", [None, "bernoulli"])
+@pytest.mark.parametrize("pen", [None, "component_bernoulli"])
 def test_input_noise_perturbs_only_the_change_columns_of_inputs(tmp_path, pen):
     path = data.write_store(tmp_path / "t.h5", _touch([300] * 8), kind="touch", splits=["train"] * 8)
 

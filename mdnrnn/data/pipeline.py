@@ -144,8 +144,8 @@ def _resolve_mode(kind, pen, window, stride):
         return pen
     if pen not in formats.PEN_CHOICES[kind]:
         raise ValueError(
-            f"A {kind} store takes `pen` in {formats.PEN_CHOICES[kind]} (a touch model's "
-            f"'bernoulli' pen: whether a row starts a new touch). Received: pen={pen!r}"
+            f"A {kind} store takes `pen` in {formats.PEN_CHOICES[kind]} (a touch model's pen: "
+            f"whether a row starts a new touch). Received: pen={pen!r}"
         )
     if window is None:
         if stride is not None:
@@ -541,9 +541,9 @@ def make_dataset(
         split: `"train"`, `"valid"` or `"test"`.
         batch_size: examples per batch.
         pen: `"categorical"` or `"bernoulli"` for stroke-3 stores; `None`
-            (the default) for touch / impsy stores, or `"bernoulli"` for a touch
-            model's pen (inputs and targets then carry the new-touch bit after the
-            normalised values; see `mdnrnn.formats`).
+            (the default) for touch / impsy stores, or `"component_bernoulli"` for
+            a touch model's pen (inputs and targets then carry the new-touch bit
+            after the normalised values; see `mdnrnn.formats`).
         window: window length (time steps per example) for touch / impsy
             stores; `None` (the default) feeds whole sequences.
         stride: step between window starts; defaults to `window` (each row is
