@@ -25,6 +25,10 @@ Run (from the repository root; about a minute):
 
     .venv/bin/python scripts/eval_touch.py --model touch --svg /tmp/touch_eval.svg
 
+`--one-step` also primes the model with every prefix of each held-out performance and
+draws the next row: how often a touch follows a touch's first row, and how far swipes
+step (their first step, and all), against the real next rows.
+
 `--model` takes a `.keras` file or the name of a pretrained model. Without a model at
 hand, `--train-epochs N` trains a small one first (`preset("touch", units=--units)` on
 windows of `--window` rows (50; 0: whole performances) of the train split, the store's own
@@ -102,6 +106,53 @@ def compare(real, generated, tap_threshold=formats.NEW_TOUCH_DT):
     return result
 
 
+def one_step_figures(real, sampled, tap_threshold=formats.NEW_TOUCH_DT):
+    """What a model draws one step ahead of real performances, against what came next.
+
+    Args:
+        real: performances `(n, 3)`.
+        sampled: per performance, `(n - 1, 3)`: row `t` drawn after the model read rows
+            `0 .. t` of the real one.
+
+    Returns:
+        A dict of `(real, sampled)` pairs: `"new touch after a touch start"`, the fraction
+        of rows after a touch's first row that start another touch (a tap before them);
+        and `(real mean, sampled mean, KS statistic)` triples: `"first swipe step"`,
+        |(dx, dy)| from a touch's first row to a row that continues it, and `"swipe step"`,
+        the same from any row.
+    """
+    starts, new, steps = ([], []), ([], []), ([], [])
+    for performance, drawn in zip(real, sampled):
+        performance = np.asarray(performance, np.float64)
+        previous = performance[:-1]
+        start = np.r_[True, previous[1:, 2] > tap_threshold]  # a performance's first row starts a touch
+        for side, following in enumerate((performance[1:], np.asarray(drawn, np.float64))):
+            is_new = following[:, 2] > tap_threshold
+            starts[side].append(start)
+            new[side].append(is_new)
+            steps[side].append(np.where(is_new, np.nan, np.linalg.norm(following[:, :2] - previous[:, :2], axis=1)))
+    start, new, steps = ([np.concatenate(part) for part in pair] for pair in (starts, new, steps))
+
+    def triple(a, b):
+        a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+        return a.mean(), b.mean(), stats.ks_2samp(a, b).statistic
+
+    return {
+        "new touch after a touch start": (new[0][start[0]].mean(), new[1][start[1]].mean()),
+        "first swipe step": triple(steps[0][start[0]], steps[1][start[1]]),
+        "swipe step": triple(steps[0], steps[1]),
+    }
+
+
+def one_step_samples(generator, real):
+    """Per performance `(n, 3)`, the rows `(n - 1, 3)`: row `t + 1` drawn after rows `0 .. t`."""
+    sampled = []
+    for rows in real:
+        generator.prime([rows[: t + 1] for t in range(len(rows) - 1)])
+        sampled.append(generator.step())
+    return sampled
+
+
 def cut(performance, seconds):
     """The rows of a `(n, 3)` touch performance whose running time (sum of dt) is at most `seconds`."""
     performance = np.asarray(performance)
@@ -150,6 +201,9 @@ def main(argv=None):
     parser.add_argument("--tap-threshold", type=float, default=formats.NEW_TOUCH_DT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--svg", help="write the side-by-side SVG here")
+    parser.add_argument("--one-step", action="store_true",
+                        help="also draw one row after every prefix of the held-out performances (up to 300 rows each) "
+                             "and compare it with the real next row")
     args = parser.parse_args(argv)
 
     import mdnrnn
@@ -205,6 +259,13 @@ def main(argv=None):
     print("| --- | ---: | ---: | ---: |")
     for name, (real_mean, generated_mean, ks) in compare(real, generated, args.tap_threshold).items():
         print(f"| {name} | {real_mean:.4g} | {generated_mean:.4g} | {ks:.3f} |")
+    if args.one_step:
+        capped = [np.asarray(p)[:300] for p in real]
+        figures = one_step_figures(capped, one_step_samples(generator, capped), args.tap_threshold)
+        print("\n| one step ahead of the held-out rows | real | sampled | KS statistic |")
+        print("| --- | ---: | ---: | ---: |")
+        for name, values in figures.items():
+            print(f"| {name} | " + " | ".join(f"{v:.4g}" for v in values) + (" | |" if len(values) == 2 else " |"))
     if args.svg:
         atomic.write_atomically(args.svg, side_by_side_svg(real, generated).encode())
         print(f"\nwrote {args.svg}")

@@ -69,3 +69,17 @@ def test_cut_keeps_the_rows_within_the_duration():
     np.testing.assert_array_equal(eval_touch.cut(PERFORMANCE, 0.58), PERFORMANCE[:3])
     np.testing.assert_array_equal(eval_touch.cut(PERFORMANCE, 1.0), PERFORMANCE)
     assert len(eval_touch.cut(PERFORMANCE, 0.4)) == 1  # the first touch, at time 0
+
+
+def test_one_step_figures_by_hand():
+    # Real: a tap at (0.1, 0.1), then a swipe from (0.5, 0.5) by 0.1, 0.2 (touch starts at
+    # rows 0 and 1; row 0 is followed by a new touch, row 1 by a continuation of 0.1).
+    real = [np.array([[0.1, 0.1, 0.0], [0.5, 0.5, 0.5], [0.6, 0.5, 0.02], [0.6, 0.7, 0.02]])]
+    # Sampled after rows 0, 1, 2: a continuation 0.3 away, a new touch, a step of 0.4.
+    sampled = [np.array([[0.4, 0.1, 0.03], [0.9, 0.9, 0.4], [0.6, 0.9, 0.05]])]
+    figures = eval_touch.one_step_figures(real, sampled)
+    assert figures["new touch after a touch start"] == (0.5, 0.5)
+    real_mean, sampled_mean, ks = figures["first swipe step"]
+    assert (real_mean, sampled_mean, ks) == pytest.approx((0.1, 0.3, 1.0))
+    real_mean, sampled_mean, ks = figures["swipe step"]  # real [0.1, 0.2], sampled [0.3, 0.4]
+    assert (real_mean, sampled_mean, ks) == pytest.approx((0.15, 0.35, 1.0))
