@@ -84,7 +84,6 @@ def cmd_train(args):
             "--covariance": ("covariance", args.covariance), "--cell": ("cell", args.cell),
             "--recurrent-dropout": ("recurrent_dropout", args.recurrent_dropout),
             "--targets": ("targets", args.targets), "--dt-scale": ("dt_scale", args.dt_scale),
-            "--touch-pen": ("pen", "component_bernoulli" if args.touch_pen else None),
         }
         overrides = {field: value for field, value in shape.values() if value is not None}
         if args.init_from:
@@ -95,9 +94,6 @@ def cmd_train(args):
                                  f"leave out {', '.join(given)}.")
             config = None
         else:
-            if args.touch_pen and models.preset(args.preset or "kanji").data_kind != "touch":
-                raise ValueError(f"--touch-pen is for touch models; preset {args.preset or 'kanji'!r} "
-                                 f"is not one.")
             config = models.preset(args.preset or "kanji", **overrides)
         run_dir = Path(args.out)
         settings = train.TrainSettings(
@@ -428,9 +424,6 @@ def build_parser():
                    help="touch/IMPSY: predict the next rows, or positions as offsets from the previous row (preset's)")
     p.add_argument("--dt-scale", choices=["linear", "log"],
                    help="touch/IMPSY: model dt as it is, or its logarithm (preset's)")
-    p.add_argument("--touch-pen", action="store_true",
-                   help="touch: also predict whether each row starts a new touch (dt > 0.1 s), "
-                        "a Bernoulli bit per mixture component (off)")
     p.add_argument("--seq-len", type=_int_in(1, 10_000), default=50,
                    help="window length for touch/IMPSY data, up to 10,000 (50); drawings train whole")
     p.add_argument("--batch-size", type=_int_in(1, 65_536), default=64, help="batch size, up to 65,536 (64)")

@@ -19,7 +19,6 @@ values can be negative.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -71,11 +70,6 @@ def heldout_nll(model, store, split="test", *, batch_size=64, max_len=None):
         if spec.pen is None:
             continuous = -dist.log_prob(targets)  # [B, T]
             pen = tf.zeros_like(continuous)
-        elif spec.pen == "component_bernoulli":  # -log p(x, bit) = -log p(x) - log p(bit | x)
-            values = mixture_distribution(params[..., : spec.params_size - spec.pen_size],
-                                          dataclasses.replace(spec, pen=None))
-            continuous = -values.log_prob(targets[..., : spec.dim])  # [B, T]
-            pen = -dist.log_prob(targets) - continuous
         else:
             continuous_dist, pen_dist = dist.distributions
             continuous = -continuous_dist.log_prob(targets[..., : spec.dim])  # [B, T]

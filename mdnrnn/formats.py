@@ -62,14 +62,6 @@ the exporters.
   stroke-5 rows; a Bernoulli-pen model reads normalised stroke-3 rows (pen bit
   0/1); touch and IMPSY models read the normalised rows. An all-zero model row
   is padding: the model's `Masking` layer skips it.
-- Touch pen (a touch model with pen `"component_bernoulli"`): the pen bit is 1
-  where a row starts a new touch (`dt > NEW_TOUCH_DT`), a function of the row,
-  so data rows keep their three columns. It follows the normalised values in
-  model input rows and targets. Each mixture component has its own probability
-  of a new touch, so a component that jumps across the screen is a new touch's
-  and one that moves a little a swipe's. Generation draws the component, then
-  its bit, then the row's values with dt bounded to the bit's side of
-  `NEW_TOUCH_DT` (see decoding below).
 - Start rows, fed before anything else when a sequence starts from nothing:
   the stroke-5 start token `(0, 0, 1, 0, 0)`; for stroke-3 models `(0, 0, 1)`
   (pen up at the origin, in normalised units); for touch and IMPSY models the
@@ -82,9 +74,6 @@ the exporters.
   event only when generating from scratch. No start row is all zeros, so the
   model never mistakes one for padding (`RowCodec` refuses normalisation
   statistics that would make it so).
-- Model input row layout: the normalised continuous values, the pen's encoding
-  (one bit, or stroke-5's three), then with offset targets the offset columns'
-  changes.
 - Targets (`ModelConfig.targets`): `"rows"`, the next row in model units; or,
   for touch and IMPSY models, `"offsets"`: the positions and controller values
   as their change from the previous row (the difference of the two normalised
@@ -108,10 +97,9 @@ the exporters.
   (a touch that jumps elsewhere) keeps its probability. Where none of those
   draws fell inside, component and values are drawn again, up to `REDRAWS`
   more times (a component with almost no mass inside is not truncated to a
-  sliver along the edge). With a touch pen, dt's bounds are the drawn bit's
-  side of `NEW_TOUCH_DT` (above it for a new touch, at most it otherwise). A row
-  whose every draw fell outside is clipped into the bounds (`dt` to at least
-  `MIN_DT`), then the clipped row is re-encoded as the next model input. A stroke-5 pen class maps through
+  sliver along the edge). A row whose
+  every draw fell outside is clipped into [0, 1] (`dt` to at least `MIN_DT`),
+  then the clipped row is re-encoded as the next model input. A stroke-5 pen class maps through
   `STROKE5_CLASS_ROWS` (data row) and `STROKE5_CLASS_MODEL_ROWS` (model row):
   "end of drawing" (`END_OF_DRAWING`, class 2) becomes the data row
   `(0, 0, 1)` and the model row `(0, 0, 0, 0, 1)`.
@@ -153,10 +141,8 @@ LOG_DT_SHIFT = 1e-3
 LOG_DT_MAX = 3600.0
 # A touch row whose dt is above this many seconds starts a new touch (a tap, or the first
 # point of a swipe); smaller dt continues a swipe. The exporters, live play and
-# `scripts/eval_touch.py` split touches with it, and a touch model with a pen predicts it.
+# `scripts/eval_touch.py` split touches with it.
 NEW_TOUCH_DT = 0.1
-# The pens each kind of rows may have (`RowCodec`, `ModelConfig`).
-PEN_CHOICES = {"stroke3": ("bernoulli", "categorical"), "touch": (None, "component_bernoulli"), "impsy": (None,)}
 
 
 def pen_lifted(pen):
@@ -441,10 +427,8 @@ class RowCodec:
     Args:
         kind: `"stroke3"`, `"touch"` or `"impsy"`.
         dim: number of continuous columns D (2 for stroke-3, 3 for touch, 1 + n for IMPSY).
-        pen: `None`, `"bernoulli"` (stroke-3 model rows), `"categorical"` (stroke-5
-            model rows) or, for touch rows, `"component_bernoulli"` (the touch pen:
-            whether a row starts a new touch); stroke-3 needs one, IMPSY has none.
-            Defaults to `None`.
+        pen: `None`, `"bernoulli"` (stroke-3 model rows) or `"categorical"` (stroke-5
+            model rows); stroke-3 needs one, the others none. Defaults to `None`.
         mean: per continuous column, the training data's mean `(D,)`. Defaults to zeros.
         std: per continuous column, the training data's standard deviation `(D,)`.
             Defaults to ones.
@@ -479,14 +463,13 @@ class RowCodec:
                 f"Received an invalid value for `targets`, expected one of {TARGETS} ('offsets' "
                 f"for touch and IMPSY rows only). Received: kind={kind!r}, targets={targets!r}"
             )
-        if pen not in PEN_CHOICES[kind]:
+        if (kind == "stroke3") != (pen is not None) or pen not in (None, "bernoulli", "categorical"):
             raise ValueError(
-                f"Received an invalid value for `pen`, expected one of {PEN_CHOICES[kind]} for "
-                f"{kind} rows. Received: kind={kind!r}, pen={pen!r}"
+                "Received an invalid value for `pen`, expected 'bernoulli' or 'categorical' "
+                f"for stroke3 rows and None otherwise. Received: kind={kind!r}, pen={pen!r}"
             )
         self.kind, self.dim, self.pen, self.targets_form = kind, int(dim), pen, targets
-        self.touch_pen = kind == "touch" and pen is not None
-        self.columns = default_columns(kind, self.dim + (1 if kind == "stroke3" else 0))
+        self.columns = default_columns(kind, self.dim + (1 if pen else 0))
         self.mean = np.zeros(dim, np.float32) if mean is None else np.asarray(mean, np.float32)
         self.std = np.ones(dim, np.float32) if std is None else np.asarray(std, np.float32)
         if self.mean.shape != (dim,) or self.std.shape != (dim,):
@@ -510,24 +493,17 @@ class RowCodec:
             self.high = np.where(dt, LOG_DT_MAX if dt_scale == "log" else np.inf, 1.0).astype(np.float32)
             # With offset targets, every bounded column but dt is predicted as a change.
             self.offset_columns = ~dt if targets == "offsets" else np.zeros(dim, bool)
-        if self.touch_pen:  # dt's bounds for rows drawn as a new touch (bit 1) or not (bit 0)
-            above = np.where(dt, _NEW_TOUCH_ABOVE, 0.0)
-            self._low_by_bit = np.stack([self.low, np.maximum(self.low, above)])
-            self._clip_low_by_bit = np.stack([self.clip_low, np.maximum(self.clip_low, above)])
-            self._high_by_bit = np.stack([np.where(dt, _NEW_TOUCH_DT32, self.high), self.high])
         self.offsets = bool(self.offset_columns.any())
         self._offset_factors = self.offset_columns.astype(np.float32)
         # Model input rows: the normalised row, the pen's encoding, then (offset targets)
         # the offset columns' change from the previous row.
-        self.input_size = dim + {None: 0, "categorical": 3}.get(pen, 1)
+        self.input_size = {None: dim, "bernoulli": dim + 1, "categorical": dim + 3}[pen]
         self.input_size += int(self.offset_columns.sum())
-        # Columns of a training target: the continuous values, then the pen's (bit or class).
-        self.target_size = dim + (1 if pen else 0)
         # Draws a compiled loop takes per step for `decode_tf` (see `redraw`).
         self.draws = 1 if self.low is None else REDRAWS
         if pen == "categorical":
             self.start_row = STROKE5_START.copy()
-        elif kind == "stroke3":
+        elif pen == "bernoulli":
             self.start_row = np.array([0.0, 0.0, 1.0], np.float32)
         else:
             first_event = np.where(np.arange(dim) == self.dt_index, 0.0, START_VALUE)
@@ -553,27 +529,20 @@ class RowCodec:
         `encode_step`). Other models encode each row on its own.
         """
         rows = np.asarray(rows, np.float32)
-        out = self._normalise(rows)[..., : self.dim]
-        if self.pen == "categorical":
-            model = STROKE5_CLASS_MODEL_ROWS[pen_lifted(rows[..., self.dim]).astype(np.intp)]  # [..., 5]
-            model[..., :2] *= out
-            return model
-        parts = [out]
-        if self.pen is not None:  # a Bernoulli pen's bit
-            parts.append(self.pen_bits(rows)[..., None])
+        out = self._normalise(rows)
         if self.offsets:
             change = np.zeros(out.shape[:-1] + (int(self.offset_columns.sum()),), np.float32)
             change[..., 1:, :] = np.diff(out[..., self.offset_columns], axis=-2)
-            parts.append(change)
-        return np.concatenate(parts, -1) if len(parts) > 1 else out
-
-    def pen_bits(self, rows):
-        """The Bernoulli pen of data rows `(..., columns)` as float32 0/1: a stroke-3
-        row's pen lift, or for a touch pen whether the row starts a new touch."""
-        rows = np.asarray(rows)
-        if self.touch_pen:
-            return (rows[..., self.dt_index] > _NEW_TOUCH_DT32).astype(np.float32)
-        return pen_lifted(rows[..., self.dim]).astype(np.float32)
+            return np.concatenate([out, change], -1)
+        if self.pen is None:
+            return out
+        lifted = pen_lifted(rows[..., self.dim])
+        if self.pen == "bernoulli":
+            out[..., self.dim] = lifted
+            return out
+        model = STROKE5_CLASS_MODEL_ROWS[lifted.astype(np.intp)]  # [..., 5]
+        model[..., :2] *= out[..., :2]
+        return model
 
     def targets(self, rows):
         """Data rows `(..., T, columns)` to training targets: normalised, the pen as 0/1.
@@ -584,26 +553,22 @@ class RowCodec:
         to last), in model units; the first row's change is from the start row.
         """
         rows = np.asarray(rows, np.float32)
-        out = self._normalise(rows)[..., : self.dim]
+        out = self._normalise(rows)
+        if self.pen is not None:
+            out[..., self.dim] = pen_lifted(rows[..., self.dim])
         if self.offsets:
             columns = self.offset_columns
             first = np.broadcast_to(self.start_row[: self.dim][columns], out[..., :1, columns].shape)
             previous = np.concatenate([first, out[..., :-1, columns]], -2)
             out[..., columns] -= previous
-        if self.pen is None:
-            return out
-        return np.concatenate([out, self.pen_bits(rows)[..., None]], -1)
+        return out
 
     def encode_step(self, rows, previous=None):
         """One step of `encode`: data rows `(B, columns)` that follow the model rows
         `previous` `(B, input_size)` (`None`: the rows start their sequences)."""
         if not self.offsets or previous is None:
             return self.encode(np.asarray(rows, np.float32)[..., None, :])[..., 0, :]
-        return self._with_changes(self._normalise(rows), previous, self._bits_or_none(rows))
-
-    def _bits_or_none(self, rows):
-        """A touch pen's bits of data rows `(B, columns)` as `(B, 1)`, else `None`."""
-        return self.pen_bits(rows)[:, None] if self.touch_pen else None
+        return self._with_changes(self._normalise(rows), previous)
 
     def _normalise(self, rows):
         """Data rows `(..., columns)` to normalised rows (dt through its scale first)."""
@@ -620,24 +585,16 @@ class RowCodec:
                 values[..., self.dt_index] = np.exp(values[..., self.dt_index]) - LOG_DT_SHIFT
         return values
 
-    def _with_changes(self, values, previous, bits=None):
-        """Model rows of offset targets: normalised values `(B, D)`, a touch pen's `bits`
-        `(B, 1)` if any, and the change of the offset columns from `previous`."""
-        change = (values - previous[:, : self.dim])[:, self.offset_columns]
-        return np.concatenate([values, change] if bits is None else [values, bits, change], 1)
+    def _with_changes(self, values, previous):
+        """Normalised values `(B, D)` and the change of their offset columns from `previous`."""
+        return np.concatenate([values, (values - previous[:, : self.dim])[:, self.offset_columns]], 1)
 
-    def _with_changes_tf(self, values, previous, bits=None):
+    def _with_changes_tf(self, values, previous):
         """`_with_changes` in TensorFlow."""
         from mdnrnn._tf import tf
 
-        change = tf.gather(values - previous[:, : self.dim], np.flatnonzero(self.offset_columns), axis=1)
-        return tf.concat([values, change] if bits is None else [values, bits, change], 1)
-
-    def _bits_tf(self, rows):
-        """`pen_bits` of a touch pen in TensorFlow: data rows `(B, columns)` to `(B, 1)`."""
-        from mdnrnn._tf import tf
-
-        return tf.cast(rows[:, self.dt_index : self.dt_index + 1] > _NEW_TOUCH_DT32, rows.dtype)
+        change = values - previous[:, : self.dim]
+        return tf.concat([values, tf.gather(change, np.flatnonzero(self.offset_columns), axis=1)], 1)
 
     def _log_dt_tf(self, values):
         """TensorFlow: data-unit values `(..., D)` with dt through its scale."""
@@ -664,13 +621,10 @@ class RowCodec:
 
         d = self.dim
         values = (self._log_dt_tf(rows[:, :d]) - self.mean) / self.std
-        bits = self._bits_tf(rows) if self.touch_pen else None
         if self.offsets:
-            return self._with_changes_tf(values, previous, bits)
+            return self._with_changes_tf(values, previous)
         if self.pen is None:
             return values
-        if self.touch_pen:
-            return tf.concat([values, bits], 1)
         lifted = tf.cast(rows[:, d] >= PEN_LIFT_THRESHOLD, values.dtype)
         if self.pen == "bernoulli":
             return tf.concat([values, lifted[:, None]], 1)
@@ -678,7 +632,7 @@ class RowCodec:
         return tf.concat([values * factors[:, :2], factors[:, 2:]], 1)
 
     # ------------------------------------------------------------------ decoding
-    def redraw(self, values, previous, *draws, pen=None):
+    def redraw(self, values, previous, *draws):
         """Draws again the samples whose rows fall outside the data's bounds.
 
         Touch positions lie in [0, 1] and every dt is at least 0 (IMPSY values too): a
@@ -693,48 +647,32 @@ class RowCodec:
             previous: `(B, input_size)`, the model rows fed last (for offset targets).
             *draws: functions; `draw(index)` returns fresh samples `(len(index), D)` for
                 those rows.
-            pen: a touch pen's bits `(B,)`, drawn first: they bound each row's dt.
 
         Returns:
             `values`.
         """
         if self.low is None:
             return values
-        bits = None if pen is None else np.asarray(pen).astype(np.intp)
-        outside = np.flatnonzero(~self._inside(values, previous, bits))
+        outside = np.flatnonzero(~self._inside(values, previous))
         for stage, draw in enumerate(draws):
             if not len(outside):
                 break
             tries = REDRAWS - 1 if stage == 0 else REDRAWS
             index = np.tile(outside, tries)  # all tries at once: [try, row]
             fresh = draw(index)
-            inside = self._inside(fresh, previous[index], None if bits is None else bits[index])
-            inside = inside.reshape(tries, len(outside))
+            inside = self._inside(fresh, previous[index]).reshape(tries, len(outside))
             found = inside.any(axis=0)
             first = inside.argmax(axis=0)[found]  # the first try inside, per row
             values[outside[found]] = fresh.reshape(tries, len(outside), -1)[first, np.flatnonzero(found)]
             outside = outside[~found]
         return values
 
-    def _inside(self, values, previous, bits=None):
-        """Whether each sample `(B, D)` (model units) decodes to a row within the bounds
-        (for a touch pen, those of its bit `(B,)`)."""
+    def _inside(self, values, previous):
+        """Whether each sample `(B, D)` (model units) decodes to a row within the bounds."""
         if self.offsets:
             values = values + previous[:, : self.dim] * self._offset_factors
         values = self._data_units(values)
-        low, high, _ = self._bounds(bits)
-        return ((values >= low) & (values <= high)).all(axis=1)
-
-    def _bounds(self, bits):
-        """`(low, high, clip_low)` of decoded rows: `(D,)` each, or for a touch pen's
-        bits `(B,)` (integers), `(B, D)` each."""
-        if not self.touch_pen:
-            return self.low, self.high, self.clip_low
-        return tuple(b[bits] for b in self._bounds_by_bit())
-
-    def _bounds_by_bit(self):
-        """A touch pen's `(low, high, clip_low)`, each `(2, D)`: row 0 for bit 0, row 1 for bit 1."""
-        return self._low_by_bit, self._high_by_bit, self._clip_low_by_bit
+        return ((values >= self.low) & (values <= self.high)).all(axis=1)
 
     def decode(self, values, pen=None, previous=None):
         """A sample in model units to data rows and the model rows fed back next.
@@ -742,8 +680,7 @@ class RowCodec:
         Args:
             values: float32 `(B, D)`, the continuous part in model (normalised) units.
             pen: `(B,)`: a class index (0, 1, 2) for a categorical pen, 0/1 for a
-                Bernoulli pen (for a touch pen, whether the row starts a new touch: its
-                dt is clipped to that side of `NEW_TOUCH_DT`); `None` without a pen.
+                Bernoulli pen; `None` without a pen.
             previous: `(B, input_size)`, the model rows fed last; needed with offset
                 targets, whose values are changes from them.
 
@@ -756,17 +693,13 @@ class RowCodec:
         model_values = values
         values = self._data_units(values)
         if self.low is not None:  # clip in data units, then encode the clipped rows
-            _, high, clip_low = self._bounds(None if pen is None else np.asarray(pen).astype(np.intp))
-            np.maximum(values, clip_low, out=values)
-            np.minimum(values, high, out=values)
+            np.maximum(values, self.clip_low, out=values)
+            np.minimum(values, self.high, out=values)
             model_values = self._normalise(values)
-        bits = self._bits_or_none(values)
         if self.offsets:
-            return values, self._with_changes(model_values, previous, bits)
+            return values, self._with_changes(model_values, previous)
         if self.pen is None:
             return values, model_values
-        if self.touch_pen:
-            return values, np.concatenate([model_values, bits], 1)
         d = self.dim
         if self.pen == "bernoulli":
             rows = np.empty((len(values), d + 1), np.float32)
@@ -788,8 +721,7 @@ class RowCodec:
         Args:
             samples: `(draws, B, target_size)` draws of `mixture_distribution`: the
                 first draw inside the bounds is taken (`redraw`), else the first. For
-                drawings one draw is enough (they have no bounds). A touch pen's bit
-                (the last column) is the same in every draw of a row.
+                drawings one draw is enough (they have no bounds).
             previous: `(B, input_size)`, the model rows fed last.
 
         Returns:
@@ -803,28 +735,21 @@ class RowCodec:
         if self.low is None:
             sample = samples[0]
             model_values = sample[:, :d]
-        else:  # touch and IMPSY rows: values, then a touch pen's bit
-            low, high, clip_low = self.low, self.high, self.clip_low
-            if self.touch_pen:
-                bits = tf.cast(samples[0, :, d] >= PEN_LIFT_THRESHOLD, tf.int32)
-                low, high, clip_low = (tf.gather(b, bits) for b in self._bounds_by_bit())  # [B, D]
-            values = self._exp_dt_tf((samples[..., :d] + offsets) * self.std + self.mean)  # [draws, B, D]
-            inside = tf.reduce_all((values >= low) & (values <= high), axis=-1)  # [draws, B]
+        else:  # the pen-less kinds: sample == values
+            values = self._exp_dt_tf((samples + offsets) * self.std + self.mean)  # [draws, B, D]
+            inside = tf.reduce_all((values >= self.low) & (values <= self.high), axis=-1)  # [draws, B]
             draws = tf.shape(samples)[0]
             index = tf.where(inside, tf.range(draws)[:, None], draws)
             first = tf.math.floormod(tf.reduce_min(index, axis=0), draws)  # 0 where none is inside
-            sample = tf.gather(tf.transpose(samples, [1, 0, 2]), first, axis=1, batch_dims=1)  # [B, F]
-            model_values = sample[:, :d] + offsets
+            sample = tf.gather(tf.transpose(samples, [1, 0, 2]), first, axis=1, batch_dims=1)  # [B, D]
+            model_values = sample + offsets
         values = self._exp_dt_tf(model_values * self.std + self.mean)
         if self.low is not None:
-            values = tf.minimum(tf.maximum(values, clip_low), high)
+            values = tf.minimum(tf.maximum(values, self.clip_low), self.high)
             model_values = (self._log_dt_tf(values) - self.mean) / self.std
         no_end = tf.zeros(tf.shape(values)[:1], tf.bool)
-        bits = self._bits_tf(values) if self.touch_pen else None
         if self.offsets:
-            return values, self._with_changes_tf(model_values, previous, bits), no_end
-        if self.touch_pen:
-            return values, tf.concat([model_values, bits], 1), no_end
+            return values, self._with_changes_tf(model_values, previous), no_end
         if self.pen is None:
             return values, model_values, no_end
         pen = sample[:, d]
@@ -843,6 +768,3 @@ class RowCodec:
 
 
 _ZERO = np.array(0.0, np.float32)
-# NEW_TOUCH_DT as float32 rows compare with it, and the smallest float32 above it.
-_NEW_TOUCH_DT32 = np.float32(NEW_TOUCH_DT)
-_NEW_TOUCH_ABOVE = np.nextafter(_NEW_TOUCH_DT32, np.float32(np.inf))

@@ -508,19 +508,16 @@ def _generation_loop(model, codec, size):
             distribution = mixture_distribution(sampled, spec, temperature, sigma_temperature)
             if codec.draws == 1:
                 samples = distribution.sample(1, seed=step_seed)
-            else:  # bounded rows: one component per row, `draws` values from it
+            else:  # bounded rows (no pen): one component per row, `draws` values from it
                 component_seed, values_seed, mixture_seed = tf.unstack(
                     tf.random.experimental.stateless_split(step_seed, 3)
                 )
                 component = distribution.mixture_distribution.sample(seed=component_seed)  # [B]
-                values = distribution.components_distribution.sample(codec.draws, seed=values_seed)  # [n, B, K, F]
-                values = tf.transpose(values, [1, 0, 2, 3])  # [B, n, K, F]
-                samples = tf.transpose(tf.gather(values, component, axis=2, batch_dims=1), [1, 0, 2])  # [n, B, F]
+                values = distribution.components_distribution.sample(codec.draws, seed=values_seed)  # [n, B, K, D]
+                values = tf.transpose(values, [1, 0, 2, 3])  # [B, n, K, D]
+                samples = tf.transpose(tf.gather(values, component, axis=2, batch_dims=1), [1, 0, 2])  # [n, B, D]
                 # Then fresh components too, for rows whose component has nothing inside.
                 samples = tf.concat([samples, distribution.sample(codec.draws, seed=mixture_seed)], 0)
-                if codec.touch_pen:  # the first draw's bit (its component's) in every draw: it bounds dt
-                    bits = tf.broadcast_to(samples[:1, :, -1:], tf.shape(samples[..., -1:]))
-                    samples = tf.concat([samples[..., :-1], bits], 2)
             rows, model_rows, end = codec.decode_tf(samples, last)
             finished = tf.logical_and(end, stop)
             keep = tf.logical_and(~done, ~finished)  # the row belongs to its sequence

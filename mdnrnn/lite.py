@@ -33,11 +33,13 @@ import os
 import numpy as np
 
 from mdnrnn import atomic, formats
-from mdnrnn.sampler import SamplerTables, pen_size, sample_numpy
+from mdnrnn.sampler import SamplerTables, sample_numpy
 from mdnrnn.temperature import Temperatures
 
 FORMAT = "mdnrnn-litert"
 FORMAT_VERSION = 1
+
+_PEN_SIZES = {None: 0, "bernoulli": 1, "categorical": 3}
 
 
 def sidecar_path(path) -> str:
@@ -126,7 +128,7 @@ class LiteSpec:
 
     dim: int  # D, continuous dimensions
     components: int  # K
-    pen: str | None = None  # None, "bernoulli" (stroke-3), "categorical" (stroke-5), "component_bernoulli" (touch)
+    pen: str | None = None  # None, "bernoulli" (stroke-3) or "categorical" (stroke-5)
     covariance: str = "diagonal"  # or "full": C = D (D - 1) / 2 correlation values
 
     @property
@@ -135,7 +137,7 @@ class LiteSpec:
 
     @property
     def params_size(self) -> int:
-        return self.components * (1 + 2 * self.dim + self.correlation_size) + pen_size(self.pen, self.components)
+        return self.components * (1 + 2 * self.dim + self.correlation_size) + _PEN_SIZES[self.pen]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,10 +10,11 @@ import dataclasses
 import math
 
 from mdnrnn._tf import keras, tf, tfp
-from mdnrnn.sampler import PEN_KINDS, pen_size
 
 tfd = tfp.distributions
 
+PEN_KINDS = (None, "bernoulli", "categorical")
+_PEN_SIZES = {None: 0, "bernoulli": 1, "categorical": 3}
 COVARIANCE_KINDS = ("diagonal", "full")
 
 # Smallest component scale the head can emit (in normalised data units). It keeps the
@@ -56,9 +57,7 @@ class MixtureSpec:
     Args:
         dim: Number of continuous dimensions D, a positive integer.
         components: Number of mixture components K, a positive integer.
-        pen: `None`, `"bernoulli"`, `"categorical"` or `"component_bernoulli"` (one
-            Bernoulli logit per component, joined to it: a touch model's pen, whether a
-            row starts a new touch). Defaults to `None`.
+        pen: `None`, `"bernoulli"` or `"categorical"`. Defaults to `None`.
         covariance: `"diagonal"` or `"full"`. Defaults to `"diagonal"`.
 
     Raises:
@@ -85,7 +84,8 @@ class MixtureSpec:
                 )
         if self.pen not in PEN_KINDS:
             raise ValueError(
-                f"Received an invalid value for `pen`, expected one of {PEN_KINDS}. Received: pen={self.pen!r}"
+                "Received an invalid value for `pen`, expected one of None, "
+                f"'bernoulli', 'categorical'. Received: pen={self.pen!r}"
             )
         if self.covariance not in COVARIANCE_KINDS:
             raise ValueError(
@@ -96,7 +96,7 @@ class MixtureSpec:
     @property
     def pen_size(self) -> int:
         """Number of pen logits: 0, 1 (Bernoulli) or 3 (categorical)."""
-        return pen_size(self.pen, self.components)
+        return _PEN_SIZES[self.pen]
 
     @property
     def correlation_size(self) -> int:
@@ -190,9 +190,7 @@ def mixture_distribution(params, spec: MixtureSpec, temperature=1.0, sigma_tempe
     With a pen, the pen distribution (`Bernoulli` or `Categorical`, its value stored as a
     float 0/1 or 0/1/2 in the last column) is joined to it with `Blockwise`, so the event
     is a row of `spec.target_size` floats and `log_prob` is the sum of both parts, computed
-    in log space. A per-component pen (`"component_bernoulli"`) is joined to each component
-    instead: the mixture is over (values, bit) rows, and a component's rows start a new
-    touch with that component's own probability.
+    in log space.
 
     Temperatures (sketch-rnn's convention, one knob by default):
     - `temperature` divides the mixture logits and the pen logits. 1.0 leaves the
@@ -244,15 +242,11 @@ def mixture_distribution(params, spec: MixtureSpec, temperature=1.0, sigma_tempe
         components = tfd.MultivariateNormalTriL(loc=loc, scale_tril=scale * tf.sqrt(sigma_temperature))
     else:
         components = tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale * tf.sqrt(sigma_temperature))
-    if spec.pen == "component_bernoulli":  # each component's rows carry its own pen: one joint mixture
-        pen = tfd.Bernoulli(logits=pen_logits[..., None] / temperature, dtype=logits.dtype)  # batch [..., K, 1]
-        pen = tfd.Independent(pen, reinterpreted_batch_ndims=1)  # batch [..., K], event [1]
-        components = tfd.Blockwise([components, pen], dtype_override=logits.dtype)  # event [D + 1]
     continuous = tfd.MixtureSameFamily(
         mixture_distribution=tfd.Categorical(logits=logits / temperature),
         components_distribution=components,
     )
-    if spec.pen in (None, "component_bernoulli"):
+    if spec.pen is None:
         return continuous
     pen_logits = pen_logits / temperature
     if spec.pen == "bernoulli":

@@ -19,7 +19,7 @@ import zipfile
 import numpy as np
 
 from mdnrnn._tf import keras
-from mdnrnn.formats import DT_SCALES, PEN_CHOICES, TARGETS, RowCodec
+from mdnrnn.formats import DT_SCALES, TARGETS, RowCodec
 from mdnrnn.mixture import MixtureDensity, MixtureNLL, MixtureSpec
 
 DATA_KINDS = ("stroke3", "touch", "impsy")
@@ -34,10 +34,7 @@ class ModelConfig:
         spec: The `MixtureSpec` of the head (continuous dims, components, pen kind).
         data_kind: Kind of sequence store the model reads and writes: `"stroke3"`
             (dx, dy + pen; the pen kind picks stroke-5 or stroke-3 model rows),
-            `"touch"` (x, y, dt; with pen `"component_bernoulli"`, the touch pen: the
-            model also predicts whether each row starts a new touch, see
-            `formats.RowCodec`)
-            or `"impsy"` (dt, x_1 ... x_n).
+            `"touch"` (x, y, dt) or `"impsy"` (dt, x_1 ... x_n).
         units: LSTM units per layer. Defaults to 256.
         layers: Number of stacked LSTM layers. Defaults to 2.
         dropout: Dropout on each LSTM's inputs during training. Defaults to 0.0.
@@ -129,10 +126,9 @@ class ModelConfig:
                 "A `data_kind='stroke3'` model needs a spec with dim=2 and a pen "
                 f"('bernoulli' or 'categorical'). Received: spec={self.spec}"
             )
-        if self.spec.pen not in PEN_CHOICES[self.data_kind]:
+        if not stroke and self.spec.pen is not None:
             raise ValueError(
-                f"A `data_kind={self.data_kind!r}` model takes pen in {PEN_CHOICES[self.data_kind]} "
-                f"(a touch model's pen: whether a row starts a new touch). "
+                f"A `data_kind={self.data_kind!r}` model has no pen column; use pen=None. "
                 f"Received: spec={self.spec}"
             )
         if self.data_kind == "touch" and self.spec.dim != 3:

@@ -9,16 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-# Pen kinds of a mixture head (`MixtureSpec.pen`): none, one Bernoulli logit (stroke-3),
-# three categorical logits (stroke-5), or one Bernoulli logit per component (the touch
-# pen: each component says whether its rows start a new touch).
-PEN_KINDS = (None, "bernoulli", "categorical", "component_bernoulli")
-
-
-def pen_size(pen, components):
-    """Number of pen logits at the end of a params row for a pen kind and K components."""
-    return {None: 0, "bernoulli": 1, "categorical": 3, "component_bernoulli": components}[pen]
-
 
 class SamplerTables:
     """Constants of the NumPy sampler for one mixture layout, made once.
@@ -37,8 +27,6 @@ class SamplerTables:
         self.logit_columns = np.arange(k)
         if spec.pen == "categorical":
             self.logit_columns = np.r_[self.logit_columns, spec.params_size - 3 : spec.params_size]
-        # Component -> the column of its own pen logit (a per-component pen).
-        self.pen_columns = spec.params_size - k + np.arange(k) if spec.pen == "component_bernoulli" else None
         # Component -> its loc, scale (and correlation) columns in a params row: [K, 2D + C].
         offsets = np.concatenate([np.arange(d), k * d + np.arange(d)])  # component 0's loc, scale
         self.loc_scale_columns = k + np.arange(k)[:, None] * d + offsets
@@ -56,10 +44,9 @@ def sample_numpy(params, tables, rng, temperature=1.0, variance_scale=1.0, no_en
     `loc + sqrt(variance_scale) * scale * (L_corr @ N(0, 1))` (`L_corr` the identity for
     diagonal components, see `MixtureSpec`); a Bernoulli pen lifts with
     probability `sigmoid(logit / temperature)`. Draw order: exponentials `(B, K [+3])`,
-    uniforms `(B,)` for a per-component pen (the chosen component's bit, which bounds a
-    touch row's dt), normals `(B, D)`, the normals of any redraws, then uniforms `(B,)`
-    for a stroke-3 Bernoulli pen. Where `no_end` `(B,)` is true, a stroke-5 pen never
-    draws "end of drawing" (the other two renormalise).
+    normals `(B, D)`, the normals of any redraws, then uniforms `(B,)` for a Bernoulli
+    pen. Where `no_end` `(B,)` is true, a stroke-5 pen never draws "end of drawing" (the
+    other two renormalise).
 
     With a row codec and the model rows fed last (`previous`), a row whose values fall
     outside the data's bounds is drawn again from the component it chose
@@ -69,7 +56,7 @@ def sample_numpy(params, tables, rng, temperature=1.0, variance_scale=1.0, no_en
 
     Returns:
         `(values, pen)`: model-space values `(B, D)`, and the pen `(B,)` (a class index
-        for stroke-5, a 0/1 float for the Bernoulli pens) or `None` without a pen.
+        for stroke-5, a 0/1 float for stroke-3) or `None` without a pen.
     """
     k = tables.components
     batch = len(params)
@@ -81,11 +68,7 @@ def sample_numpy(params, tables, rng, temperature=1.0, variance_scale=1.0, no_en
     np.subtract(params.take(tables.logit_columns, axis=1), scores, out=scores)
     if no_end is not None and categorical_pen:
         scores[no_end, -1] = -np.inf
-    chosen = scores[:, :k].argmax(axis=1)
-    bits = None
-    if tables.pen_columns is not None:  # the chosen component's own pen
-        bits = _bernoulli_draws(params[np.arange(batch), tables.pen_columns[chosen]], rng, temperature)
-    columns = tables.loc_scale_columns[chosen]  # [B, 2D], chosen component
+    columns = tables.loc_scale_columns[scores[:, :k].argmax(axis=1)]  # [B, 2D], chosen component
     if batch > 1:
         columns += np.arange(batch)[:, None] * tables.params_size  # rows of the flat params
     loc_scale = params.take(columns)  # [B, 2D]
@@ -97,21 +80,13 @@ def sample_numpy(params, tables, rng, temperature=1.0, variance_scale=1.0, no_en
             values, previous,
             lambda index: _normal_draws(loc_scale[index], tables, rng, variance_scale),
             lambda index: sample_numpy(params[index], tables, rng, temperature, variance_scale)[0],
-            pen=bits,
         )
     if categorical_pen:
         return values, scores[:, k:].argmax(axis=1)
-    if bits is not None:
-        return values, bits
     if tables.pen == "bernoulli":
-        return values, _bernoulli_draws(params[:, -1], rng, temperature)
+        probability = 0.5 * np.tanh(0.5 / temperature * params[:, -1]) + 0.5  # sigmoid
+        return values, (rng.random(batch) < probability).astype(np.float32)
     return values, None
-
-
-def _bernoulli_draws(logits, rng, temperature):
-    """0/1 float32 draws `(B,)`, 1 with probability `sigmoid(logits / temperature)`."""
-    probability = 0.5 * np.tanh(0.5 / temperature * logits) + 0.5  # sigmoid
-    return (rng.random(len(logits)) < probability).astype(np.float32)
 
 
 def _normal_draws(loc_scale, tables, rng, variance_scale):

@@ -330,7 +330,7 @@ def resolve_jit(settings: TrainSettings, config: ModelConfig, make_model, make_t
         return settings.jit == "on", f"jit {settings.jit}: XLA {settings.jit} (--jit {settings.jit})"
     if settings.distribute == "multiworker":
         return False, "jit auto: off (multiworker: every worker must choose alike; --jit on forces XLA)"
-    if config.data_kind == "stroke3":
+    if config.spec.pen is not None:
         return False, ("jit auto: off (drawings: batches of many lengths, and XLA compiles each new one; "
                        "--jit on forces XLA)")
     batches = _first_batches(make_train_data(), JIT_CALIBRATION_STEPS + 1)
@@ -553,7 +553,7 @@ def _make_dataset(store, split, config, settings, batch_size=None, replica_slice
 
 def _example_options(config, settings):
     """The `make_dataset` / `count_examples` options that decide what an example is."""
-    return dict(pen=config.spec.pen, window=None if config.data_kind == "stroke3" else settings.window,
+    return dict(pen=config.spec.pen, window=settings.window if config.spec.pen is None else None,
                 max_seq_len=settings.max_seq_len)
 
 

@@ -159,35 +159,27 @@ def test_eval_command_writes_the_documented_json(pinned, tmp_path, capsys):
     assert main(["eval", "--model", str(model_path), "--data", str(tmp_path / "none.h5")]) == 1
 
 
-def test_heldout_nll_of_a_touch_pen_model_by_hand(tmp_path):
-    """A touch model with a per-component pen, random non-zero weights and a
-    normalisation other than the store's: `nll` is -log sum_k pi_k N_k(x) p_k(bit) on
-    rows encoded with the model's statistics (by hand, SciPy densities),
-    `nll_continuous` the same without the bits, `nll_pen` the difference."""
+def test_heldout_nll_of_a_touch_model_uses_its_normalisation(tmp_path):
+    """A touch model with random non-zero weights and a normalisation other than the
+    store's: `nll` is -log sum_k pi_k N_k(target) on rows encoded with the model's
+    statistics (by hand, SciPy densities), not the store's."""
     rng = np.random.default_rng(4)
     performances = [np.column_stack([rng.uniform(0, 1, (n, 2)), rng.choice([0.02, 0.3], n)]).astype(np.float32)
                     for n in (6, 9, 4, 5)]
     path = mdnrnn.data.write_store(tmp_path / "t.h5", performances, kind="touch", splits=["test"] * 3 + ["train"])
-    performances = performances[:3]
-    config = mdnrnn.preset("touch", units=6, layers=1, components=2, pen="component_bernoulli",
-                           mean=(0.3, 0.6, 0.2), std=(0.5, 0.4, 0.3))
+    config = mdnrnn.preset("touch", units=6, layers=1, components=2, mean=(0.3, 0.6, 0.2), std=(0.5, 0.4, 0.3))
     model = mdnrnn.build_model(config)
     for weight in model.weights:
         weight.assign(rng.normal(0, 0.5, weight.shape).astype(np.float32))
     codec, (k, d) = config.codec(), (2, 3)
-    joint, values_only = [], []
-    for rows in performances:
+    nll = []
+    for rows in performances[:3]:
         params = model(codec.encode(rows)[None, :-1]).numpy()[0].astype(np.float64)
-        targets = codec.targets(rows)[1:]
-        for p, y in zip(params, targets):
+        for p, y in zip(params, codec.targets(rows)[1:]):
             log_w = special.log_softmax(p[:k])
-            loc, scale = p[k : k + k * d].reshape(k, d), p[k + k * d : k + 2 * k * d].reshape(k, d)  # scales: the head's
-            dens = log_w + stats.norm.logpdf(y[:d], loc, scale).sum(1)
-            bit = special.log_expit(np.where(y[d] == 1, 1, -1) * p[-k:])
-            joint.append(-special.logsumexp(dens + bit))
-            values_only.append(-special.logsumexp(dens))
+            loc, scale = p[k : k + k * d].reshape(k, d), p[k + k * d : k + 2 * k * d].reshape(k, d)  # the head's scales
+            nll.append(-special.logsumexp(log_w + stats.norm.logpdf(y, loc, scale).sum(1)))
     got = evaluate.heldout_nll(model, path, "test", batch_size=2)
-    assert got["steps"] == len(joint) == 16
-    assert got["nll"] == pytest.approx(np.mean(joint), rel=1e-4)
-    assert got["nll_continuous"] == pytest.approx(np.mean(values_only), rel=1e-4)
-    assert got["nll_pen"] == pytest.approx(np.mean(joint) - np.mean(values_only), rel=1e-3, abs=1e-5)
+    assert got["steps"] == len(nll) == 16
+    assert got["nll"] == pytest.approx(np.mean(nll), rel=1e-4)
+    assert got["nll_continuous"] == got["nll"] and got["nll_pen"] is None

@@ -115,9 +115,6 @@ CODECS = {
     "touch-log": ("touch", 3, None, (0.4, 0.6, -3.5), (0.3, 0.2, 1.2), "rows", "log"),
     "touch-offsets-log": ("touch", 3, None, (0.4, 0.6, -3.5), (0.3, 0.2, 1.2), "offsets", "log"),
     "impsy-offsets-log": ("impsy", 3, None, (-3.0, 0.4, 0.6), (1.0, 0.2, 0.3), "offsets", "log"),
-    # The touch pen: a bit, 1 where a row starts a new touch (dt > NEW_TOUCH_DT).
-    "touch-pen": ("touch", 3, "component_bernoulli", (0.4, 0.6, 0.1), (0.3, 0.2, 0.05)),
-    "touch-pen-offsets-log": ("touch", 3, "component_bernoulli", (0.4, 0.6, -3.5), (0.3, 0.2, 1.2), "offsets", "log"),
 }
 
 
@@ -183,64 +180,10 @@ def test_start_row_that_normalises_to_padding_is_refused():
 
 
 def test_codec_rejects_a_pen_that_does_not_fit():
-    with pytest.raises(ValueError, match="pen='categorical'"):
-        formats.RowCodec("touch", 3, "categorical", mean=(0.4, 0.6, 0.1))
     with pytest.raises(ValueError, match="pen='bernoulli'"):
-        formats.RowCodec("impsy", 3, "bernoulli", mean=(0.4, 0.6, 0.1))
+        formats.RowCodec("touch", 3, "bernoulli")
     with pytest.raises(ValueError, match="pen=None"):
         formats.RowCodec("stroke3", 2)
-
-
-def test_touch_pen_bit_marks_new_touches_by_hand():
-    """Rows with dt above NEW_TOUCH_DT (0.1 s) start new touches; the bit follows the
-    normalised values in inputs and targets, before offset changes; data rows keep three
-    columns (decoding drops the bit)."""
-    rows = np.array([[0.4, 0.6, 0.0], [0.7, 0.6, 0.02], [0.1, 0.8, 0.5], [0.1, 0.8, 0.1], [0.4, 0.2, 0.1001]],
-                    np.float32)
-    bits = [0, 0, 1, 0, 1]
-    c = codec("touch-pen")
-    assert c.columns == ("x", "y", "dt") and c.input_size == 4 and c.target_size == 4
-    normalised = (rows - [0.4, 0.6, 0.1]) / [0.3, 0.2, 0.05]
-    np.testing.assert_allclose(c.encode(rows), np.column_stack([normalised, bits]), atol=1e-5)
-    np.testing.assert_allclose(c.targets(rows), np.column_stack([normalised, bits]), atol=1e-5)
-    offsets = formats.RowCodec("touch", 3, "component_bernoulli", (0.4, 0.6, 0.1), (0.3, 0.2, 0.05), "offsets")
-    change = np.vstack([[0, 0], np.diff(normalised[:, :2], axis=0)])
-    np.testing.assert_allclose(offsets.encode(rows), np.column_stack([normalised, bits, change]), atol=1e-5)
-    first = normalised[:1, :2] - offsets.start_row[:2]  # the first target's change is from the start row
-    target_change = np.vstack([first, np.diff(normalised[:, :2], axis=0)])
-    np.testing.assert_allclose(offsets.targets(rows), np.column_stack([target_change, normalised[:, 2], bits]),
-                               atol=1e-5)
-    assert offsets.start_row[3] == 0  # a first event has dt = 0
-    # Decoding: a sample exactly at 0.1 s drawn as a new touch moves just above it.
-    decoded, model_rows = c.decode(c.encode(rows)[:, :3], np.array([0, 0, 1, 1, 0], np.float32))
-    np.testing.assert_allclose(decoded[:, 2], [formats.MIN_DT, 0.02, 0.5, 0.1, 0.1], atol=1e-6)
-    assert decoded[3, 2] > np.float32(formats.NEW_TOUCH_DT) and decoded[4, 2] <= np.float32(formats.NEW_TOUCH_DT)
-    np.testing.assert_array_equal(model_rows[:, 3], [0, 0, 1, 1, 0])
-
-
-def test_touch_pen_bounds_dt_to_the_bits_side():
-    """Drawn as a new touch, dt follows the sampled normal truncated above NEW_TOUCH_DT;
-    otherwise truncated to at most it (one-sample KS tests against SciPy's truncated
-    normal, p > 0.001 with fixed seeds)."""
-    c = codec("touch-pen")
-    rng = np.random.default_rng(3)
-    n = 4000
-    previous = c.start_rows(n)
-    loc = np.array([0.0, 0.0, (0.12 - c.mean[2]) / c.std[2]])
-    scale = np.array([0.3, 0.3, 0.05 / c.std[2]])
-
-    def draw(index):
-        return (loc + scale * rng.standard_normal((len(index), 3))).astype(np.float32)
-
-    bits = (np.arange(n) % 2).astype(np.float32)
-    values = c.redraw(draw(np.arange(n)), previous, draw, pen=bits)
-    rows, model_rows = c.decode(values, bits, previous)
-    np.testing.assert_array_equal(model_rows[:, 3], bits)
-    for bit, (low, high) in enumerate([(0.0, 0.1), (0.1, np.inf)]):
-        dt = rows[bits == bit, 2]
-        assert ((dt > 0.1) == bool(bit)).all()
-        truncated = stats.truncnorm((low - 0.12) / 0.05, (high - 0.12) / 0.05, loc=0.12, scale=0.05)
-        assert stats.kstest(dt, truncated.cdf).pvalue > 0.001
 
 
 @pytest.mark.parametrize("name", list(CODECS))
@@ -250,8 +193,7 @@ def test_decode_clips_denormalises_and_matches_its_tensorflow_form(name):
     c = codec(name)
     rng = np.random.default_rng(0)
     values = rng.normal(0, 3, (60, c.dim)).astype(np.float32)
-    pen = None if c.pen is None else rng.integers(0, 3 if c.pen == "categorical" else 2, 60)
-    pen = pen if c.pen == "categorical" else pen if pen is None else pen.astype(np.float32)
+    pen = {"categorical": rng.integers(0, 3, 60), "bernoulli": rng.integers(0, 2, 60).astype(np.float32)}.get(c.pen)
     # The model rows fed last: offset targets are changes from them.
     previous = c.encode(rng.uniform(0, 1, (60, len(c.columns))).astype(np.float32))
     rows, model_rows = c.decode(values.copy(), pen, previous)
@@ -263,9 +205,6 @@ def test_decode_clips_denormalises_and_matches_its_tensorflow_form(name):
         assert not np.signbit(rows[end]).any()  # +0.0, not -0.0
         np.testing.assert_allclose(rows[~end, :2], values[~end] * 2.0, rtol=1e-6)
         np.testing.assert_array_equal(rows[~end, 2], pen[~end])
-    elif c.touch_pen:  # dt on the drawn bit's side of NEW_TOUCH_DT, the bit fed back
-        assert ((rows[:, c.dt_index] > np.float32(formats.NEW_TOUCH_DT)) == (pen == 1)).all()
-        np.testing.assert_array_equal(model_rows[:, c.dim], pen)
     elif c.pen is None:
         low = np.where(np.arange(c.dim) == c.dt_index, formats.MIN_DT, 0.0)
         high = np.where(np.arange(c.dim) == c.dt_index, np.inf, 1.0)

@@ -307,18 +307,15 @@ def test_step_runs_blas_on_one_thread_at_small_batch_sizes(monkeypatch):
 PEN_PRESETS = {None: "touch", "bernoulli": "stroke3", "categorical": "kanji"}
 
 
-def random_weights_model(pen, seed, targets="rows", dt_scale="linear", kind=None):
-    """A small model whose every weight and bias is drawn from a normal distribution
-    (`kind="touch"` with a Bernoulli pen: a touch model with the touch pen)."""
+def random_weights_model(pen, seed, targets="rows", dt_scale="linear"):
+    """A small model whose every weight and bias is drawn from a normal distribution."""
     import keras
 
     keras.utils.set_random_seed(seed)
-    touch = kind == "touch" or pen is None
-    stats = dict(mean=(0.5, 0.5, 0.1), std=(0.3, 0.3, 0.08)) if touch else dict(std=(3.0, 3.0))
+    stats = dict(mean=(0.5, 0.5, 0.1), std=(0.3, 0.3, 0.08)) if pen is None else dict(std=(3.0, 3.0))
     if dt_scale == "log":  # the dt column's statistics are the logarithm's
         stats = dict(mean=(0.5, 0.5, -3.5), std=(0.3, 0.3, 1.1), dt_scale="log")
-    name = "touch" if touch else PEN_PRESETS[pen]
-    model = build_model(preset(name, units=12, layers=2, components=3, targets=targets, pen=pen, **stats))
+    model = build_model(preset(PEN_PRESETS[pen], units=12, layers=2, components=3, targets=targets, **stats))
     rng = np.random.default_rng(seed)
     for variable in model.weights:
         variable.assign(rng.normal(0.0, 0.5, variable.shape).astype(np.float32))
@@ -328,7 +325,7 @@ def random_weights_model(pen, seed, targets="rows", dt_scale="linear", kind=None
 def model_inputs(codec, rows, after_start):
     """What the training pipeline would feed for these data rows: the encoded rows, after
     the start row where training has one; "end of drawing" rows feed the stroke-5 end row."""
-    if codec.kind == "touch" and after_start:  # the start row stands for a first event at the centre
+    if codec.pen is None and after_start:  # the start row stands for a first event at the centre
         first_event = np.where(np.arange(codec.dim) == codec.dt_index, 0.0, mdnrnn.formats.START_VALUE)
         return codec.encode(np.concatenate([first_event[None], rows]))
     encoded = codec.encode(rows)
@@ -339,18 +336,16 @@ def model_inputs(codec, rows, after_start):
 
 
 @pytest.mark.parametrize("sigma_temperature", [1.0, 0.5])
-@pytest.mark.parametrize("kind, pen, targets, dt_scale", [
-    ("touch", None, "rows", "linear"), ("touch", None, "offsets", "linear"), ("touch", None, "offsets", "log"),
-    ("touch", "component_bernoulli", "offsets", "log"), ("touch", "component_bernoulli", "rows", "linear"),
-    ("stroke3", "bernoulli", "rows", "linear"), ("stroke3", "categorical", "rows", "linear")])
-def test_numpy_step_compiled_loop_and_training_model_agree(kind, pen, targets, dt_scale, sigma_temperature):
+@pytest.mark.parametrize("pen, targets, dt_scale", [(None, "rows", "linear"), (None, "offsets", "linear"),
+                                                    (None, "offsets", "log"), ("bernoulli", "rows", "linear"),
+                                                    ("categorical", "rows", "linear")])
+def test_numpy_step_compiled_loop_and_training_model_agree(pen, targets, dt_scale, sigma_temperature):
     """Parameters from `step()`, from `generate(return_params=True)` and from `MixtureRNN`
-    fed the same rows agree to 1e-4 at every step, from scratch and after `prime()`
-    (touch models with the touch pen included: their inputs carry the new-touch bit)."""
-    model = random_weights_model(pen, seed=len(str(pen)), targets=targets, dt_scale=dt_scale, kind=kind)
+    fed the same rows agree to 1e-4 at every step, from scratch and after `prime()`."""
+    model = random_weights_model(pen, seed=len(str(pen)), targets=targets, dt_scale=dt_scale)
     rng = np.random.default_rng(0)
     steps = 12
-    if kind == "touch":
+    if pen is None:
         prefixes = [rng.uniform(0, 1, (n, 3)).astype(np.float32) for n in (5, 2, 7)]
     else:
         prefixes = [
@@ -372,7 +367,7 @@ def test_numpy_step_compiled_loop_and_training_model_agree(kind, pen, targets, d
                 sequences, params = generator.generate(max_steps=steps, stop=False, return_params=True)
             assert [len(s) for s in sequences] == [steps] * 3
             for i, (seq, got) in enumerate(zip(sequences, params)):
-                after_start = not primed or kind == "stroke3"
+                after_start = not primed or pen is not None
                 before = [prefixes[i]] if primed else []
                 inputs = model_inputs(codec, np.concatenate(before + [seq[:-1]]), after_start)
                 expected = model(inputs[None]).numpy()[0, -len(seq) :]
@@ -381,7 +376,7 @@ def test_numpy_step_compiled_loop_and_training_model_agree(kind, pen, targets, d
 
 
 @pytest.mark.parametrize("sigma_temperature", [1.0, 0.4])
-@pytest.mark.parametrize("pen", [None, "bernoulli", "categorical", "component_bernoulli"])
+@pytest.mark.parametrize("pen", [None, "bernoulli", "categorical"])
 def test_numpy_sampler_matches_mixture_distribution(pen, sigma_temperature):
     """The NumPy sampler draws from `mixture_distribution(params, spec, temperature,
     sigma_temperature)`. Continuous columns: a one-sample KS test against the exact
@@ -392,7 +387,7 @@ def test_numpy_sampler_matches_mixture_distribution(pen, sigma_temperature):
     from mdnrnn._tf import tf
     from mdnrnn.mixture import split_params
 
-    model = random_weights_model(pen, seed=3, kind="touch" if pen == "component_bernoulli" else None)
+    model = random_weights_model(pen, seed=3)
     spec = model.config.spec
     temperature = 0.7
     generator = Generator(model, temperature=temperature, sigma_temperature=sigma_temperature, seed=9)
@@ -420,13 +415,6 @@ def test_numpy_sampler_matches_mixture_distribution(pen, sigma_temperature):
     if pen == "bernoulli":
         p_lift = 1 / (1 + np.exp(-pen_logits[0] / temperature))
         probabilities = np.array([1 - p_lift, p_lift])
-    elif pen == "component_bernoulli":  # each component's own bit: the marginal, and the joint
-        p_new = weights.astype(np.float64) @ (1 / (1 + np.exp(-pen_logits.astype(np.float64) / temperature)))
-        probabilities = np.array([1 - p_new, p_new]) / weights.astype(np.float64).sum()
-        for bit in (0, 1):
-            for column in range(d):
-                pair = values[pen_draws == bit, column], reference[reference[:, d] == bit, column]
-                assert stats.ks_2samp(*pair).pvalue > 0.001
     else:
         probabilities = np.exp(pen_logits / temperature - np.logaddexp.reduce(pen_logits / temperature))
     classes = len(probabilities)
@@ -500,34 +488,3 @@ def test_truncation_keeps_each_components_probability(path):
     assert (rows[:, :2] > 0).all() and (rows[:, :2] < 1).all()
     broad = (rows[:, 2] > 0.25).mean()
     assert abs(broad - 0.5) < 0.045, broad  # 4 standard errors
-
-
-@pytest.mark.parametrize("path", ["step", "generate"])
-def test_touch_pen_bit_comes_with_its_component(path):
-    """Two equally likely components, each with its own pen: a swipe step (x 0.5, dt
-    N(0.09, 0.05) s, new touch with probability sigmoid(-2) = 12%) and a jump (x 0.9,
-    dt N(0.12, 0.05) s, new touch sigmoid(2) = 88%). Both paths draw the component, then
-    its bit, then dt truncated to the bit's side of 0.1 s: new touches are 50% of rows
-    (within 4 standard errors), each component's share of them is its own pen's, and each
-    side's dt follows the chosen component truncated to that side (one-sample KS tests
-    against the truncated mixture, p > 0.001 with fixed seeds)."""
-    mean, std = np.array([0.4, 0.45, 0.05]), np.array([0.3, 0.3, 0.1])
-    model = build_model(preset("touch", units=8, components=2, mean=tuple(mean), std=tuple(std), targets="rows",
-                               pen="component_bernoulli"))
-    data_loc = np.array([[0.5, 0.5, 0.09], [0.9, 0.5, 0.12]])
-    data_scale = np.array([[0.01, 0.01, 0.05], [0.01, 0.01, 0.05]])
-    scale = (data_scale / std - mdnrnn.mixture.MIN_SCALE).ravel()
-    set_head_bias(model, pen=[-2.0, 2.0], loc=((data_loc - mean) / std).ravel(), scale=np.log(np.expm1(scale)))
-    generator = Generator(model, seed=8)
-    generator.reset(4000)
-    rows = generator.step() if path == "step" else np.stack([s[0] for s in generator.generate(max_steps=1)])
-    new, jump = rows[:, 2] > 0.1, rows[:, 0] > 0.7
-    assert abs(new.mean() - 0.5) < 4 * np.sqrt(0.25 / len(rows)), new.mean()
-    p_new = 1 / (1 + np.exp(-2.0))
-    for component, p in ((jump, p_new), (~jump, 1 - p_new)):
-        share = new[component].mean()
-        assert abs(share - p) < 4 * np.sqrt(p * (1 - p) / component.sum()), share
-    for side, (low, high) in ((new, (0.1, np.inf)), (~new, (0.0, 0.1))):
-        for component, (loc, sd) in ((jump, (0.12, 0.05)), (~jump, (0.09, 0.05))):
-            truncated = stats.truncnorm((low - loc) / sd, (high - loc) / sd, loc=loc, scale=sd)
-            assert stats.kstest(rows[side & component, 2], truncated.cdf).pvalue > 0.001

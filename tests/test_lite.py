@@ -26,7 +26,6 @@ KINDS["touch-full"] = KINDS["touch"].replace(covariance="full")  # a full-covari
 KINDS["kanji-layer-norm"] = KINDS["kanji"].replace(cell="layer_norm")  # sketch-rnn's cell
 KINDS["touch-offsets"] = KINDS["touch"].replace(targets="offsets")  # positions as changes
 KINDS["touch-log"] = KINDS["touch-offsets"].replace(dt_scale="log", mean=(0.5, 0.5, -3.5), std=(0.25, 0.3, 1.0))
-KINDS["touch-pen"] = KINDS["touch-log"].replace(pen="component_bernoulli")  # predicts where touches start
 PREFIXES = {
     "kanji": np.array([[3, 1, 0], [2, -4, 0], [0.5, 0.5, 1], [-6, 2, 0], [1, 1, 1]], np.float32),
     # (0, 0, 0) encodes to the padding row, which the training model masks: prime skips it.
@@ -38,7 +37,6 @@ PREFIXES["touch-full"] = PREFIXES["touch"]
 PREFIXES["kanji-layer-norm"] = PREFIXES["kanji"]
 PREFIXES["touch-offsets"] = PREFIXES["touch"]
 PREFIXES["touch-log"] = PREFIXES["touch"]
-PREFIXES["touch-pen"] = PREFIXES["touch"]
 
 
 def random_model(config, seed):

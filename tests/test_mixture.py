@@ -27,14 +27,11 @@ def reference_log_prob(params, targets, spec):
         log_weights = special.log_softmax(p[:k].astype(np.float64))
         loc = p[k : k + k * d].reshape(k, d)
         scale = p[k + k * d : k + 2 * k * d].reshape(k, d)
-        pen_logits = p[k + 2 * k * d :].astype(np.float64)
         per_component = [
             log_weights[j] + stats.norm.logpdf(y[:d], loc[j], scale[j]).sum() for j in range(k)
         ]
-        if spec.pen == "component_bernoulli":  # component j's own bit, inside the sum
-            per_component = [c + special.log_expit(pen_logits[j] if y[d] == 1 else -pen_logits[j])
-                             for j, c in enumerate(per_component)]
         value = special.logsumexp(per_component)
+        pen_logits = p[k + 2 * k * d :].astype(np.float64)
         if spec.pen == "bernoulli":
             value += special.log_expit(pen_logits[0]) if y[d] == 1 else special.log_expit(-pen_logits[0])
         elif spec.pen == "categorical":
@@ -47,7 +44,7 @@ def random_targets(spec, shape, rng):
     continuous = rng.normal(size=shape + (spec.dim,))
     if spec.pen is None:
         return continuous.astype(np.float32)
-    classes = 3 if spec.pen == "categorical" else 2
+    classes = 2 if spec.pen == "bernoulli" else 3
     pen = rng.integers(0, classes, size=shape + (1,))
     return np.concatenate([continuous, pen], -1).astype(np.float32)
 
@@ -74,7 +71,7 @@ def test_spec_rejects_bad_values(kwargs, message):
         MixtureSpec(**kwargs)
 
 
-@pytest.mark.parametrize("pen", [None, "bernoulli", "categorical", "component_bernoulli"])
+@pytest.mark.parametrize("pen", [None, "bernoulli", "categorical"])
 @pytest.mark.parametrize("components", [1, 5])
 @pytest.mark.parametrize("dim", [1, 2, 3])
 def test_log_prob_matches_scipy(dim, components, pen):
@@ -141,7 +138,7 @@ def test_keras_mask_from_masking_layer_is_honoured():
     np.testing.assert_allclose(model.evaluate(x, y, verbose=0), reference[real].mean(), rtol=1e-4)
 
 
-@pytest.mark.parametrize("pen", [None, "bernoulli", "categorical", "component_bernoulli"])
+@pytest.mark.parametrize("pen", [None, "bernoulli", "categorical"])
 def test_extreme_values_give_finite_loss_and_gradients(pen):
     spec = MixtureSpec(2, 3, pen)
     head = MixtureDensity(spec)

@@ -134,10 +134,7 @@ def _touch(lengths, seed=0):
     return [rng.random((n, 3), dtype=np.float32) for n in lengths]
 
 
-@pytest.mark.parametrize("pen", [None, "component_bernoulli"])
-def test_touch_windows_match_hand_enumeration(tmp_path, pen):
-    """Windows by hand; with the touch pen, each row also carries its new-touch bit
-    (dt > 0.1 s) after the normalised values, in inputs and targets."""
+def test_touch_windows_match_hand_enumeration(tmp_path):
     seqs = _touch([3, 10, 25, 7, 5, 8])
     splits = ["train"] * 5 + ["test"]
     path = data.write_store(tmp_path / "t.h5", seqs, kind="touch", splits=splits)
@@ -147,22 +144,18 @@ def test_touch_windows_match_hand_enumeration(tmp_path, pen):
     expected = []
     for rows in seqs[:5]:
         for start in range(0, len(rows) - window, stride):
-            part = rows[start : start + window + 1]
-            normalised = (part - mean) / std
-            expected.append(normalised if pen is None else np.column_stack([normalised, part[:, 2] > 0.1]))
+            expected.append((rows[start : start + window + 1] - mean) / std)
     assert len(expected) == 3 + 11 + 2 + 1
 
-    counts = data.count_examples(path, "train", window=window, stride=stride, pen=pen)
+    counts = data.count_examples(path, "train", window=window, stride=stride)
     assert (counts.sequences, counts.used, counts.skipped, counts.examples) == (5, 4, 1, 17)
-    ds = data.make_dataset(path, "train", 4, window=window, stride=stride, shuffle=False, pen=pen)
+    ds = data.make_dataset(path, "train", 4, window=window, stride=stride, shuffle=False)
     batches = _batches(ds)
     assert len(batches) == len(ds) == 5
     got_in = np.concatenate([b[0] for b in batches])
     got_out = np.concatenate([b[1] for b in batches])
     weights = np.concatenate([b[2] for b in batches])
-    assert got_in.shape == got_out.shape == (17, window, 3 if pen is None else 4)
-    if pen:
-        assert 0 < got_out[..., 3].mean() < 1  # both bits occur
+    assert got_in.shape == got_out.shape == (17, window, 3)
     np.testing.assert_allclose(got_in, np.array(expected)[:, :-1], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got_out, np.array(expected)[:, 1:], rtol=1e-5, atol=1e-6)
     assert (weights == 1).all()
@@ -206,21 +199,18 @@ def test_given_statistics_replace_the_stores(tmp_path):
         np.testing.assert_allclose(targets[b, :n], norm[1:], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("pen", [None, "component_bernoulli"])
-def test_input_noise_perturbs_only_the_change_columns_of_inputs(tmp_path, pen):
+def test_input_noise_perturbs_only_the_change_columns_of_inputs(tmp_path):
     path = data.write_store(tmp_path / "t.h5", _touch([300] * 8), kind="touch", splits=["train"] * 8)
 
     def batches(noise, seed=0):
-        ds = data.make_dataset(path, "train", 16, window=20, seed=seed, targets="offsets", input_noise=noise,
-                               pen=pen)
+        ds = data.make_dataset(path, "train", 16, window=20, seed=seed, targets="offsets", input_noise=noise)
         return [np.concatenate(part) for part in zip(*_batches(ds))]
 
     exact, noisy, again = batches(0.0), batches(0.05), batches(0.05)
-    changes = 3 if pen is None else 4  # after the normalised rows and the touch pen's bit
-    np.testing.assert_array_equal(noisy[0][..., :changes], exact[0][..., :changes])
+    np.testing.assert_array_equal(noisy[0][..., :3], exact[0][..., :3])  # the normalised rows
     np.testing.assert_array_equal(noisy[1], exact[1])  # targets stay exact
     np.testing.assert_array_equal(noisy[2], exact[2])
-    noise = noisy[0][..., changes:] - exact[0][..., changes:]  # the (dx, dy) change columns
+    noise = noisy[0][..., 3:] - exact[0][..., 3:]  # the (dx, dy) change columns
     assert noise.size == 2 * 8 * 14 * 20
     assert abs(noise.mean()) < 0.005 and noise.std() == pytest.approx(0.05, rel=0.05)
     assert stats.kstest(noise.ravel() / 0.05, "norm").pvalue > 0.001

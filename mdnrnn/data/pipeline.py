@@ -142,10 +142,10 @@ def _resolve_mode(kind, pen, window, stride):
                 f"Received: window={window!r}"
             )
         return pen
-    if pen not in formats.PEN_CHOICES[kind]:
+    if pen is not None:
         raise ValueError(
-            f"A {kind} store takes `pen` in {formats.PEN_CHOICES[kind]} (a touch model's pen: "
-            f"whether a row starts a new touch). Received: pen={pen!r}"
+            f"`pen` applies to stroke3 stores only; this store's kind is {kind!r}. "
+            f"Received: pen={pen!r}"
         )
     if window is None:
         if stride is not None:
@@ -211,7 +211,7 @@ def _open(spec, check_values=True):
 
 
 def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augment=None, stats=None,
-          targets="rows", input_noise=0.0, dt_scale="linear", pen=None):
+          targets="rows", input_noise=0.0, dt_scale="linear"):
     """The `_Plan` of one store's split; `stats` (mean, std) default to the store's."""
     mean, std = (store.mean, store.std) if stats is None else stats
     indices = store.split(split)
@@ -239,7 +239,7 @@ def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augm
         codec=formats.RowCodec(
             store.kind,
             store.n_continuous,
-            pen,
+            mode if mode in PEN_MODES else None,
             mean.astype(np.float32),
             std.astype(np.float32),
             targets,
@@ -443,9 +443,8 @@ def _make_batch(plan, rows, starts, lengths, rng=None):
     else:  # next-step prediction over windows or whole sequences
         inputs, targets = model[:, :-1], raw[:, 1:]
         weights = real[:, 1:]
-        if plan.input_noise:  # the change columns end the model row
-            changes = inputs[..., codec.input_size - int(codec.offset_columns.sum()):]
-            changes += rng.normal(0.0, plan.input_noise, changes.shape).astype(np.float32)
+        if plan.input_noise:  # the change columns follow the row's normalised values
+            inputs[..., codec.dim:] += rng.normal(0.0, plan.input_noise, inputs[..., codec.dim:].shape)
         inputs = inputs * weights[..., None]
     return inputs, targets, weights.astype(np.float32)
 
@@ -541,9 +540,7 @@ def make_dataset(
         split: `"train"`, `"valid"` or `"test"`.
         batch_size: examples per batch.
         pen: `"categorical"` or `"bernoulli"` for stroke-3 stores; `None`
-            (the default) for touch / impsy stores, or `"component_bernoulli"` for
-            a touch model's pen (inputs and targets then carry the new-touch bit
-            after the normalised values; see `mdnrnn.formats`).
+            (the default) for touch / impsy stores.
         window: window length (time steps per example) for touch / impsy
             stores; `None` (the default) feeds whole sequences.
         stride: step between window starts; defaults to `window` (each row is
@@ -656,7 +653,7 @@ def make_dataset(
     plans = [
         _plan(member, split, mode, window, stride, block_rows, max_seq_len, augment or None,
               (store.mean, store.std) if stats is None else tuple(np.asarray(v, np.float32) for v in stats),
-              targets, input_noise, dt_scale, pen)
+              targets, input_noise, dt_scale)
         for member in members
     ]
     plans = [plan for plan in plans if len(plan.row0)]  # stores with examples in the split
@@ -680,7 +677,7 @@ def make_dataset(
             replica_slices,
         )
 
-    f_in, f_out = plans[0].codec.input_size, plans[0].codec.target_size
+    f_in, f_out = plans[0].codec.input_size, plans[0].n_columns
     signature = (
         tf.TensorSpec((None, None, f_in), tf.float32),
         tf.TensorSpec((None, None, f_out), tf.float32),
