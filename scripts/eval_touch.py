@@ -25,6 +25,8 @@ Run (from the repository root; about a minute):
 
     .venv/bin/python scripts/eval_touch.py --model touch --svg /tmp/touch_eval.svg
 
+`--real-split valid` compares the held-out performances with another split's real ones
+instead (no model): how far apart two sets of real performances already are.
 `--one-step` also primes the model with every prefix of each held-out performance and
 draws the next row: how often a touch follows a touch's first row, and how far swipes
 step (their first step, and all), against the real next rows.
@@ -182,6 +184,14 @@ def side_by_side_svg(real, generated, rows=6, size=200):
     return "\n".join(parts)
 
 
+def print_table(comparison, other="generated"):
+    """`compare`'s result as a Markdown table (`other`: what the held-out set is compared with)."""
+    print(f"| statistic | real mean | {other} mean | KS statistic |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, (real_mean, generated_mean, ks) in comparison.items():
+        print(f"| {name} | {real_mean:.4g} | {generated_mean:.4g} | {ks:.3f} |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="touch", help="a .keras file or a pretrained model name")
@@ -201,6 +211,9 @@ def main(argv=None):
     parser.add_argument("--tap-threshold", type=float, default=formats.NEW_TOUCH_DT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--svg", help="write the side-by-side SVG here")
+    parser.add_argument("--real-split", choices=("train", "valid"),
+                        help="compare the held-out performances with this split's real ones instead of a model's "
+                             "(how far apart two sets of real performances are)")
     parser.add_argument("--one-step", action="store_true",
                         help="also draw one row after every prefix of the held-out performances (up to 300 rows each) "
                              "and compare it with the real next row")
@@ -216,6 +229,12 @@ def main(argv=None):
         with data.open_store(store_path) as store:
             real = [np.asarray(store[int(i)]) for i in store.split("test")]
             mean, std = tuple(store.mean.tolist()), tuple(store.std.tolist())
+            if args.real_split:
+                other = [np.asarray(store[int(i)]) for i in store.split(args.real_split)]
+                print(f"# the {len(real)} held-out performances against the {len(other)} of the "
+                      f"{args.real_split} split\n")
+                print_table(compare(real, other, args.tap_threshold), args.real_split)
+                return
         if args.train_epochs:
             import keras
 
@@ -255,10 +274,7 @@ def main(argv=None):
         f"steps, temperature {args.temperature:g}, sigma_temperature {args.sigma_temperature:g}, "
         f"seed {args.seed})\n"
     )
-    print("| statistic | real mean | generated mean | KS statistic |")
-    print("| --- | ---: | ---: | ---: |")
-    for name, (real_mean, generated_mean, ks) in compare(real, generated, args.tap_threshold).items():
-        print(f"| {name} | {real_mean:.4g} | {generated_mean:.4g} | {ks:.3f} |")
+    print_table(compare(real, generated, args.tap_threshold))
     if args.one_step:
         capped = [np.asarray(p)[:300] for p in real]
         figures = one_step_figures(capped, one_step_samples(generator, capped), args.tap_threshold)
