@@ -150,6 +150,9 @@ def one_step_samples(generator, real):
     """Per performance `(n, 3)`, the rows `(n - 1, 3)`: row `t + 1` drawn after rows `0 .. t`."""
     sampled = []
     for rows in real:
+        if len(rows) < 2:  # nothing follows a lone row
+            sampled.append(np.zeros((0, 3), np.float32))
+            continue
         generator.prime([rows[: t + 1] for t in range(len(rows) - 1)])
         sampled.append(generator.step())
     return sampled
