@@ -58,6 +58,8 @@ from mdnrnn.export import _common  # noqa: E402  (NumPy only)
 # Positions within this of 0 or 1 count as on the border.
 BORDER_TOLERANCE = 1e-6
 METRICS = ("border", "step", "dt", "swipe points", "touches/s")
+# `--one-step` primes the model with the prefixes of each held-out performance's first rows.
+ONE_STEP_ROWS = 300
 
 
 def performance_metrics(touches, tap_threshold=formats.NEW_TOUCH_DT):
@@ -218,8 +220,8 @@ def main(argv=None):
                         help="compare the held-out performances with this split's real ones instead of a model's "
                              "(how far apart two sets of real performances are)")
     parser.add_argument("--one-step", action="store_true",
-                        help="also draw one row after every prefix of the held-out performances (up to 300 rows each) "
-                             "and compare it with the real next row")
+                        help=f"also draw one row after every prefix of the held-out performances (up to "
+                             f"{ONE_STEP_ROWS} rows each) and compare it with the real next row")
     args = parser.parse_args(argv)
 
     import mdnrnn
@@ -279,7 +281,7 @@ def main(argv=None):
     )
     print_table(compare(real, generated, args.tap_threshold))
     if args.one_step:
-        capped = [np.asarray(p)[:300] for p in real]
+        capped = [np.asarray(p)[:ONE_STEP_ROWS] for p in real]
         figures = one_step_figures(capped, one_step_samples(generator, capped), args.tap_threshold)
         print("\n| one step ahead of the held-out rows | real | sampled | KS statistic |")
         print("| --- | ---: | ---: | ---: |")
