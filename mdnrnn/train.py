@@ -483,16 +483,17 @@ def check_examples(store_path, config: ModelConfig, settings: TrainSettings):
         ValueError: naming the store, the split and why it yields nothing.
     """
     options = _example_options(config, settings)
-    window = options["window"]
     with data.open_stores(store_path) as store:
         for split in ("train", "valid"):
             store.require_split(split)
             count = data.count_examples(store, split, **options)
             if count.examples == 0:
-                need = f"{window + 1} points (--seq-len {window} + 1)" if window else "2 points"
-                longest = int(store.lengths[store.split(split)].max())
+                lengths = store.lengths[store.split(split)]
+                if settings.max_seq_len is not None:
+                    raise ValueError(f"{store.path}: no {split} drawing has at most --max-seq-len "
+                                     f"{settings.max_seq_len} points; the shortest has {int(lengths.min())}.")
                 raise ValueError(f"{store.path}: no {split} sequence is long enough; each example "
-                                 f"needs {need}, the longest has {longest}.")
+                                 f"needs 2 points, the longest has {int(lengths.max())}.")
 
 
 def datasets(store_path, config: ModelConfig, settings: TrainSettings, strategy=None):

@@ -27,8 +27,9 @@ over rounds), which is the steadiest of these numbers on a shared machine.
 
 Quality: every model starts from the same seed and trains the same number of steps on
 the same batch sequence (epochs of the train split, reshuffled each epoch), and is
-then scored on the same held-out windows (the store's valid split, every window of
-31 rows, `stride = window`). Both scores are the mean negative log-likelihood per
+then scored on the same held-out windows (the store's valid split, every whole window
+of 31 rows, `stride = window`). Both models train and are scored on whole windows only
+(the anchor's loss has no weights for padding). Both scores are the mean negative log-likelihood per
 step, in nats, of the same normalised continuous 3-D targets (x, y, dt normalised
 with the store's train statistics): ours with `MixtureNLL` (all weights are 1: the
 windows have no padding), the anchor with its own `get_mixture_loss_func(3, 5)`,
@@ -122,31 +123,32 @@ def _make_store(directory):
     return path
 
 
-def _materialise(dataset, n_batches=None):
-    """The first `n_batches` (inputs, targets, weights) batches, as stacked NumPy arrays."""
-    parts = []
-    for batch in dataset:
-        parts.append([np.asarray(t) for t in batch])
-        if n_batches is not None and len(parts) == n_batches:
-            break
+def _materialise(dataset):
+    """One epoch of (inputs, targets, weights) batches, as stacked NumPy arrays."""
+    parts = [[np.asarray(t) for t in batch] for batch in dataset]
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
 
+def _full_windows(arrays):
+    """The examples of `(inputs, targets, weights)` with no padding: the anchor's loss has
+    no weights, so both models see only whole windows (a sequence's last, shorter window
+    and sequences shorter than one window are left out)."""
+    keep = np.all(arrays[2] == 1.0, axis=1)
+    return tuple(a[keep] for a in arrays)
+
+
 def _train_batches(store, args, n_batches, targets="rows"):
-    """`n_batches` full training batches: epoch after epoch, each in a new order."""
+    """`n_batches` training batches of whole windows: epoch after epoch, each in a new order."""
     from mdnrnn import data
 
     dataset = data.make_dataset(store, "train", args.batch_size, window=args.window,
-                                seed=args.seed, drop_remainder=True, targets=targets)
+                                seed=args.seed, targets=targets)
     parts, have = [], 0
-    while have < n_batches:
-        arrays = _materialise(dataset, n_batches - have)  # a new iterator: a new epoch
+    while have < n_batches * args.batch_size:
+        arrays = _full_windows(_materialise(dataset))  # a new iterator: a new epoch
         parts.append(arrays)
-        have += len(arrays[0]) // args.batch_size
-    arrays = tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
-    if not np.all(arrays[2] == 1.0):
-        raise RuntimeError("windows should have no padding (all weights 1)")
-    return arrays
+        have += len(arrays[0])
+    return tuple(np.concatenate([p[i] for p in parts])[: n_batches * args.batch_size] for i in range(3))
 
 
 # ----------------------------------------------------------------- models
@@ -429,8 +431,8 @@ def main(argv=None):
             results["timing"] = time_variants(variants, arrays, args)
         if args.quality_steps:
             train_arrays = {t: _train_batches(store, args, args.quality_steps, t) for t in forms}
-            valid_arrays = {t: _materialise(data.make_dataset(store, "valid", args.batch_size, window=args.window,
-                                                              shuffle=False, targets=t)) for t in forms}
+            valid_arrays = {t: _full_windows(_materialise(data.make_dataset(
+                store, "valid", args.batch_size, window=args.window, shuffle=False, targets=t))) for t in forms}
             first = valid_arrays[forms[0]]
             if any(not np.array_equal(a[2], first[2]) for a in valid_arrays.values()):
                 raise RuntimeError("the target forms should score the same held-out steps")

@@ -219,9 +219,6 @@ def make(directory, *, corpus, touch_store, kanji_model) -> list[Case]:
     # -- train
     case("train: absurd --seq-len", ["train", "--data", touch_store, "--preset", "touch", "--seq-len", "100000",
                                      "--out", "{out}"], USAGE)
-    case("train: --seq-len longer than every sequence",
-         ["train", "--data", touch_store, "--preset", "touch", "--units", "8", "--layers", "1",
-          "--seq-len", "9000", "--out", "{out}"])
     case("train: NaN learning rate", ["train", "--data", touch_store, "--lr", "nan", "--out", "{out}"], USAGE)
     case("train: a touch store for a kanji model", ["train", "--data", touch_store, "--preset", "kanji", "--out", "{out}"])
     case("train: offset targets for a drawing model",

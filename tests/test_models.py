@@ -529,6 +529,20 @@ def test_max_seq_len_and_augmentation_in_the_pipeline(tmp_path):
         mdnrnn.data.count_examples(tmp_path / "s.h5", "train", pen="categorical", max_seq_len=0)
 
 
+def test_check_examples_names_what_leaves_a_split_empty(tmp_path):
+    from mdnrnn import train
+
+    tiny_drawing_store(tmp_path / "s.h5")  # drawings of 4 to 12 points
+    kanji = preset("kanji", units=8, layers=1, components=2)
+    with pytest.raises(ValueError, match=r"no train drawing has at most --max-seq-len 3 points; the shortest has 4"):
+        train.check_examples(tmp_path / "s.h5", kanji, train.TrainSettings(max_seq_len=3))
+    lone = [np.full((1, 3), 0.5 + i / 100, np.float32) for i in range(6)]  # one touch each: nothing to predict
+    mdnrnn.data.write_store(tmp_path / "t.h5", lone, kind="touch", splits=["train"] * 4 + ["valid"] * 2)
+    with pytest.raises(ValueError, match="no train sequence is long enough; each example needs 2 points, the longest has 1"):
+        train.check_examples(tmp_path / "t.h5", preset("touch", units=8, layers=1, components=2),
+                             train.TrainSettings(window=50))
+
+
 def test_train_with_tricks_saves_them(tmp_path):
     from mdnrnn import train
 

@@ -129,6 +129,29 @@ def _in_order(windows):
     return windows[np.lexsort(windows.reshape(len(windows), -1).T[::-1])]
 
 
+def _hand_windows(sequences, window, stride, mean, std):
+    """Windows enumerated by hand as `(n, window, 7)`: input row, target row, weight.
+
+    One window starts every `stride` rows while a row is left to predict; the rows of
+    `window + 1` that exist are used, the rest is padding (zeros, weight 0).
+    """
+    out = []
+    for rows in sequences:
+        norm = (np.asarray(rows, np.float64) - mean) / std
+        for start in range(0, len(rows) - 1, stride):
+            piece = norm[start : start + window + 1]
+            example = np.zeros((window, 7))
+            example[: len(piece) - 1, :3] = piece[:-1]
+            example[: len(piece) - 1, 3:6] = piece[1:]
+            example[: len(piece) - 1, 6] = 1.0
+            out.append(example)
+    return np.array(out)
+
+
+def _as_windows(batches):
+    return np.concatenate([np.concatenate([x, y, w[..., None]], axis=-1) for x, y, w in batches])
+
+
 def _touch(lengths, seed=0):
     rng = np.random.default_rng(seed)
     return [rng.random((n, 3), dtype=np.float32) for n in lengths]
@@ -141,24 +164,32 @@ def test_touch_windows_match_hand_enumeration(tmp_path):
     train = np.concatenate(seqs[:5]).astype(np.float64)
     mean, std = train.mean(axis=0), train.std(axis=0)
     window, stride = 4, 2
-    expected = []
-    for rows in seqs[:5]:
-        for start in range(0, len(rows) - window, stride):
-            expected.append((rows[start : start + window + 1] - mean) / std)
-    assert len(expected) == 3 + 11 + 2 + 1
+    expected = _hand_windows(seqs[:5], window, stride, mean, std)
+    # starts 0 | 0, 2, .., 8 | 0, 2, .., 22 | 0, 2, 4 | 0, 2: every row but the first is a
+    # target, the 3-row sequence and each sequence's last windows padded
+    assert len(expected) == 1 + 5 + 12 + 3 + 2
+    assert expected[..., 6].sum() == 2 + (4 + 4 + 4 + 3 + 1) + (11 * 4 + 2) + (4 + 4 + 2) + (4 + 2)
 
     counts = data.count_examples(path, "train", window=window, stride=stride)
-    assert (counts.sequences, counts.used, counts.skipped, counts.examples) == (5, 4, 1, 17)
+    assert (counts.sequences, counts.used, counts.skipped, counts.examples) == (5, 5, 0, 23)
     ds = data.make_dataset(path, "train", 4, window=window, stride=stride, shuffle=False)
     batches = _batches(ds)
-    assert len(batches) == len(ds) == 5
-    got_in = np.concatenate([b[0] for b in batches])
-    got_out = np.concatenate([b[1] for b in batches])
-    weights = np.concatenate([b[2] for b in batches])
-    assert got_in.shape == got_out.shape == (17, window, 3)
-    np.testing.assert_allclose(got_in, np.array(expected)[:, :-1], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got_out, np.array(expected)[:, 1:], rtol=1e-5, atol=1e-6)
-    assert (weights == 1).all()
+    assert len(batches) == len(ds) == 6
+    assert all(b[0].shape[1] == window for b in batches)  # one shape: padded to the window
+    np.testing.assert_allclose(_as_windows(batches), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_every_row_is_a_target_once_with_the_default_stride(tmp_path):
+    seqs = _touch([1, 2, 7, 12, 30], seed=4)
+    path = data.write_store(tmp_path / "t.h5", seqs, kind="touch", splits=["train"] * 5)
+    counts = data.count_examples(path, "train", window=5)
+    assert (counts.used, counts.skipped) == (4, 1)  # a lone row has nothing to predict
+    weights = np.concatenate([b[2] for b in _batches(data.make_dataset(path, "train", 3, window=5, seed=1))])
+    assert weights.sum() == 1 + 6 + 11 + 29
+    # a window longer than every sequence pads to the longest sequence only
+    batches = _batches(data.make_dataset(path, "train", 8, window=100, shuffle=False))
+    assert [b[0].shape[1] for b in batches] == [29]
+    assert batches[0][2].sum(axis=1).tolist() == [1, 6, 11, 29]
 
 
 def test_default_stride_is_the_window(tmp_path):
@@ -166,7 +197,8 @@ def test_default_stride_is_the_window(tmp_path):
                             splits=["train", "train"])
     # windows of 5 rows every 4 rows: starts 0, 4, ..., 16 and 0, 4
     assert data.count_examples(path, "train", window=4).examples == 5 + 2
-    assert data.count_examples(path, "train", window=4, stride=1).examples == 17 + 5
+    # every row but the last starts one: 20 and 8 (the last ones shorter)
+    assert data.count_examples(path, "train", window=4, stride=1).examples == 20 + 8
 
 
 def test_whole_touch_sequences_padded(tmp_path):
@@ -211,7 +243,9 @@ def test_input_noise_perturbs_only_the_change_columns_of_inputs(tmp_path):
     np.testing.assert_array_equal(noisy[1], exact[1])  # targets stay exact
     np.testing.assert_array_equal(noisy[2], exact[2])
     noise = noisy[0][..., 3:] - exact[0][..., 3:]  # the (dx, dy) change columns
-    assert noise.size == 2 * 8 * 14 * 20
+    assert not noise[exact[2] == 0].any()  # padding stays zero
+    noise = noise[exact[2] == 1]
+    assert noise.size == 2 * 8 * 299
     assert abs(noise.mean()) < 0.005 and noise.std() == pytest.approx(0.05, rel=0.05)
     assert stats.kstest(noise.ravel() / 0.05, "norm").pvalue > 0.001
     for a, b in zip(noisy, again):  # the seed decides the noise too
@@ -255,22 +289,13 @@ def test_small_blocks_yield_every_example_once(tmp_path, monkeypatch, shuffle):
     path = data.write_store(tmp_path / "t.h5", seqs, kind="touch", splits=splits)
     with data.open_store(path) as store:
         mean, std = store.mean, store.std
-    expected = np.array([
-        (rows[s : s + 4] - mean) / std
-        for i, rows in enumerate(seqs)
-        if splits[i] == "valid"
-        for s in range(0, len(rows) - 3, 3)
-    ])
+    expected = _hand_windows([rows for rows, split in zip(seqs, splits) if split == "valid"], 3, 3, mean, std)
     ds = data.make_dataset(path, "valid", 7, window=3, shuffle=shuffle, seed=5,
                            block_rows=50, shuffle_blocks=2)
     batches = _batches(ds)
     assert len(batches) == len(ds) == -(-len(expected) // 7)
     assert [len(b[0]) for b in batches[:-1]] == [7] * (len(batches) - 1)
-    got = np.array([
-        np.concatenate([x, y[-1:]]) for inputs, targets, _ in batches
-        for x, y in zip(inputs, targets)
-    ])
-    np.testing.assert_allclose(_in_order(got), _in_order(expected), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_in_order(_as_windows(batches)), _in_order(expected), rtol=1e-5, atol=1e-6)
 
 
 def test_long_stream_is_read_in_bounded_pieces(tmp_path, monkeypatch):
@@ -279,11 +304,7 @@ def test_long_stream_is_read_in_bounded_pieces(tmp_path, monkeypatch):
     with data.open_store(path) as store:
         mean, std = store.mean, store.std
     window, stride, block_rows = 8, 3, 64
-    expected = np.array([
-        (rows[s : s + window + 1] - mean) / std
-        for rows in seqs
-        for s in range(0, len(rows) - window, stride)
-    ])
+    expected = _hand_windows(seqs, window, stride, mean, std)
     ds = data.make_dataset(path, "train", 16, window=window, stride=stride, seed=2,
                            block_rows=block_rows, shuffle_blocks=2)
     reads = []
@@ -299,8 +320,7 @@ def test_long_stream_is_read_in_bounded_pieces(tmp_path, monkeypatch):
     batches = _batches(ds)
     assert max(reads) <= 2 * block_rows + window
     assert sum(reads) >= 5040
-    got = np.concatenate([np.concatenate([x, y[:, -1:]], axis=1) for x, y, _ in batches])
-    np.testing.assert_allclose(_in_order(got), _in_order(expected), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_in_order(_as_windows(batches)), _in_order(expected), rtol=1e-5, atol=1e-6)
 
 
 def test_drop_remainder(stroke_store):
@@ -320,7 +340,7 @@ def test_bad_arguments(stroke_store, tmp_path):
         data.make_dataset(path, "train", 0, pen="categorical")
     with pytest.raises(ValueError, match="split='training'"):
         data.make_dataset(path, "training", 2, pen="categorical")
-    touch = data.write_store(tmp_path / "t.h5", _touch([3]), kind="touch", splits=["train"])
+    touch = data.write_store(tmp_path / "t.h5", _touch([1]), kind="touch", splits=["train"])
     with pytest.raises(ValueError, match="pen='categorical'"):
         data.make_dataset(touch, "train", 2, pen="categorical")
     with pytest.raises(ValueError, match="split 'train' has no examples"):

@@ -48,8 +48,8 @@ class ExampleCount:
     Attributes:
         sequences: sequences in the split.
         used: sequences long enough to give at least one example.
-        skipped: sequences too short (fewer than `window + 1` rows in window
-            mode, fewer than 2 in whole-sequence next-step mode).
+        skipped: sequences too short (fewer than 2 rows for touch / impsy
+            stores: nothing to predict) or filtered out by `max_seq_len`.
         examples: drawings, sequences or windows per epoch.
     """
 
@@ -77,9 +77,10 @@ class _Plan:
     codec: formats.RowCodec  # data rows -> model input rows and targets
     mode: str  # "categorical", "bernoulli", "window" or "next"
     stride: int | None  # window mode: rows between window starts
-    span: int | None  # window mode: rows per window (window + 1)
+    span: int | None  # window mode: rows per window (window + 1), fewer at a sequence's end
     row0: np.ndarray  # first row of each chunk, increasing
     size: np.ndarray  # rows per sequence (whole modes) or windows per chunk (window mode)
+    end: np.ndarray | None  # window mode: per chunk, the row after its sequence's last
     block_bounds: np.ndarray  # block b = chunks block_bounds[b]:block_bounds[b + 1]
     augment: "Augmentation | None" = None  # drawings only: random changes per example
     input_noise: float = 0.0  # offset targets: noise on the inputs' change columns
@@ -87,12 +88,10 @@ class _Plan:
     def rows(self, lo, hi):
         """The file rows `[first, end)` covering chunks `lo:hi`."""
         last = hi - 1
-        extent = (
-            (self.size[last] - 1) * self.stride + self.span
-            if self.mode == "window"
-            else self.size[last]
-        )
-        return int(self.row0[lo]), int(self.row0[last] + extent)
+        if self.mode == "window":
+            return int(self.row0[lo]), int(min(self.row0[last] + (self.size[last] - 1) * self.stride + self.span,
+                                               self.end[last]))
+        return int(self.row0[lo]), int(self.row0[last] + self.size[last])
 
     def examples(self, lo, hi, shift):
         """Example starts (rows shifted by `shift`) and lengths of chunks `lo:hi`."""
@@ -101,12 +100,13 @@ class _Plan:
             return row0, size
         first = np.cumsum(size) - size
         k = np.arange(size.sum()) - np.repeat(first, size)  # window index in its chunk
-        return np.repeat(row0, size) + k * self.stride, np.full(size.sum(), self.span)
+        starts = np.repeat(row0, size) + k * self.stride
+        return starts, np.minimum(self.span, np.repeat(self.end[lo:hi] + shift, size) - starts)
 
 
 def _usable(lengths, mode, window, max_seq_len=None):
     if mode == "window":
-        return lengths >= window + 1
+        return lengths >= 2
     short_enough = True if max_seq_len is None else lengths <= max_seq_len
     if mode == "next":
         return (lengths >= 2) & short_enough
@@ -125,8 +125,10 @@ def _check_max_seq_len(max_seq_len, mode):
         raise ValueError("`max_seq_len` filters whole sequences; windows already have a fixed length.")
 
 
-def _n_windows(lengths, window, stride):
-    return (lengths - window - 1) // stride + 1
+def _n_windows(lengths, stride):
+    """Windows per sequence of `lengths` (>= 2) rows: one starting every `stride` rows
+    while a row is left to predict, so every row but the first is a target."""
+    return (lengths - 2) // stride + 1
 
 
 def _resolve_mode(kind, pen, window, stride):
@@ -192,7 +194,7 @@ def count_examples(store, split, *, pen=None, window=None, stride=None, max_seq_
     usable = _usable(lengths, mode, window, max_seq_len)
     lengths = lengths[usable]
     if mode == "window":
-        examples = _n_windows(lengths, window, stride or window).sum()
+        examples = _n_windows(lengths, stride or window).sum()
     else:
         examples = len(lengths)
     return ExampleCount(
@@ -221,14 +223,15 @@ def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augm
         indices, lengths = indices[usable], lengths[usable]
     del usable
     row0 = store.offsets[indices]
-    size = lengths
+    size, end = lengths, None
     if mode == "window":
         # Cut each sequence's windows into chunks of at most per_chunk windows.
         per_chunk = max(1, block_rows // stride)
-        n = _n_windows(lengths, window, stride)  # windows per sequence
+        n = _n_windows(lengths, stride)  # windows per sequence
         chunks = -(-n // per_chunk)  # chunks per sequence
         seq = np.repeat(np.arange(len(n)), chunks)
         k = np.arange(len(seq)) - np.repeat(np.cumsum(chunks) - chunks, chunks)
+        end = (row0 + lengths)[seq]
         row0 = row0[seq] + k * per_chunk * stride
         size = np.minimum(per_chunk, n[seq] - k * per_chunk).astype(np.int32)
         del n, chunks, seq, k
@@ -250,6 +253,7 @@ def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augm
         span=None if window is None else window + 1,
         row0=row0,
         size=size,
+        end=end,
         block_bounds=_block_bounds(row0, block_rows),
         augment=augment,
         input_noise=input_noise,
@@ -417,7 +421,7 @@ def _make_batch(plan, rows, starts, lengths, rng=None):
         lengths = np.array([len(e) for e in examples], np.int64)
         starts = np.cumsum(lengths) - lengths
         rows = np.concatenate(examples)
-    t = int(lengths.max())
+    t = plan.span or int(lengths.max())  # windows: one shape, a sequence's last one padded
     steps = np.arange(t)
     real = steps[None, :] < lengths[:, None]  # [B, T]
     index = np.minimum(starts[:, None] + steps[None, :], len(rows) - 1)
@@ -518,14 +522,18 @@ def make_dataset(
       then an end row `(0, 0, 2)`. So `inputs[t + 1, :2] == targets[t, :2]`.
     - stroke-3 store, `pen="bernoulli"` (stroke-3 model): inputs `(n, 3)` =
       `(0, 0, 1)` then rows `[:-1]`; targets `(n, 3)` = the rows.
-    - touch / impsy store with `window=w`: every `stride`-th window of `w + 1`
-      consecutive rows of one sequence; inputs = window `[:-1]`, targets =
-      window `[1:]`. Sequences shorter than `w + 1` rows are skipped and
-      counted (logged; see `count_examples`).
+    - touch / impsy store with `window=w`: windows of `w + 1` consecutive rows
+      of one sequence, one starting every `stride` rows while a row is left to
+      predict; inputs = window `[:-1]`, targets = window `[1:]`. A window
+      that would run past its sequence's end (the last ones, or the only one
+      of a sequence shorter than `w + 1` rows) holds the rows that are left
+      and is padded to `w` steps, so with `stride = w` every row but each
+      sequence's first is a target once per epoch, short sequences included.
+      Sequences of one row have nothing to predict and are skipped.
     - touch / impsy store with `window=None`: whole sequences (at least 2
       rows), inputs = rows `[:-1]`, targets = rows `[1:]`.
 
-    Batches are padded to their longest example: all-zero rows in inputs
+    Batches are padded to their longest example (window mode: to `w` steps): all-zero rows in inputs
     (what `keras.layers.Masking(mask_value=0.0)` treats as padding), zero rows
     in targets, and `weights` is 1.0 on real steps and 0.0 on padding. Note
     that in Bernoulli mode a real stroke-3 row `(0, 0, 0)` (a repeated point,
@@ -544,7 +552,7 @@ def make_dataset(
         window: window length (time steps per example) for touch / impsy
             stores; `None` (the default) feeds whole sequences.
         stride: step between window starts; defaults to `window` (each row is
-            a target about once per epoch). `1` gives every window.
+            a target once per epoch). `1` starts a window at every row.
         shuffle: shuffle blocks and examples each epoch. Defaults to `True`.
         seed: seed of the shuffling. Defaults to 0.
         drop_remainder: drop the last, smaller batch. Defaults to `False`.
@@ -641,13 +649,15 @@ def make_dataset(
     if counts.examples == 0:
         raise ValueError(
             f"{store.path}: split {split!r} has no examples ({counts.sequences} sequences, "
-            f"{counts.skipped} too short for window={window})"
+            f"{counts.skipped} too short or longer than max_seq_len)"
         )
+    if mode == "window":  # a window longer than every sequence: pad to the longest only
+        window = min(window, int(store.lengths[store.split(split)].max()) - 1)
     if counts.skipped:
         logger.info(
-            "%s: split %r: skipped %d of %d sequences shorter than %d rows",
+            "%s: split %r: skipped %d of %d sequences (%s)",
             store.path, split, counts.skipped, counts.sequences,
-            window + 1 if mode == "window" else 2,
+            "longer than max_seq_len" if max_seq_len is not None else "too short to predict a row",
         )
     members = store.stores if isinstance(store, StoreSet) else [store]
     plans = [
