@@ -104,11 +104,9 @@ class _Plan:
         return starts, np.minimum(self.span, np.repeat(self.end[lo:hi] + shift, size) - starts)
 
 
-def _usable(lengths, mode, window, max_seq_len=None):
-    if mode == "window":
-        return lengths >= 2
+def _usable(lengths, mode, max_seq_len=None):
     short_enough = True if max_seq_len is None else lengths <= max_seq_len
-    if mode == "next":
+    if mode in ("window", "next"):  # a row to predict from, and one to predict
         return (lengths >= 2) & short_enough
     return (lengths >= 1) & short_enough
 
@@ -191,7 +189,7 @@ def count_examples(store, split, *, pen=None, window=None, stride=None, max_seq_
     mode = _resolve_mode(store.kind, pen, window, stride)
     _check_max_seq_len(max_seq_len, mode)
     lengths = _split_lengths(store.offsets, store.split(split))
-    usable = _usable(lengths, mode, window, max_seq_len)
+    usable = _usable(lengths, mode, max_seq_len)
     lengths = lengths[usable]
     if mode == "window":
         examples = _n_windows(lengths, stride or window).sum()
@@ -218,7 +216,7 @@ def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augm
     mean, std = (store.mean, store.std) if stats is None else stats
     indices = store.split(split)
     lengths = _split_lengths(store.offsets, indices)
-    usable = _usable(lengths, mode, window, max_seq_len)
+    usable = _usable(lengths, mode, max_seq_len)
     if not usable.all():
         indices, lengths = indices[usable], lengths[usable]
     del usable
