@@ -33,13 +33,11 @@ import os
 import numpy as np
 
 from mdnrnn import atomic, formats
-from mdnrnn.sampler import SamplerTables, sample_numpy
+from mdnrnn.sampler import PEN_SIZES, SamplerTables, sample_numpy
 from mdnrnn.temperature import Temperatures
 
 FORMAT = "mdnrnn-litert"
 FORMAT_VERSION = 1
-
-_PEN_SIZES = {None: 0, "bernoulli": 1, "categorical": 3}
 
 
 def sidecar_path(path) -> str:
@@ -137,7 +135,7 @@ class LiteSpec:
 
     @property
     def params_size(self) -> int:
-        return self.components * (1 + 2 * self.dim + self.correlation_size) + _PEN_SIZES[self.pen]
+        return self.components * (1 + 2 * self.dim + self.correlation_size) + PEN_SIZES[self.pen]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,11 +10,10 @@ import dataclasses
 import math
 
 from mdnrnn._tf import keras, tf, tfp
+from mdnrnn.sampler import PEN_SIZES
 
 tfd = tfp.distributions
 
-PEN_KINDS = (None, "bernoulli", "categorical")
-_PEN_SIZES = {None: 0, "bernoulli": 1, "categorical": 3}
 COVARIANCE_KINDS = ("diagonal", "full")
 
 # Smallest component scale the head can emit (in normalised data units). It keeps the
@@ -82,7 +81,7 @@ class MixtureSpec:
                     f"Received an invalid value for `{name}`, expected a positive "
                     f"integer. Received: {name}={value!r}"
                 )
-        if self.pen not in PEN_KINDS:
+        if self.pen not in PEN_SIZES:
             raise ValueError(
                 "Received an invalid value for `pen`, expected one of None, "
                 f"'bernoulli', 'categorical'. Received: pen={self.pen!r}"
@@ -96,7 +95,7 @@ class MixtureSpec:
     @property
     def pen_size(self) -> int:
         """Number of pen logits: 0, 1 (Bernoulli) or 3 (categorical)."""
-        return _PEN_SIZES[self.pen]
+        return PEN_SIZES[self.pen]
 
     @property
     def correlation_size(self) -> int:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# Pen logits per pen kind: none, a Bernoulli (stroke-3) or a categorical (stroke-5) pen.
+PEN_SIZES = {None: 0, "bernoulli": 1, "categorical": 3}
+
 
 class SamplerTables:
     """Constants of the NumPy sampler for one mixture layout, made once.
