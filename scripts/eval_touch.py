@@ -30,6 +30,9 @@ instead (no model): how far apart two sets of real performances already are.
 `--one-step` also primes the model with every prefix of each held-out performance and
 draws the next row: how often a touch follows a touch's first row, and how far swipes
 step (their first step, and all), against the real next rows.
+`--style N` generates N performances of 6 s and reports how strongly each half's touches
+per second, points per touch and step length predict the other's (Spearman), against the
+corpus's own performances of 6 s or more: real players keep a style.
 
 `--model` takes a `.keras` file or the name of a pretrained model. Without a model at
 hand, `--train-epochs N` trains a small one first (`preset("touch", units=--units)` on
@@ -60,6 +63,9 @@ BORDER_TOLERANCE = 1e-6
 METRICS = ("border", "step", "dt", "swipe points", "touches/s")
 # `--one-step` primes the model with the prefixes of each held-out performance's first rows.
 ONE_STEP_ROWS = 300
+# `--style` compares the first half of this many seconds of a performance with the second.
+STYLE_SECONDS = 6.0
+STYLE_FIGURES = ("touches/s", "points per touch", "swipe step")
 
 
 def performance_metrics(touches, tap_threshold=formats.NEW_TOUCH_DT):
@@ -160,6 +166,44 @@ def one_step_samples(generator, real):
     return sampled
 
 
+def style_persistence(performances, seconds=STYLE_SECONDS, tap_threshold=formats.NEW_TOUCH_DT):
+    """How much of a performance's style carries from its first half to its second.
+
+    Each performance that lasts at least `seconds` is cut to `seconds` and split in two at
+    half that time. Per half: touches per second, points per touch (mean) and step within
+    a swipe (median).
+
+    Returns:
+        `(count, {figure: Spearman rank correlation between the halves})`, NaN where fewer
+        than three performances have the figure in both halves, or one half is constant. A player who swipes slowly
+        at first tends to go on doing so: the RoboJam corpus gives about 0.5 to 0.65.
+    """
+    halves = []
+    for performance in performances:
+        performance = np.asarray(performance, np.float64)
+        if len(performance) == 0 or performance[:, 2].sum() < seconds:
+            continue
+        elapsed = np.cumsum(performance[:, 2])
+        starts = np.r_[True, performance[1:, 2] > tap_threshold]
+        figures = []
+        for half in (elapsed <= seconds / 2, (elapsed > seconds / 2) & (elapsed <= seconds)):
+            m = performance_metrics(performance[half], tap_threshold)
+            figures.append((
+                starts[half].sum() / (seconds / 2),  # touches that start in this half
+                m["swipe points"].mean() if len(m["swipe points"]) else np.nan,
+                np.median(m["step"]) if len(m["step"]) else np.nan,
+            ))
+        halves.append(figures)
+    halves = np.array(halves, np.float64).reshape(-1, 2, len(STYLE_FIGURES))
+    result = {}
+    for k, name in enumerate(STYLE_FIGURES):
+        a, b = halves[:, 0, k], halves[:, 1, k]
+        a, b = a[~np.isnan(a) & ~np.isnan(b)], b[~np.isnan(a) & ~np.isnan(b)]
+        ranked = len(a) >= 3 and np.ptp(a) > 0 and np.ptp(b) > 0  # a constant half has no ranks
+        result[name] = stats.spearmanr(a, b).statistic if ranked else np.nan
+    return len(halves), result
+
+
 def cut(performance, seconds):
     """The rows of a `(n, 3)` touch performance whose running time (sum of dt) is at most `seconds`."""
     performance = np.asarray(performance)
@@ -222,6 +266,9 @@ def main(argv=None):
     parser.add_argument("--one-step", action="store_true",
                         help=f"also draw one row after every prefix of the held-out performances (up to "
                              f"{ONE_STEP_ROWS} rows each) and compare it with the real next row")
+    parser.add_argument("--style", type=int, default=0, metavar="N",
+                        help=f"also generate N performances of {STYLE_SECONDS:g} s and report how much of their "
+                             "style carries from the first half to the second, against the corpus's")
     args = parser.parse_args(argv)
 
     import mdnrnn
@@ -233,6 +280,7 @@ def main(argv=None):
         robojam.convert(None, store_path, sample=True, progress=False)
         with data.open_store(store_path) as store:
             real = [np.asarray(store[int(i)]) for i in store.split("test")]
+            corpus = [np.asarray(store[i]) for i in range(len(store))] if args.style else []
             mean, std = tuple(store.mean.tolist()), tuple(store.std.tolist())
             if args.real_split:
                 other = [np.asarray(store[int(i)]) for i in store.split(args.real_split)]
@@ -287,6 +335,15 @@ def main(argv=None):
         print("| --- | ---: | ---: | ---: |")
         for name, values in figures.items():
             print(f"| {name} | " + " | ".join(f"{v:.4g}" for v in values) + (" | |" if len(values) == 2 else " |"))
+    if args.style:
+        count, kept_real = style_persistence(corpus, tap_threshold=args.tap_threshold)
+        long_ones = generator.generate(n=args.style, max_steps=max_steps, max_seconds=2 * STYLE_SECONDS)
+        generated_count, kept = style_persistence(long_ones, tap_threshold=args.tap_threshold)
+        print(f"\n| kept from the first {STYLE_SECONDS / 2:g} s to the next (Spearman) "
+              f"| real ({count}, all splits) | generated ({generated_count}) |")
+        print("| --- | ---: | ---: |")
+        for name in STYLE_FIGURES:
+            print(f"| {name} | {kept_real[name]:.3f} | {kept[name]:.3f} |")
     if args.svg:
         atomic.write_atomically(args.svg, side_by_side_svg(real, generated).encode())
         print(f"\nwrote {args.svg}")

@@ -83,3 +83,31 @@ def test_one_step_figures_by_hand():
     assert (real_mean, sampled_mean, ks) == pytest.approx((0.1, 0.3, 1.0))
     real_mean, sampled_mean, ks = figures["swipe step"]  # real [0.1, 0.2], sampled [0.3, 0.4]
     assert (real_mean, sampled_mean, ks) == pytest.approx((0.15, 0.35, 1.0))
+
+
+def _swipes(touches, points, step, seconds):
+    """Rows of `touches` swipes of `points` points `step` apart, spread evenly over `seconds`."""
+    rows = []
+    for k in range(touches):
+        for j in range(points):
+            dt = seconds / touches - 0.02 * (points - 1) if j == 0 else 0.02
+            rows.append([0.1 + step * j, 0.1 + 0.8 * k / touches, dt])
+    return np.array(rows)
+
+
+def test_style_persistence_ranks_the_halves():
+    # Performance k: its first 3 s rise with k in touches, points and step; its next 3 s fall
+    # (each block within 2.9 s, so that no rounding moves a row across a half; a tap at 6.3 s).
+    tail = [[0.5, 0.5, 0.5]]
+    performances = [
+        np.r_[_swipes(2 + k, 2 + k, 0.01 * (1 + k), 2.9), _swipes(6 - k, 6 - k, 0.01 * (5 - k), 2.9), tail]
+        for k in range(4)
+    ]
+    count, kept = eval_touch.style_persistence(performances + [performances[0][:3]])  # too short: left out
+    assert count == 4
+    assert kept == pytest.approx({"touches/s": -1.0, "points per touch": -1.0, "swipe step": -1.0})
+    same = [np.r_[_swipes(2 + k, 3, 0.01 * (1 + k), 2.9), _swipes(2 + k, 4, 0.01 * (1 + k), 2.9), tail]
+            for k in range(4)]
+    count, kept = eval_touch.style_persistence(same)
+    assert kept["touches/s"] == pytest.approx(1.0) and kept["swipe step"] == pytest.approx(1.0)
+    assert np.isnan(kept["points per touch"])  # 3 then 4 points in every performance: no ranks to compare
