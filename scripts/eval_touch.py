@@ -30,9 +30,10 @@ instead (no model): how far apart two sets of real performances already are.
 `--one-step` also primes the model with every prefix of each held-out performance and
 draws the next row: how often a touch follows a touch's first row, and how far swipes
 step (their first step, and all), against the real next rows.
-`--style N` generates N performances of 6 s and reports how strongly each half's touches
+`--style N` generates N performances of 4 s and reports how strongly each half's touches
 per second, points per touch and step length predict the other's (Spearman), against the
-corpus's own performances of 6 s or more: real players keep a style.
+corpus's own performances of 4 s or more (real players keep a style), and the same for the
+held-out ones' first 2 s continued by the model (4 times each), against their real second 2 s.
 
 `--model` takes a `.keras` file or the name of a pretrained model. Without a model at
 hand, `--train-epochs N` trains a small one first (`preset("touch", units=--units)` on
@@ -64,7 +65,7 @@ METRICS = ("border", "step", "dt", "swipe points", "touches/s")
 # `--one-step` primes the model with the prefixes of each held-out performance's first rows.
 ONE_STEP_ROWS = 300
 # `--style` compares the first half of this many seconds of a performance with the second.
-STYLE_SECONDS = 6.0
+STYLE_SECONDS = 4.0
 STYLE_FIGURES = ("touches/s", "points per touch", "swipe step")
 
 
@@ -176,7 +177,7 @@ def style_persistence(performances, seconds=STYLE_SECONDS, tap_threshold=formats
     Returns:
         `(count, {figure: Spearman rank correlation between the halves})`, NaN where fewer
         than three performances have the figure in both halves, or one half is constant. A player who swipes slowly
-        at first tends to go on doing so: the RoboJam corpus gives about 0.5 to 0.65.
+        at first tends to go on doing so: the RoboJam corpus gives about 0.65 to 0.7.
     """
     halves = []
     for performance in performances:
@@ -202,6 +203,33 @@ def style_persistence(performances, seconds=STYLE_SECONDS, tap_threshold=formats
         ranked = len(a) >= 3 and np.ptp(a) > 0 and np.ptp(b) > 0  # a constant half has no ranks
         result[name] = stats.spearmanr(a, b).statistic if ranked else np.nan
     return len(halves), result
+
+
+def continued(generator, performances, copies, max_steps, seconds=STYLE_SECONDS):
+    """Each performance's first `seconds / 2` continued by the model to `2 * seconds`, `copies` times each."""
+    prefixes = [np.asarray(p)[np.cumsum(np.asarray(p)[:, 2]) <= seconds / 2] for p in performances]
+    prefixes = [p for p in prefixes for _ in range(copies) if len(p)]
+    generator.prime(prefixes)
+    rows = generator.generate(max_steps=max_steps, max_seconds=2 * seconds)  # the prefix's time counts
+    return [np.concatenate([prefix, more]) for prefix, more in zip(prefixes, rows)]
+
+
+def print_style(generator, corpus, held_out, n, max_steps, tap_threshold=formats.NEW_TOUCH_DT):
+    """`--style`'s table: `style_persistence` of real, generated and continued performances."""
+    long_ones = [p for p in held_out if p[:, 2].sum() >= STYLE_SECONDS]
+    columns = {
+        "corpus (all splits)": style_persistence(corpus, tap_threshold=tap_threshold),
+        "generated": style_persistence(generator.generate(n=n, max_steps=max_steps, max_seconds=2 * STYLE_SECONDS),
+                                       tap_threshold=tap_threshold),
+        "held-out": style_persistence(long_ones, tap_threshold=tap_threshold),
+        "held-out first half, continued": style_persistence(continued(generator, long_ones, 4, max_steps),
+                                                            tap_threshold=tap_threshold),
+    }
+    print(f"\n| kept from the first {STYLE_SECONDS / 2:g} s to the next (Spearman) | "
+          + " | ".join(f"{name} ({count})" for name, (count, _) in columns.items()) + " |")
+    print("| --- |" + " ---: |" * len(columns))
+    for figure in STYLE_FIGURES:
+        print(f"| {figure} | " + " | ".join(f"{kept[figure]:.3f}" for _, kept in columns.values()) + " |")
 
 
 def cut(performance, seconds):
@@ -268,7 +296,8 @@ def main(argv=None):
                              f"{ONE_STEP_ROWS} rows each) and compare it with the real next row")
     parser.add_argument("--style", type=int, default=0, metavar="N",
                         help=f"also generate N performances of {STYLE_SECONDS:g} s and report how much of their "
-                             "style carries from the first half to the second, against the corpus's")
+                             "style carries from the first half to the second, against the corpus's, and "
+                             "the same for held-out first halves continued by the model")
     args = parser.parse_args(argv)
 
     import mdnrnn
@@ -281,6 +310,7 @@ def main(argv=None):
         with data.open_store(store_path) as store:
             real = [np.asarray(store[int(i)]) for i in store.split("test")]
             corpus = [np.asarray(store[i]) for i in range(len(store))] if args.style else []
+            held_out = [np.asarray(store[int(i)]) for split in ("valid", "test") for i in store.split(split)]
             mean, std = tuple(store.mean.tolist()), tuple(store.std.tolist())
             if args.real_split:
                 other = [np.asarray(store[int(i)]) for i in store.split(args.real_split)]
@@ -336,14 +366,7 @@ def main(argv=None):
         for name, values in figures.items():
             print(f"| {name} | " + " | ".join(f"{v:.4g}" for v in values) + (" | |" if len(values) == 2 else " |"))
     if args.style:
-        count, kept_real = style_persistence(corpus, tap_threshold=args.tap_threshold)
-        long_ones = generator.generate(n=args.style, max_steps=max_steps, max_seconds=2 * STYLE_SECONDS)
-        generated_count, kept = style_persistence(long_ones, tap_threshold=args.tap_threshold)
-        print(f"\n| kept from the first {STYLE_SECONDS / 2:g} s to the next (Spearman) "
-              f"| real ({count}, all splits) | generated ({generated_count}) |")
-        print("| --- | ---: | ---: |")
-        for name in STYLE_FIGURES:
-            print(f"| {name} | {kept_real[name]:.3f} | {kept[name]:.3f} |")
+        print_style(generator, corpus, held_out, args.style, max_steps, args.tap_threshold)
     if args.svg:
         atomic.write_atomically(args.svg, side_by_side_svg(real, generated).encode())
         print(f"\nwrote {args.svg}")

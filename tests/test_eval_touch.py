@@ -103,11 +103,34 @@ def test_style_persistence_ranks_the_halves():
         np.r_[_swipes(2 + k, 2 + k, 0.01 * (1 + k), 2.9), _swipes(6 - k, 6 - k, 0.01 * (5 - k), 2.9), tail]
         for k in range(4)
     ]
-    count, kept = eval_touch.style_persistence(performances + [performances[0][:3]])  # too short: left out
+    count, kept = eval_touch.style_persistence(performances + [performances[0][:3]], seconds=6.0)  # short: left out
     assert count == 4
     assert kept == pytest.approx({"touches/s": -1.0, "points per touch": -1.0, "swipe step": -1.0})
     same = [np.r_[_swipes(2 + k, 3, 0.01 * (1 + k), 2.9), _swipes(2 + k, 4, 0.01 * (1 + k), 2.9), tail]
             for k in range(4)]
-    count, kept = eval_touch.style_persistence(same)
+    count, kept = eval_touch.style_persistence(same, seconds=6.0)
     assert kept["touches/s"] == pytest.approx(1.0) and kept["swipe step"] == pytest.approx(1.0)
     assert np.isnan(kept["points per touch"])  # 3 then 4 points in every performance: no ranks to compare
+
+
+def test_continued_keeps_each_prefix_and_the_time_limit():
+    import keras
+
+    import mdnrnn
+
+    keras.utils.set_random_seed(3)
+    model = mdnrnn.build_model(mdnrnn.preset("touch", units=6, layers=1, components=2,
+                                             mean=(0.5, 0.5, 0.1), std=(0.3, 0.3, 0.08)))
+    rng = np.random.default_rng(3)
+    for weight in model.weights:
+        weight.assign(rng.normal(0, 0.5, weight.shape).astype(np.float32))
+    generator = mdnrnn.Generator(model, seed=0)
+    real = [_swipes(3, 5, 0.02, 3.9), _swipes(2, 4, 0.01, 3.9)]
+    late = np.array([[0.5, 0.5, 2.5], [0.6, 0.5, 0.05]])  # its first row is past 2 s: nothing to continue
+    out = eval_touch.continued(generator, real + [late], copies=3, max_steps=50, seconds=4.0)
+    assert len(out) == 6
+    for k, performance in enumerate(out):
+        prefix = real[k // 3][np.cumsum(real[k // 3][:, 2]) <= 2.0]
+        np.testing.assert_allclose(performance[: len(prefix)], prefix, rtol=1e-6)
+        assert len(performance) > len(prefix)
+        assert performance[:, 2].sum() <= 8.0 + 1e-5  # the prefix's time counts towards the limit
