@@ -176,8 +176,9 @@ def style_persistence(performances, seconds=STYLE_SECONDS, tap_threshold=formats
 
     Returns:
         `(count, {figure: Spearman rank correlation between the halves})`, NaN where fewer
-        than three performances have the figure in both halves, or one half is constant. A player who swipes slowly
-        at first tends to go on doing so: the RoboJam corpus gives about 0.65 to 0.7.
+        than three performances have the figure in both halves, or one half is constant. A
+        player who swipes slowly at first tends to go on doing so: the RoboJam corpus gives
+        about 0.65 to 0.7.
     """
     halves = []
     for performance in performances:
@@ -206,11 +207,16 @@ def style_persistence(performances, seconds=STYLE_SECONDS, tap_threshold=formats
 
 
 def continued(generator, performances, copies, max_steps, seconds=STYLE_SECONDS):
-    """Each performance's first `seconds / 2` continued by the model to `2 * seconds`, `copies` times each."""
+    """Each performance's first `seconds / 2` continued by the model, `copies` times each.
+
+    Generation runs to `2 * seconds` (the prefix's time counts), so that a continuation
+    whose last row would cross the limit still lasts the `seconds` that
+    `style_persistence` reads.
+    """
     prefixes = [np.asarray(p)[np.cumsum(np.asarray(p)[:, 2]) <= seconds / 2] for p in performances]
     prefixes = [p for p in prefixes for _ in range(copies) if len(p)]
     generator.prime(prefixes)
-    rows = generator.generate(max_steps=max_steps, max_seconds=2 * seconds)  # the prefix's time counts
+    rows = generator.generate(max_steps=max_steps, max_seconds=2 * seconds)
     return [np.concatenate([prefix, more]) for prefix, more in zip(prefixes, rows)]
 
 
@@ -309,8 +315,10 @@ def main(argv=None):
         robojam.convert(None, store_path, sample=True, progress=False)
         with data.open_store(store_path) as store:
             real = [np.asarray(store[int(i)]) for i in store.split("test")]
-            corpus = [np.asarray(store[i]) for i in range(len(store))] if args.style else []
-            held_out = [np.asarray(store[int(i)]) for split in ("valid", "test") for i in store.split(split)]
+            corpus, held_out = [], []
+            if args.style:
+                corpus = [np.asarray(store[i]) for i in range(len(store))]
+                held_out = [np.asarray(store[int(i)]) for split in ("valid", "test") for i in store.split(split)]
             mean, std = tuple(store.mean.tolist()), tuple(store.std.tolist())
             if args.real_split:
                 other = [np.asarray(store[int(i)]) for i in store.split(args.real_split)]
