@@ -213,7 +213,7 @@ def continued(generator, performances, copies, max_steps, seconds=STYLE_SECONDS)
     whose last row would cross the limit still lasts the `seconds` that
     `style_persistence` reads.
     """
-    prefixes = [np.asarray(p)[np.cumsum(np.asarray(p)[:, 2]) <= seconds / 2] for p in performances]
+    prefixes = [cut(p, seconds / 2) for p in performances]
     prefixes = [p for p in prefixes for _ in range(copies) if len(p)]
     generator.prime(prefixes)
     rows = generator.generate(max_steps=max_steps, max_seconds=2 * seconds)
