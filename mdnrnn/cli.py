@@ -84,6 +84,7 @@ def cmd_train(args):
             "--covariance": ("covariance", args.covariance), "--cell": ("cell", args.cell),
             "--recurrent-dropout": ("recurrent_dropout", args.recurrent_dropout),
             "--targets": ("targets", args.targets), "--dt-scale": ("dt_scale", args.dt_scale),
+            "--tempo": ("tempo", None if args.tempo is None else args.tempo == "on"),
         }
         overrides = {field: value for field, value in shape.values() if value is not None}
         if args.init_from:
@@ -165,7 +166,7 @@ def cmd_generate(args):
     model = load_model(args.model)
     config = model.config
     generator = Generator(model, temperature=args.temperature,
-                          sigma_temperature=args.sigma_temperature, seed=args.seed)
+                          sigma_temperature=args.sigma_temperature, seed=args.seed, tempo=args.tempo)
     if args.prime:
         prefixes = _load_prefixes(args.prime, args.n, config.spec.target_size, config.data_kind)
         generator.prime(prefixes)
@@ -251,6 +252,9 @@ def cmd_info(args):
         print(f"data std:   {np.round(std, 4).tolist()}")
         if config.data_kind != "stroke3":
             print(f"dt scale:   {config.dt_scale} (targets: {config.targets})")
+        if config.tempo:
+            q = config.tempo_quantiles
+            print(f"tempo:      conditioned; training tempos {q[0]:.2f} to {q[-1]:.2f} touches/s, median {q[len(q) // 2]:.2f}")
         return
     from mdnrnn import data
 
@@ -424,6 +428,8 @@ def build_parser():
                    help="touch/IMPSY: predict the next rows, or positions as offsets from the previous row (preset's)")
     p.add_argument("--dt-scale", choices=["linear", "log"],
                    help="touch/IMPSY: model dt as it is, or its logarithm (preset's)")
+    p.add_argument("--tempo", choices=["on", "off"],
+                   help="touch: condition on each performance's touches per second (preset's)")
     p.add_argument("--seq-len", type=_int_in(1, 10_000), default=50,
                    help="window length for touch/IMPSY data, up to 10,000 (50); drawings train whole")
     p.add_argument("--batch-size", type=_int_in(1, 65_536), default=64, help="batch size, up to 65,536 (64)")
@@ -486,6 +492,8 @@ def build_parser():
     p.add_argument("--max-steps", type=_int_in(1, STEPS_MAX), default=500,
                    help=f"step limit, up to {STEPS_MAX:,}; --n x --max-steps at most {ROWS_MAX:,} (500)")
     p.add_argument("--max-seconds", type=_float_in(0, 86_400), help="time limit for touch/IMPSY data, in seconds")
+    p.add_argument("--tempo", type=_float_in(0, 100),
+                   help="touch models trained with --tempo on: touches per second (drawn per performance)")
     p.add_argument("--seed", type=_int_in(0, SEED_MAX), help="random seed, 0 to 2**32-1")
     p.add_argument("--out", required=True, help="output directory to create")
     p.add_argument("--force", action="store_true", help="replace an existing --out made by mdnrnn")

@@ -103,6 +103,15 @@ the exporters.
   `STROKE5_CLASS_ROWS` (data row) and `STROKE5_CLASS_MODEL_ROWS` (model row):
   "end of drawing" (`END_OF_DRAWING`, class 2) becomes the data row
   `(0, 0, 1)` and the model row `(0, 0, 0, 0, 1)`.
+- Tempo (`ModelConfig.tempo`, touch models): every model input row ends with
+  one more column, the performance's tempo (`touch_tempo`: touches per second),
+  as `(log(tempo) - m) / s` with `m` and `s` the mean and standard deviation of
+  the logarithms of the training tempos' quantiles (`RowCodec.tempo_column`).
+  The training pipeline gives every window its whole performance's tempo; a
+  generator takes one per sequence (set, drawn from the training quantiles, or
+  a prefix's own), puts it in the start row, and decoding carries it from each
+  model row to the next. So a generated performance commits to a tempo before
+  its first touch, as a player does, instead of averaging over players.
 """
 
 import numpy as np
@@ -143,6 +152,12 @@ LOG_DT_MAX = 3600.0
 # point of a swipe); smaller dt continues a swipe. The exporters, live play and
 # `scripts/eval_touch.py` split touches with it.
 NEW_TOUCH_DT = 0.1
+# A performance's tempo (`touch_tempo`) is its touches per second over at least this many
+# seconds, so a single tap reads as one touch per second rather than as a burst.
+TEMPO_MIN_SECONDS = 1.0
+# How many evenly spaced quantiles (0 to 100%) of the train split's tempos a
+# tempo-conditioned model keeps (`ModelConfig.tempo_quantiles`) to draw tempos from.
+TEMPO_QUANTILES = 101
 
 
 def pen_lifted(pen):
@@ -377,6 +392,32 @@ def dt_to_times(dt, start=0.0):
     return start + np.cumsum(np.asarray(dt, dtype=np.float64).reshape(-1))
 
 
+def touch_tempo(dt, tap_threshold=NEW_TOUCH_DT):
+    """A touch performance's tempo: its touches per second.
+
+    Touches are the first row and every row whose dt is above `tap_threshold` (as the
+    exporters split them); the duration is the sum of dt, or `TEMPO_MIN_SECONDS` if
+    that is longer.
+
+    Args:
+        dt: `(n,)` seconds since the previous row, `n >= 1`.
+        tap_threshold: Defaults to `NEW_TOUCH_DT`.
+
+    Returns:
+        A float above 0.
+
+    Example:
+
+    >>> touch_tempo([0.0, 0.5, 0.0625, 0.0625, 1.375])   # 3 touches in 2 s
+    1.5
+    """
+    dt = np.asarray(dt, np.float64)
+    if dt.ndim != 1 or len(dt) == 0:
+        raise ValueError(f"`dt` must be a non-empty 1-D array of seconds. Received shape {dt.shape}.")
+    touches = 1 + np.count_nonzero(dt[1:] > tap_threshold)
+    return float(touches / max(float(dt.sum()), TEMPO_MIN_SECONDS))
+
+
 def normalize(values, mean, std):
     """Normalise the leading continuous columns: `(x - mean) / std`.
 
@@ -438,6 +479,12 @@ class RowCodec:
             then those of the logarithm), and its samples come back through `exp`.
             Pauses between touches span 0.1 s to seconds, a heavy tail that linear
             Gaussians cover by spreading below 0.1 s too. Defaults to `"linear"`.
+        tempo: touch models conditioned on tempo: the quantiles of the training
+            performances' tempos (`touch_tempo`, touches per second; increasing, at least
+            two), which set the tempo column's scale and what `draw_tempo` draws from.
+            Every model input row then ends with the tempo column (see the module note),
+            and `encode` and `start_rows` need the tempo of each sequence. `None` (the
+            default): no tempo column.
 
     Raises:
         ValueError: for an unknown kind, a pen that does not fit it, statistics of the
@@ -450,7 +497,7 @@ class RowCodec:
     array([[ 0.,  0., -1.]], dtype=float32)
     """
 
-    def __init__(self, kind, dim, pen=None, mean=None, std=None, targets="rows", dt_scale="linear"):
+    def __init__(self, kind, dim, pen=None, mean=None, std=None, targets="rows", dt_scale="linear", tempo=None):
         if kind not in KINDS:
             raise ValueError(f"Unknown sequence kind {kind!r}; expected one of {KINDS}.")
         if dt_scale not in DT_SCALES or (dt_scale == "log" and kind == "stroke3"):
@@ -499,6 +546,17 @@ class RowCodec:
         # the offset columns' change from the previous row.
         self.input_size = {None: dim, "bernoulli": dim + 1, "categorical": dim + 3}[pen]
         self.input_size += int(self.offset_columns.sum())
+        self.tempo = None if tempo is None else np.asarray(tempo, np.float64)
+        if self.tempo is not None:
+            if kind != "touch" or self.tempo.ndim != 1 or len(self.tempo) < 2 or not (
+                    np.isfinite(self.tempo).all() and (self.tempo > 0).all() and (np.diff(self.tempo) >= 0).all()):
+                raise ValueError(
+                    "Received an invalid value for `tempo`, expected the increasing quantiles (at least two, "
+                    f"all above 0) of a touch corpus' tempos. Received: kind={kind!r}, tempo={tempo!r}"
+                )
+            logs = np.log(self.tempo)
+            self._tempo_mean, self._tempo_std = float(logs.mean()), float(logs.std()) or 1.0
+            self.input_size += 1
         # Draws a compiled loop takes per step for `decode_tf` (see `redraw`).
         self.draws = 1 if self.low is None else REDRAWS
         if pen == "categorical":
@@ -507,7 +565,7 @@ class RowCodec:
             self.start_row = np.array([0.0, 0.0, 1.0], np.float32)
         else:
             first_event = np.where(np.arange(dim) == self.dt_index, 0.0, START_VALUE)
-            self.start_row = self.encode(first_event[None])[0]
+            self.start_row = self._encode_rows(first_event[None])[0]
             if not self.start_row.any():
                 raise ValueError(
                     f"The start row {first_event.tolist()} normalises to all zeros, which the "
@@ -516,18 +574,65 @@ class RowCodec:
                 )
 
     # ------------------------------------------------------------------ encoding
-    def start_rows(self, batch_size):
-        """`batch_size` copies of the start row, model units `(batch_size, input_size)`."""
-        return np.tile(self.start_row, (batch_size, 1))
+    def start_rows(self, batch_size, tempo=None):
+        """`batch_size` copies of the start row, model units `(batch_size, input_size)`.
 
-    def encode(self, rows):
+        A tempo-conditioned codec needs `tempo`: touches per second, one per row or one
+        for all (`start_row` is the row without its tempo column)."""
+        rows = np.tile(self.start_row, (batch_size, 1))
+        return self._with_tempo(rows, tempo)
+
+    def encode(self, rows, tempo=None):
         """Data rows to model input rows `(..., input_size)`, float32.
 
         `rows` is `(..., T, columns)`, one sequence (or a batch of them) with time on the
         second to last axis: with offset targets, each row's input also holds its offset
         columns' change from the row before it (0 for the first row, which has none; see
-        `encode_step`). Other models encode each row on its own.
+        `encode_step`). Other models encode each row on its own. A tempo-conditioned
+        codec needs `tempo`, touches per second broadcast against `rows.shape[:-1]` (one
+        per sequence, or one per row), and appends its column.
         """
+        return self._with_tempo(self._encode_rows(rows), tempo)
+
+    def tempo_column(self, tempo):
+        """Tempos (touches per second, any shape) as the model's tempo column: float32."""
+        tempo = np.asarray(tempo, np.float64)
+        if not (np.isfinite(tempo).all() and (tempo > 0).all()):
+            raise ValueError(f"A tempo is a number of touches per second above 0. Received: tempo={tempo.tolist()!r}")
+        return ((np.log(tempo) - self._tempo_mean) / self._tempo_std).astype(np.float32)
+
+    def draw_tempo(self, rng, n):
+        """`n` tempos drawn from the training tempos' distribution: uniform draws mapped
+        through the quantiles (`tempo`), linearly between them."""
+        return np.interp(rng.random(n), np.linspace(0.0, 1.0, len(self.tempo)), self.tempo)
+
+    def _with_tempo(self, model_rows, tempo):
+        """`model_rows` `(..., input_size - 1)` and the tempo column; as they are without tempo."""
+        if self.tempo is None:
+            if tempo is not None:
+                raise ValueError("This model is not conditioned on tempo; leave `tempo` out.")
+            return model_rows
+        if tempo is None:
+            raise ValueError("This model is conditioned on tempo: give each sequence's tempo (touches per second).")
+        column = np.broadcast_to(self.tempo_column(tempo), model_rows.shape[:-1])
+        return np.concatenate([model_rows, column[..., None]], -1)
+
+    def _keep_tempo(self, model_rows, previous):
+        """Decoded model rows `(B, input_size - 1)` and the tempo column of `previous`."""
+        if self.tempo is None:
+            return model_rows
+        return np.concatenate([model_rows, previous[:, -1:]], 1)
+
+    def _keep_tempo_tf(self, model_rows, previous):
+        """`_keep_tempo` in TensorFlow."""
+        if self.tempo is None:
+            return model_rows
+        from mdnrnn._tf import tf
+
+        return tf.concat([model_rows, previous[:, -1:]], 1)
+
+    def _encode_rows(self, rows):
+        """`encode` without the tempo column."""
         rows = np.asarray(rows, np.float32)
         out = self._normalise(rows)
         if self.offsets:
@@ -563,12 +668,17 @@ class RowCodec:
             out[..., columns] -= previous
         return out
 
-    def encode_step(self, rows, previous=None):
+    def encode_step(self, rows, previous=None, tempo=None):
         """One step of `encode`: data rows `(B, columns)` that follow the model rows
-        `previous` `(B, input_size)` (`None`: the rows start their sequences)."""
-        if not self.offsets or previous is None:
-            return self.encode(np.asarray(rows, np.float32)[..., None, :])[..., 0, :]
-        return self._with_changes(self._normalise(rows), previous)
+        `previous` `(B, input_size)` (`None`: the rows start their sequences, and a
+        tempo-conditioned codec needs their `tempo`; else it comes from `previous`)."""
+        if previous is None:
+            return self.encode(np.asarray(rows, np.float32)[..., None, :], tempo)[..., 0, :]
+        if not self.offsets:
+            model_rows = self._encode_rows(np.asarray(rows, np.float32)[..., None, :])[..., 0, :]
+        else:
+            model_rows = self._with_changes(self._normalise(rows), previous)
+        return self._keep_tempo(model_rows, previous)
 
     def _normalise(self, rows):
         """Data rows `(..., columns)` to normalised rows (dt through its scale first)."""
@@ -622,9 +732,9 @@ class RowCodec:
         d = self.dim
         values = (self._log_dt_tf(rows[:, :d]) - self.mean) / self.std
         if self.offsets:
-            return self._with_changes_tf(values, previous)
+            return self._keep_tempo_tf(self._with_changes_tf(values, previous), previous)
         if self.pen is None:
-            return values
+            return self._keep_tempo_tf(values, previous)
         lifted = tf.cast(rows[:, d] >= PEN_LIFT_THRESHOLD, values.dtype)
         if self.pen == "bernoulli":
             return tf.concat([values, lifted[:, None]], 1)
@@ -697,9 +807,9 @@ class RowCodec:
             np.minimum(values, self.high, out=values)
             model_values = self._normalise(values)
         if self.offsets:
-            return values, self._with_changes(model_values, previous)
+            return values, self._keep_tempo(self._with_changes(model_values, previous), previous)
         if self.pen is None:
-            return values, model_values
+            return values, self._keep_tempo(model_values, previous)
         d = self.dim
         if self.pen == "bernoulli":
             rows = np.empty((len(values), d + 1), np.float32)
@@ -749,9 +859,9 @@ class RowCodec:
             model_values = (self._log_dt_tf(values) - self.mean) / self.std
         no_end = tf.zeros(tf.shape(values)[:1], tf.bool)
         if self.offsets:
-            return values, self._with_changes_tf(model_values, previous), no_end
+            return values, self._keep_tempo_tf(self._with_changes_tf(model_values, previous), previous), no_end
         if self.pen is None:
-            return values, model_values, no_end
+            return values, self._keep_tempo_tf(model_values, previous), no_end
         pen = sample[:, d]
         if self.pen == "bernoulli":
             lifted = tf.cast(pen >= PEN_LIFT_THRESHOLD, values.dtype)[:, None]

@@ -57,8 +57,13 @@ class Generator(Temperatures):
             than this many points, prefix included. `None`: the model's
             `config.min_steps` (set at training time to the shortest training drawing).
             Defaults to `None`.
+        tempo: Tempo-conditioned touch models (`ModelConfig.tempo`): the touches per
+            second of every performance started next. `None` draws one per performance
+            from the training performances' tempos, and `prime` takes each prefix's
+            own. Defaults to `None`.
 
-    Both temperatures are live knobs: set `generator.temperature = 0.5` between steps.
+    Both temperatures are live knobs: set `generator.temperature = 0.5` between steps;
+    a new `generator.tempo` applies from the next `reset`, `generate` or `prime`.
 
     Raises:
         ValueError: If `model` is not a `MixtureRNN`, or a temperature is not a finite
@@ -72,7 +77,8 @@ class Generator(Temperatures):
     >>> next_point = generator.step()                         # (1, 3)
     """
 
-    def __init__(self, model: MixtureRNN, temperature=1.0, sigma_temperature=None, seed=None, min_steps=None):
+    def __init__(self, model: MixtureRNN, temperature=1.0, sigma_temperature=None, seed=None, min_steps=None,
+                 tempo=None):
         if not isinstance(model, MixtureRNN):
             raise ValueError(
                 f"Received an invalid value for `model`, expected a MixtureRNN. Received: {type(model).__name__}"
@@ -83,6 +89,7 @@ class Generator(Temperatures):
         self.codec = config.codec()
         # The data's columns: what prefixes hold and outputs give.
         self.columns = list(self.codec.columns)
+        self.tempo = tempo
         self.temperature = temperature
         self.sigma_temperature = sigma_temperature
         if min_steps is None:
@@ -156,7 +163,9 @@ class Generator(Temperatures):
 
         Drawings are fed after the start row, as in training; touch and IMPSY prefixes
         are fed as they are, as training windows begin (with a real row, from a zero
-        state). Afterwards `step` and `generate` continue each prefix.
+        state). Afterwards `step` and `generate` continue each prefix. A tempo-conditioned
+        model reads each prefix with `tempo`, or when that is `None` with the prefix's
+        own (`formats.touch_tempo`), so it goes on at the player's pace.
 
         Args:
             prefixes: A list of arrays in data units and columns (stroke-3, touch or
@@ -183,7 +192,7 @@ class Generator(Temperatures):
         if self.config.data_kind == "stroke3":
             self._params = self._advance(self._last)
         lengths = np.array([len(p) for p in prefixes])
-        encoded = [self.codec.encode(p) for p in prefixes]  # [len_i, input_size] each
+        encoded = [self._encode_prefix(p) for p in prefixes]  # [len_i, input_size] each
         for t in range(lengths.max()):
             active = lengths > t
             rows = np.stack([p[min(t, len(p) - 1)] for p in prefixes])
@@ -302,8 +311,6 @@ class Generator(Temperatures):
         return sequences
 
     # -------------------------------------------------------------- helpers
-    def _start_rows(self, batch_size):
-        return self.codec.start_rows(batch_size)
 
     def _check_rows(self, rows, name):
         rows = np.asarray(rows, dtype=np.float32)

@@ -154,6 +154,7 @@ class LiteConfig:
     min_steps: int = 0  # stroke-5: no "end of drawing" before this many points
     targets: str = "rows"  # "offsets": positions predicted as changes (see `ModelConfig`)
     dt_scale: str = "linear"  # "log": the model sees log(dt + shift) (see `ModelConfig`)
+    tempo_quantiles: tuple | None = None  # a tempo-conditioned touch model's (see `ModelConfig`)
 
     @property
     def normalisation(self) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +167,7 @@ class LiteConfig:
     def codec(self) -> formats.RowCodec:
         """The model's row codec, as `ModelConfig.codec`."""
         return formats.RowCodec(self.data_kind, self.spec.dim, self.spec.pen, *self.normalisation, self.targets,
-                                self.dt_scale)
+                                self.dt_scale, self.tempo_quantiles)
 
 
 def read_sidecar(path) -> LiteConfig:
@@ -197,6 +198,7 @@ def read_sidecar(path) -> LiteConfig:
             preset=config.get("preset"), columns=tuple(meta["columns"]),
             input_size=int(meta["input_size"]), min_steps=int(config.get("min_steps", 0)),
             targets=config.get("targets", "rows"), dt_scale=config.get("dt_scale", "linear"),
+            tempo_quantiles=config.get("tempo_quantiles"),
         )
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{meta_path} is not an mdnrnn LiteRT sidecar: {error}") from None
@@ -225,6 +227,8 @@ class LiteGenerator(Temperatures):
             saved config's `min_steps`. Defaults to `None`.
         num_threads: LiteRT interpreter threads. Defaults to 1 (steady latency on a
             busy machine).
+        tempo: Tempo-conditioned touch models: touches per second of the sequences
+            started next, or `None` to draw them (see `Generator`). Defaults to `None`.
 
     `step()` at batch size B runs the flatbuffer B times (its batch size is 1) and samples
     all B rows at once, with the same draws as `Generator.step()`.
@@ -240,7 +244,8 @@ class LiteGenerator(Temperatures):
     >>> next_touch = generator.step()    # (1, 3)
     """
 
-    def __init__(self, path, temperature=1.0, sigma_temperature=None, seed=None, min_steps=None, num_threads=1):
+    def __init__(self, path, temperature=1.0, sigma_temperature=None, seed=None, min_steps=None, num_threads=1,
+                 tempo=None):
         from ai_edge_litert.interpreter import Interpreter
 
         self.config = config = read_sidecar(path)
@@ -259,6 +264,7 @@ class LiteGenerator(Temperatures):
         self._rng = np.random.default_rng(seed)
         # The row codec: encodes inputs, start rows, decodes samples (see `mdnrnn.formats`).
         self.codec = config.codec()
+        self.tempo = tempo
         self._tables = SamplerTables(self.spec)
         self._interpreter = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
         self._interpreter.allocate_tensors()
@@ -314,7 +320,7 @@ class LiteGenerator(Temperatures):
         if self.config.data_kind == "stroke3":
             self._params = self._advance(self._last)
         lengths = np.array([len(p) for p in prefixes])
-        encoded = [self.codec.encode(p) for p in prefixes]  # [len_i, input_size] each
+        encoded = [self._encode_prefix(p) for p in prefixes]  # [len_i, input_size] each
         for t in range(lengths.max()):
             active = np.flatnonzero(lengths > t)  # finished prefixes keep their state
             model_rows = np.stack([encoded[i][t] for i in active])
@@ -363,8 +369,6 @@ class LiteGenerator(Temperatures):
             self._state[i] = interpreter.get_tensor(self._state_out_index)
         return params
 
-    def _start_rows(self, batch_size):
-        return self.codec.start_rows(batch_size)
 
     def _check_rows(self, rows, name):
         rows = np.asarray(rows, dtype=np.float32)

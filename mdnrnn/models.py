@@ -59,6 +59,14 @@ class ModelConfig:
             reads and predicts `log(dt + formats.LOG_DT_SHIFT)` (`mean` and `std` of the
             dt column are then the logarithm's; see `formats.RowCodec`). Defaults to
             `"linear"`.
+        tempo: Touch models: condition on each performance's tempo (touches per second,
+            `formats.touch_tempo`), an extra input column (see `formats.RowCodec`).
+            Generation takes a tempo per sequence (`Generator.tempo`), by default drawn
+            from the training performances', so each generated performance keeps one.
+            Defaults to False.
+        tempo_quantiles: With `tempo`: `formats.TEMPO_QUANTILES` evenly spaced quantiles
+            of the train split's tempos, set by training (`train.prepare_config`).
+            Defaults to `None`.
 
     Raises:
         ValueError: If a field is out of range or does not fit `data_kind`.
@@ -77,6 +85,8 @@ class ModelConfig:
     recurrent_dropout: float = 0.0
     targets: str = "rows"
     dt_scale: str = "linear"
+    tempo: bool = False
+    tempo_quantiles: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if isinstance(self.spec, dict):
@@ -135,6 +145,16 @@ class ModelConfig:
             raise ValueError(
                 f"A touch model has dim=3 (x, y, dt). Received: spec={self.spec}"
             )
+        if not isinstance(self.tempo, bool) or (self.tempo and self.data_kind != "touch"):
+            raise ValueError(
+                "Received an invalid value for `tempo`, expected True (touch models only) or False. "
+                f"Received: data_kind={self.data_kind!r}, tempo={self.tempo!r}"
+            )
+        if self.tempo_quantiles is not None:
+            if not self.tempo:
+                raise ValueError("`tempo_quantiles` belong to a tempo-conditioned model; set `tempo=True`.")
+            object.__setattr__(self, "tempo_quantiles", tuple(float(v) for v in self.tempo_quantiles))
+            self.codec()  # checks them
         for name in ("mean", "std"):
             value = getattr(self, name)
             if value is None:
@@ -152,13 +172,20 @@ class ModelConfig:
     @property
     def input_size(self) -> int:
         """Width of a model input row (`mdnrnn.formats.RowCodec`): the continuous dims,
-        the pen encoding, and with offset targets the offset columns' changes."""
-        return RowCodec(self.data_kind, self.spec.dim, self.spec.pen, targets=self.targets).input_size
+        the pen encoding, with offset targets the offset columns' changes, and the tempo."""
+        return RowCodec(self.data_kind, self.spec.dim, self.spec.pen, targets=self.targets).input_size + int(self.tempo)
 
     def codec(self) -> RowCodec:
-        """The model's row codec: its kind, pen, normalisation, targets and dt scale."""
+        """The model's row codec: its kind, pen, normalisation, targets, dt scale and tempo.
+
+        Raises:
+            ValueError: for a tempo-conditioned config without its `tempo_quantiles`.
+        """
+        if self.tempo and self.tempo_quantiles is None:
+            raise ValueError("This config is conditioned on tempo but has no `tempo_quantiles` yet; "
+                             "`train.prepare_config` sets them from the train split.")
         return RowCodec(self.data_kind, self.spec.dim, self.spec.pen, *self.normalisation, self.targets,
-                        self.dt_scale)
+                        self.dt_scale, self.tempo_quantiles)
 
     @property
     def normalisation(self) -> tuple[np.ndarray, np.ndarray]:

@@ -451,6 +451,8 @@ def prepare_config(store_path, config: ModelConfig, keep_normalisation: bool = F
             changes = {"mean": tuple(store.mean), "std": tuple(store.std)}
             if config.dt_scale == "log":
                 changes.update(_log_dt_statistics(store, config))
+            if config.tempo:
+                changes["tempo_quantiles"] = _tempo_quantiles(store)
         train_split = store.split("train") if "train" in store.split_names else []
         if config.spec.pen == "categorical" and len(train_split):
             # Generation's stop rule: no "end of drawing" before the shortest drawing's length.
@@ -463,7 +465,7 @@ def prepare_config(store_path, config: ModelConfig, keep_normalisation: bool = F
 def _log_dt_statistics(store, config: ModelConfig) -> dict:
     """`mean` and `std` with the dt column's replaced by those of `log(dt + LOG_DT_SHIFT)`
     over the train split (every member of a store set), for `dt_scale="log"`."""
-    column = config.codec().dt_index
+    column = formats.default_columns(config.data_kind, config.spec.dim).index("dt")
     values = [np.log(np.asarray(member[int(i)][:, column], np.float64) + formats.LOG_DT_SHIFT)
               for member in getattr(store, "stores", [store]) if "train" in member.split_names
               for i in member.split("train")]
@@ -473,6 +475,17 @@ def _log_dt_statistics(store, config: ModelConfig) -> dict:
     mean, std = list(store.mean), list(store.std)
     mean[column], std[column] = float(values.mean()), float(values.std())
     return {"mean": tuple(mean), "std": tuple(std)}
+
+
+def _tempo_quantiles(store) -> tuple[float, ...]:
+    """`formats.TEMPO_QUANTILES` evenly spaced quantiles of the train split's performance
+    tempos (`formats.touch_tempo`; every member of a store set), for `tempo=True`."""
+    tempos = [formats.touch_tempo(np.asarray(member[int(i)])[:, formats.TOUCH_COLUMNS.index("dt")])
+              for member in getattr(store, "stores", [store]) if "train" in member.split_names
+              for i in member.split("train")]
+    if len(tempos) < 2:
+        raise ValueError(f"{store.path}: the train split needs at least 2 performances for tempo conditioning.")
+    return tuple(float(q) for q in np.quantile(tempos, np.linspace(0.0, 1.0, formats.TEMPO_QUANTILES)))
 
 
 def check_examples(store_path, config: ModelConfig, settings: TrainSettings):
@@ -536,7 +549,7 @@ def _make_dataset(store, split, config, settings, batch_size=None, replica_slice
     # Normalised as the model's config says (a fine-tuned model keeps its own statistics).
     kwargs = dict(_example_options(config, settings), targets=config.targets, replica_slices=replica_slices,
                   stats=None if config.mean is None else (config.mean, config.std), dt_scale=config.dt_scale,
-                  drop_remainder=bool(steps))
+                  tempo=config.tempo_quantiles, drop_remainder=bool(steps))
     batch_size = batch_size or settings.batch_size
     if split == "train":
         augment = data.Augmentation(settings.scale_augment, settings.drop_points)

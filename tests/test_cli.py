@@ -136,6 +136,36 @@ def test_robojam_prep_train_generate_midi(tmp_path):
 
 
 @pytest.mark.slow
+def test_tempo_conditioned_touch_model_trains_shows_and_generates(kanji_model, tmp_path, capsys):
+    store = tmp_path / "touch.h5"
+    assert run(["prep", "robojam", str(CORPUS), "--out", str(store), "--no-progress"]) == 0
+    run_dir = tmp_path / "run"
+    assert run(["train", "--data", str(store), "--preset", "touch", *TINY_MODEL, "--tempo", "on", "--seq-len", "30",
+                "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "32", "--out", str(run_dir)]) == 0
+    model = load_model(run_dir / "model.keras")
+    assert model.config.tempo and model.config.input_size == 6  # x, y, dt, dx, dy, tempo
+    # The quantiles of the train split's tempos, by hand: touches (dt > 0.1 s, and the
+    # first row) per second, over at least 1 s.
+    with data.open_store(store) as opened:
+        dts = [np.asarray(opened[int(i)])[:, 2] for i in opened.split("train")]
+    tempos = [(1 + (dt[1:] > 0.1).sum()) / max(dt.sum(), 1.0) for dt in dts]
+    np.testing.assert_allclose(model.config.tempo_quantiles, np.quantile(tempos, np.linspace(0, 1, 101)), rtol=1e-6)
+    capsys.readouterr()
+    assert run(["info", str(run_dir / "model.keras")]) == 0
+    assert "tempo:      conditioned; training tempos" in capsys.readouterr().out
+    assert run(["generate", "--model", str(run_dir / "model.keras"), "--n", "2", "--max-seconds", "3",
+                "--tempo", "2.5", "--seed", "0", "--out", str(tmp_path / "gen")]) == 0
+    assert len(list((tmp_path / "gen").glob("performance_*.mid"))) == 2
+    assert run(["generate", "--model", str(kanji_model / "model.keras"), "--tempo", "2",
+                "--out", str(tmp_path / "kanji")]) == 1
+    assert "not conditioned on tempo" in capsys.readouterr().err
+    assert not (tmp_path / "kanji").exists()
+    assert run(["train", "--data", str(store), "--init-from", str(run_dir / "model.keras"), "--tempo", "off",
+                "--out", str(tmp_path / "tuned")]) == 1
+    assert "leave out --tempo" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_resume_after_sigkill_continues_the_run(kanji_store, tmp_path):
     run_dir = tmp_path / "run"
     argv = ["train", "--data", str(kanji_store), "--preset", "kanji", *TINY_MODEL, "--lr", "0.01",

@@ -310,3 +310,78 @@ def test_decode_tf_takes_the_first_draw_inside_the_bounds():
     samples = ((changes - [0, 0, c.mean[2]]) / c.std).astype(np.float32)
     rows, _, _ = c.decode_tf(tf.constant(samples), tf.constant(previous))
     np.testing.assert_allclose(rows.numpy(), [[0.7, 0.6, 0.03], [0.6, 0.5, 0.02], [1.0, 0.5, 0.02]], atol=1e-5)
+
+
+# ------------------------------------------------------------------- tempo
+TEMPO_QUANTILES = (0.25, 0.5, 1.0, 2.0, 8.0)
+
+
+def test_touch_tempo_counts_touches_per_second_by_hand():
+    # Touches start at row 0 and at each dt above 0.1 s: rows 0, 1 and 4, in 2.5 s.
+    assert formats.touch_tempo([0.0, 0.5, 0.05, 0.05, 1.9]) == pytest.approx(3 / 2.5)
+    # A dt of exactly 0.1 continues the swipe; shorter than 1 s counts as 1 s.
+    assert formats.touch_tempo([0.0, 0.1, 0.3]) == pytest.approx(2 / 1.0)
+    assert formats.touch_tempo([0.0]) == 1.0  # a single tap
+    with pytest.raises(ValueError, match="non-empty"):
+        formats.touch_tempo([])
+
+
+def test_tempo_column_is_fed_from_the_start_row_and_carried_through_decoding():
+    """The tempo column is the normalised log tempo, by hand; every other column is what
+    the codec without tempo gives; decoding (NumPy and TF) and `encode_step` carry each
+    sequence's tempo from the previous model row."""
+    from mdnrnn._tf import tf
+
+    plain = formats.RowCodec("touch", 3, None, (0.4, 0.6, 0.1), (0.3, 0.2, 0.05), "offsets")
+    c = formats.RowCodec("touch", 3, None, (0.4, 0.6, 0.1), (0.3, 0.2, 0.05), "offsets", tempo=TEMPO_QUANTILES)
+    assert c.input_size == plain.input_size + 1 == 6
+    logs = np.log(TEMPO_QUANTILES)
+    by_hand = (np.log([0.5, 3.0]) - logs.mean()) / logs.std()
+    start = c.start_rows(2, [0.5, 3.0])
+    np.testing.assert_array_equal(start[:, :-1], plain.start_rows(2))
+    np.testing.assert_allclose(start[:, -1], by_hand, rtol=1e-6)
+    rng = np.random.default_rng(3)
+    rows = rng.uniform(0, 1, (2, 4, 3)).astype(np.float32)
+    encoded = c.encode(rows, np.array([[0.5], [3.0]]))  # one tempo per sequence
+    np.testing.assert_array_equal(encoded[..., :-1], plain.encode(rows))
+    np.testing.assert_allclose(encoded[..., -1], np.repeat(by_hand[:, None], 4, 1), rtol=1e-6)
+    values = rng.normal(0, 1, (2, 3)).astype(np.float32)
+    decoded, model_rows = c.decode(values.copy(), None, start)
+    plain_decoded, plain_model_rows = plain.decode(values.copy(), None, start[:, :-1])
+    np.testing.assert_array_equal(decoded, plain_decoded)
+    np.testing.assert_array_equal(model_rows, np.column_stack([plain_model_rows, start[:, -1]]))
+    np.testing.assert_allclose(c.encode_step(decoded, start), model_rows, atol=1e-5)
+    tf_rows, tf_model_rows, _ = c.decode_tf(tf.constant(values[None]), tf.constant(start))
+    np.testing.assert_allclose(tf_rows.numpy(), decoded, atol=1e-6)
+    np.testing.assert_allclose(tf_model_rows.numpy(), model_rows, atol=1e-6)
+    np.testing.assert_allclose(c.encode_tf(tf.constant(decoded), tf.constant(start)).numpy(), model_rows, atol=1e-5)
+
+
+def test_tempo_is_required_where_conditioned_and_refused_elsewhere():
+    c = formats.RowCodec("touch", 3, mean=(0.4, 0.6, 0.1), std=(0.3, 0.2, 0.05), tempo=TEMPO_QUANTILES)
+    rows = np.full((1, 3), 0.5, np.float32)
+    with pytest.raises(ValueError, match="conditioned on tempo"):
+        c.encode(rows)
+    with pytest.raises(ValueError, match="conditioned on tempo"):
+        c.start_rows(1)
+    with pytest.raises(ValueError, match="above 0"):
+        c.encode(rows, 0.0)
+    with pytest.raises(ValueError, match="not conditioned on tempo"):
+        codec("touch").encode(rows, 2.0)
+    for kind, dim, pen, quantiles in [("touch", 3, None, (2.0, 1.0)), ("touch", 3, None, (1.0,)),
+                                      ("touch", 3, None, (0.0, 1.0)), ("impsy", 3, None, TEMPO_QUANTILES),
+                                      ("stroke3", 2, "categorical", TEMPO_QUANTILES)]:
+        with pytest.raises(ValueError, match="`tempo`"):
+            formats.RowCodec(kind, dim, pen, tempo=quantiles)
+
+
+def test_drawn_tempos_follow_the_quantiles():
+    """Quantiles of a log-normal distribution: draws through them follow it (KS), and
+    stay within the first and last quantile."""
+    truth = stats.lognorm(s=0.8, scale=1.5)
+    quantiles = truth.ppf(np.linspace(0.001, 0.999, formats.TEMPO_QUANTILES))
+    c = formats.RowCodec("touch", 3, mean=(0.4, 0.6, 0.1), std=(0.3, 0.2, 0.05), tempo=quantiles)
+    draws = c.draw_tempo(np.random.default_rng(0), 20_000)
+    assert draws.min() >= quantiles[0] and draws.max() <= quantiles[-1]
+    assert stats.kstest(draws, truth.cdf).statistic < 0.02
+    assert stats.kstest(draws, stats.lognorm(s=0.8, scale=2.0).cdf).statistic > 0.1  # another one is told apart

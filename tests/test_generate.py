@@ -307,7 +307,10 @@ def test_step_runs_blas_on_one_thread_at_small_batch_sizes(monkeypatch):
 PEN_PRESETS = {None: "touch", "bernoulli": "stroke3", "categorical": "kanji"}
 
 
-def random_weights_model(pen, seed, targets="rows", dt_scale="linear"):
+TEMPO_QUANTILES = (0.3, 0.8, 1.5, 2.5, 6.0)
+
+
+def random_weights_model(pen, seed, targets="rows", dt_scale="linear", tempo=False):
     """A small model whose every weight and bias is drawn from a normal distribution."""
     import keras
 
@@ -315,6 +318,8 @@ def random_weights_model(pen, seed, targets="rows", dt_scale="linear"):
     stats = dict(mean=(0.5, 0.5, 0.1), std=(0.3, 0.3, 0.08)) if pen is None else dict(std=(3.0, 3.0))
     if dt_scale == "log":  # the dt column's statistics are the logarithm's
         stats = dict(mean=(0.5, 0.5, -3.5), std=(0.3, 0.3, 1.1), dt_scale="log")
+    if tempo:
+        stats.update(tempo=True, tempo_quantiles=TEMPO_QUANTILES)
     model = build_model(preset(PEN_PRESETS[pen], units=12, layers=2, components=3, targets=targets, **stats))
     rng = np.random.default_rng(seed)
     for variable in model.weights:
@@ -322,13 +327,14 @@ def random_weights_model(pen, seed, targets="rows", dt_scale="linear"):
     return model
 
 
-def model_inputs(codec, rows, after_start):
+def model_inputs(codec, rows, after_start, tempo=None):
     """What the training pipeline would feed for these data rows: the encoded rows, after
-    the start row where training has one; "end of drawing" rows feed the stroke-5 end row."""
+    the start row where training has one; "end of drawing" rows feed the stroke-5 end row.
+    A tempo-conditioned codec gets `tempo` (touches per second) on every row."""
     if codec.pen is None and after_start:  # the start row stands for a first event at the centre
         first_event = np.where(np.arange(codec.dim) == codec.dt_index, 0.0, mdnrnn.formats.START_VALUE)
-        return codec.encode(np.concatenate([first_event[None], rows]))
-    encoded = codec.encode(rows)
+        return codec.encode(np.concatenate([first_event[None], rows]), tempo)
+    encoded = codec.encode(rows, tempo)
     if codec.pen == "categorical":
         ended = (rows[:, 0] == 0) & (rows[:, 1] == 0) & (rows[:, 2] == 1)
         encoded[ended] = mdnrnn.formats.STROKE5_END
@@ -336,13 +342,16 @@ def model_inputs(codec, rows, after_start):
 
 
 @pytest.mark.parametrize("sigma_temperature", [1.0, 0.5])
-@pytest.mark.parametrize("pen, targets, dt_scale", [(None, "rows", "linear"), (None, "offsets", "linear"),
-                                                    (None, "offsets", "log"), ("bernoulli", "rows", "linear"),
-                                                    ("categorical", "rows", "linear")])
-def test_numpy_step_compiled_loop_and_training_model_agree(pen, targets, dt_scale, sigma_temperature):
+@pytest.mark.parametrize("pen, targets, dt_scale, tempo", [
+    (None, "rows", "linear", False), (None, "offsets", "linear", False), (None, "offsets", "log", False),
+    (None, "offsets", "linear", True), ("bernoulli", "rows", "linear", False), ("categorical", "rows", "linear", False),
+])
+def test_numpy_step_compiled_loop_and_training_model_agree(pen, targets, dt_scale, tempo, sigma_temperature):
     """Parameters from `step()`, from `generate(return_params=True)` and from `MixtureRNN`
-    fed the same rows agree to 1e-4 at every step, from scratch and after `prime()`."""
-    model = random_weights_model(pen, seed=len(str(pen)), targets=targets, dt_scale=dt_scale)
+    fed the same rows agree to 1e-4 at every step, from scratch and after `prime()`. A
+    tempo-conditioned model is fed a set tempo from scratch, and each prefix's own after
+    `prime()`, on every row."""
+    model = random_weights_model(pen, seed=len(str(pen)), targets=targets, dt_scale=dt_scale, tempo=tempo)
     rng = np.random.default_rng(0)
     steps = 12
     if pen is None:
@@ -353,7 +362,8 @@ def test_numpy_step_compiled_loop_and_training_model_agree(pen, targets, dt_scal
         ]
     for primed in (False, True):
         for path in ("step", "generate"):
-            generator = Generator(model, temperature=0.8, sigma_temperature=sigma_temperature, seed=5)
+            generator = Generator(model, temperature=0.8, sigma_temperature=sigma_temperature, seed=5,
+                                  tempo=None if primed or not tempo else 2.0)
             codec = generator.codec
             if primed:
                 generator.prime(prefixes)
@@ -369,7 +379,10 @@ def test_numpy_step_compiled_loop_and_training_model_agree(pen, targets, dt_scal
             for i, (seq, got) in enumerate(zip(sequences, params)):
                 after_start = not primed or pen is not None
                 before = [prefixes[i]] if primed else []
-                inputs = model_inputs(codec, np.concatenate(before + [seq[:-1]]), after_start)
+                sequence_tempo = None
+                if tempo:
+                    sequence_tempo = mdnrnn.formats.touch_tempo(prefixes[i][:, 2]) if primed else 2.0
+                inputs = model_inputs(codec, np.concatenate(before + [seq[:-1]]), after_start, sequence_tempo)
                 expected = model(inputs[None]).numpy()[0, -len(seq) :]
                 np.testing.assert_allclose(got, expected, atol=1e-4, err_msg=f"{path}, primed={primed}, sequence {i}")
             assert np.abs(np.concatenate(params)).max() > 0.5  # real, non-degenerate parameters
@@ -488,3 +501,25 @@ def test_truncation_keeps_each_components_probability(path):
     assert (rows[:, :2] > 0).all() and (rows[:, :2] < 1).all()
     broad = (rows[:, 2] > 0.25).mean()
     assert abs(broad - 0.5) < 0.045, broad  # 4 standard errors
+
+
+def test_tempo_is_drawn_per_sequence_unless_set():
+    """From scratch, a tempo-conditioned generator draws each sequence's tempo from the
+    training quantiles (sequences start with different parameters, and the training
+    model fed the drawn tempo gives them); a set tempo starts every sequence alike; an
+    unconditioned model refuses one."""
+    model = random_weights_model(None, seed=2, targets="offsets", tempo=True)
+    generator = Generator(model, seed=0)
+    generator.reset(4)
+    drawn = Generator(model, seed=0)._rng  # the same draws, replayed after its own reset(1)
+    tempos = generator.codec.draw_tempo(drawn, 4)
+    assert TEMPO_QUANTILES[0] <= tempos.min() and tempos.max() <= TEMPO_QUANTILES[-1] and np.ptp(tempos) > 0.1
+    expected = model(generator.codec.start_rows(4, tempos)[:, None]).numpy()[:, 0]
+    np.testing.assert_allclose(generator.params, expected, atol=1e-4)
+    generator.tempo = 3.0
+    generator.reset(4)
+    assert np.ptp(generator.params, axis=0).max() == 0
+    with pytest.raises(ValueError, match="not conditioned on tempo"):
+        Generator(random_weights_model(None, seed=2, targets="offsets"), tempo=2.0)
+    with pytest.raises(ValueError, match="tempo"):
+        generator.tempo = -1.0

@@ -51,6 +51,8 @@ def test_unknown_preset_names_the_choices():
         ({"pen": None}, "needs a spec with dim=2 and a pen"),
         ({"mean": (0.0,)}, "mean=\\(0.0,\\)"),
         ({"std": (1.0, 0.0)}, "std"),
+        ({"tempo": True}, "tempo=True"),  # touch models only
+        ({"tempo_quantiles": (1.0, 2.0)}, "set `tempo=True`"),
     ],
 )
 def test_config_rejects_bad_values(changes, message):
@@ -61,6 +63,13 @@ def test_config_rejects_bad_values(changes, message):
 def test_config_dict_round_trip():
     config = preset("touch", units=32, mean=(0.5, 0.5, 0.1), std=(0.2, 0.3, 0.05))
     assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    tempo = config.replace(tempo=True, tempo_quantiles=(0.5, 1.5, 4.0))
+    assert ModelConfig.from_dict(json.loads(json.dumps(tempo.to_dict()))) == tempo
+    assert tempo.input_size == config.input_size + 1 == tempo.codec().input_size
+    with pytest.raises(ValueError, match="no `tempo_quantiles` yet"):
+        config.replace(tempo=True).codec()
+    with pytest.raises(ValueError, match="`tempo`"):
+        config.replace(tempo=True, tempo_quantiles=(3.0, 1.0))
     mean, std = config.normalisation
     np.testing.assert_allclose(std, [0.2, 0.3, 0.05])
 
@@ -129,12 +138,14 @@ def test_one_fit_step_lowers_the_loss():
 
 
 @pytest.mark.parametrize("covariance", ["diagonal", "full"])
-@pytest.mark.parametrize("name", ["kanji", "stroke3", "touch"])
+@pytest.mark.parametrize("name", ["kanji", "stroke3", "touch", "touch-tempo"])
 def test_save_load_same_outputs_config_and_nll(tmp_path, name, covariance):
     rng = np.random.default_rng(4)
-    config = preset(name, units=16, components=3, covariance=covariance)
-    if name == "touch":
+    config = preset(name.split("-")[0], units=16, components=3, covariance=covariance)
+    if name.startswith("touch"):
         config = config.replace(mean=(0.5, 0.5, 0.05), std=(0.3, 0.3, 0.1))
+        if name == "touch-tempo":
+            config = config.replace(tempo=True, tempo_quantiles=(0.4, 1.2, 3.0))
         x = rng.normal(size=(2, 6, config.input_size)).astype(np.float32)
         y = rng.normal(size=(2, 6, 3)).astype(np.float32)
     elif name == "stroke3":

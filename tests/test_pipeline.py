@@ -12,7 +12,7 @@ from scipy import stats
 
 from data_prep import sketch_npz
 from data_prep.common import load_npz
-from mdnrnn import data, datasets
+from mdnrnn import data, datasets, formats
 
 
 def _batches(ds):
@@ -255,6 +255,41 @@ def test_input_noise_perturbs_only_the_change_columns_of_inputs(tmp_path):
         data.make_dataset(path, "train", 16, window=20, input_noise=0.05)
     with pytest.raises(ValueError, match="input_noise=-1"):
         data.make_dataset(path, "train", 16, window=20, targets="offsets", input_noise=-1)
+
+
+def test_tempo_models_get_each_windows_whole_performance_tempo(tmp_path):
+    """With `tempo`, every real input row of a window ends with its whole performance's
+    tempo (computed by hand from the performance, not the window), long performances
+    read in pieces included; padding stays zero, the other columns are those of the
+    dataset without tempo, and input noise leaves the tempo column alone."""
+    rng = np.random.default_rng(8)
+    lengths = [40, 3, 130, 9, 60, 2, 75]
+    seqs = [np.column_stack([rng.random((n, 2)), rng.uniform(0, 0.3, n)]).astype(np.float32) for n in lengths]
+    splits = ["train", "valid", "train", "train", "valid", "train", "train"]
+    path = data.write_store(tmp_path / "t.h5", seqs, kind="touch", splits=splits)
+    quantiles = (0.5, 1.0, 2.0, 4.0, 9.0)
+    codec = formats.RowCodec("touch", 3, tempo=quantiles)
+    window = 8
+    expected = [codec.tempo_column(formats.touch_tempo(rows[:, 2]))
+                for rows, split in zip(seqs, splits) if split == "train"
+                for _ in range((len(rows) - 2) // window + 1)]
+    assert len(set(np.round(expected, 5))) == 5  # every performance has a tempo of its own
+
+    def batches(tempo, noise=0.0):
+        ds = data.make_dataset(path, "train", 4, window=window, shuffle=False, targets="offsets",
+                               tempo=tempo, input_noise=noise, block_rows=32, seed=3)
+        return [np.concatenate(part) for part in zip(*_batches(ds))]
+
+    inputs, targets, weights = batches(quantiles)
+    plain = batches(None)
+    assert inputs.shape[-1] == plain[0].shape[-1] + 1 == 6
+    np.testing.assert_array_equal(inputs[..., :-1], plain[0])
+    np.testing.assert_array_equal(targets, plain[1])
+    real = weights > 0
+    np.testing.assert_allclose(inputs[..., -1], np.where(real, np.array(expected)[:, None], 0.0), rtol=1e-6)
+    noisy = batches(quantiles, noise=0.1)[0]
+    np.testing.assert_array_equal(noisy[..., [0, 1, 2, 5]], inputs[..., [0, 1, 2, 5]])
+    assert np.abs(noisy[..., 3:5] - inputs[..., 3:5])[real].min() > 0
 
 
 def test_log_dt_models_get_the_logarithms_statistics_and_rows(tmp_path):

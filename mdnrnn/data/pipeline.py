@@ -84,6 +84,23 @@ class _Plan:
     block_bounds: np.ndarray  # block b = chunks block_bounds[b]:block_bounds[b + 1]
     augment: "Augmentation | None" = None  # drawings only: random changes per example
     input_noise: float = 0.0  # offset targets: noise on the inputs' change columns
+    # Tempo-conditioned codecs: the split's sequences' first rows (increasing) and tempos.
+    tempo_starts: np.ndarray | None = None
+    tempo_values: np.ndarray | None = None
+
+    @property
+    def width(self):
+        """Columns of the rows batches are cut from: the store's, then the tempo's."""
+        return self.n_columns + (self.tempo_values is not None)
+
+    def read(self, values, first, end):
+        """File rows `[first, end)`, with each row's sequence tempo as a last column if
+        the codec is conditioned on tempo (rows of other splits get a neighbour's)."""
+        rows = _read(values, slice(first, end), self.path)
+        if self.tempo_values is None:
+            return rows
+        sequence = np.searchsorted(self.tempo_starts, np.arange(first, end), side="right") - 1
+        return np.concatenate([rows, self.tempo_values[np.maximum(sequence, 0), None]], 1)
 
     def rows(self, lo, hi):
         """The file rows `[first, end)` covering chunks `lo:hi`."""
@@ -211,7 +228,7 @@ def _open(spec, check_values=True):
 
 
 def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augment=None, stats=None,
-          targets="rows", input_noise=0.0, dt_scale="linear"):
+          targets="rows", input_noise=0.0, dt_scale="linear", tempo=None):
     """The `_Plan` of one store's split; `stats` (mean, std) default to the store's."""
     mean, std = (store.mean, store.std) if stats is None else stats
     indices = store.split(split)
@@ -222,6 +239,12 @@ def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augm
     del usable
     row0 = store.offsets[indices]
     size, end = lengths, None
+    tempo_starts = tempo_values = None
+    if tempo is not None:  # one tempo per sequence, of the whole sequence (not its window)
+        dt = store.columns.index("dt")
+        tempo_starts = row0.copy()
+        tempo_values = np.array([formats.touch_tempo(np.asarray(store[int(i)])[:, dt]) for i in indices],
+                                np.float32)
     if mode == "window":
         # Cut each sequence's windows into chunks of at most per_chunk windows.
         per_chunk = max(1, block_rows // stride)
@@ -245,6 +268,7 @@ def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augm
             std.astype(np.float32),
             targets,
             dt_scale,
+            tempo,
         ),
         mode=mode,
         stride=stride,
@@ -255,6 +279,8 @@ def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augm
         block_bounds=_block_bounds(row0, block_rows),
         augment=augment,
         input_noise=input_noise,
+        tempo_starts=tempo_starts,
+        tempo_values=tempo_values,
     )
 
 
@@ -296,7 +322,7 @@ def _batches(plans, batch_size, shuffle, drop_remainder, shuffle_blocks, seed, s
     first_block = np.cumsum([0] + [len(p.block_bounds) - 1 for p in plans])
     n_blocks = int(first_block[-1])
     order = rng.permutation(n_blocks) if shuffle else np.arange(n_blocks)
-    carry = np.zeros((0, plan.n_columns), dtype=np.float32)
+    carry = np.zeros((0, plan.width), dtype=np.float32)
     carry_starts = carry_lengths = np.zeros(0, dtype=np.int64)
     with _OpenFiles(_OPEN_FILES) as files:
         for g in range(0, n_blocks, shuffle_blocks):
@@ -308,7 +334,7 @@ def _batches(plans, batch_size, shuffle, drop_remainder, shuffle_blocks, seed, s
                 lo, hi = plans[p].block_bounds[b], plans[p].block_bounds[b + 1]
                 first, end = plans[p].rows(lo, hi)
                 values = files.values(plans[p].path)
-                parts.append(_read(values, slice(first, end), plans[p].path))  # one contiguous read
+                parts.append(plans[p].read(values, first, end))  # one contiguous read
                 ex_starts, ex_lengths = plans[p].examples(lo, hi, base - first)
                 starts.append(ex_starts)
                 lengths.append(ex_lengths)
@@ -327,7 +353,7 @@ def _batches(plans, batch_size, shuffle, drop_remainder, shuffle_blocks, seed, s
             carry_lengths = lengths[rest]
             carry = np.concatenate(
                 [rows[s : s + n] for s, n in zip(starts[rest], carry_lengths)]
-                or [np.zeros((0, plan.n_columns), dtype=np.float32)]
+                or [np.zeros((0, plan.width), dtype=np.float32)]
             )
             carry_starts = np.cumsum(carry_lengths) - carry_lengths
     if len(carry_starts) and not drop_remainder:
@@ -424,8 +450,11 @@ def _make_batch(plan, rows, starts, lengths, rng=None):
     real = steps[None, :] < lengths[:, None]  # [B, T]
     index = np.minimum(starts[:, None] + steps[None, :], len(rows) - 1)
     codec = plan.codec
-    model = codec.encode(rows[index])  # [B, T, F_in]
-    raw = codec.targets(rows[index])  # [B, T, C]
+    rows, tempo = rows[index], None  # [B, T, C]
+    if codec.tempo is not None:  # the last column: each row's sequence tempo
+        rows, tempo = rows[..., :-1], rows[..., -1]
+    model = codec.encode(rows, tempo)  # [B, T, F_in]
+    raw = codec.targets(rows)  # [B, T, C]
     model[~real] = 0.0
     raw[~real] = 0.0
     b = len(starts)
@@ -446,7 +475,8 @@ def _make_batch(plan, rows, starts, lengths, rng=None):
         inputs, targets = model[:, :-1], raw[:, 1:]
         weights = real[:, 1:]
         if plan.input_noise:  # the change columns follow the row's normalised values
-            inputs[..., codec.dim:] += rng.normal(0.0, plan.input_noise, inputs[..., codec.dim:].shape)
+            changes = slice(codec.dim, codec.dim + int(codec.offset_columns.sum()))
+            inputs[..., changes] += rng.normal(0.0, plan.input_noise, inputs[..., changes].shape)
         inputs = inputs * weights[..., None]
     return inputs, targets, weights.astype(np.float32)
 
@@ -489,6 +519,7 @@ def make_dataset(
     stats=None,
     input_noise=0.0,
     dt_scale="linear",
+    tempo=None,
 ):
     """A `tf.data.Dataset` of `(inputs, targets, weights)` batches from a store.
 
@@ -586,6 +617,12 @@ def make_dataset(
         dt_scale: touch and IMPSY: `"linear"` or `"log"`, as the model's
             `ModelConfig.dt_scale` (see `mdnrnn.formats.RowCodec`); `"log"`
             needs `stats`. Defaults to `"linear"`.
+        tempo: touch stores, for a tempo-conditioned model: its
+            `ModelConfig.tempo_quantiles`. Every input row then ends with its
+            whole performance's tempo (`mdnrnn.formats.touch_tempo`, computed
+            when the dataset is made: one read per performance of the split),
+            whatever window it is in (see `mdnrnn.formats.RowCodec`).
+            Defaults to `None` (no tempo column).
         stats: `(mean, std)` of the continuous columns to normalise with
             instead of the store's: a model's own (`ModelConfig.mean` and
             `std`), when it was trained on other data. Defaults to `None`
@@ -624,7 +661,7 @@ def make_dataset(
                 shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
                 block_rows=block_rows, shuffle_blocks=shuffle_blocks,
                 max_seq_len=max_seq_len, augment=augment, replica_slices=replica_slices,
-                targets=targets, stats=stats, input_noise=input_noise, dt_scale=dt_scale,
+                targets=targets, stats=stats, input_noise=input_noise, dt_scale=dt_scale, tempo=tempo,
             )
     if replica_slices is not None:
         _check_replica_slices(replica_slices, batch_size)
@@ -661,7 +698,7 @@ def make_dataset(
     plans = [
         _plan(member, split, mode, window, stride, block_rows, max_seq_len, augment or None,
               (store.mean, store.std) if stats is None else tuple(np.asarray(v, np.float32) for v in stats),
-              targets, input_noise, dt_scale)
+              targets, input_noise, dt_scale, tempo)
         for member in members
     ]
     plans = [plan for plan in plans if len(plan.row0)]  # stores with examples in the split
