@@ -254,7 +254,8 @@ def cmd_info(args):
             print(f"dt scale:   {config.dt_scale} (targets: {config.targets})")
         if config.tempo:
             q = config.tempo_quantiles
-            print(f"tempo:      conditioned; training tempos {q[0]:.2f} to {q[-1]:.2f} touches/s, median {q[len(q) // 2]:.2f}")
+            print(f"tempo:      conditioned; training tempos {q[0]:.2f} to {q[-1]:.2f} touches/s, "
+                  f"median {q[len(q) // 2]:.2f}")
         return
     from mdnrnn import data
 

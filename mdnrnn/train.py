@@ -424,8 +424,9 @@ def start_config(init_from, config: ModelConfig | None) -> ModelConfig:
 
 
 def prepare_config(store_path, config: ModelConfig, keep_normalisation: bool = False) -> ModelConfig:
-    """Fits a config to a store: checks the kind, sets dim (IMPSY), normalisation and
-    `min_steps` (stroke-5 models: the train split's shortest drawing).
+    """Fits a config to a store: checks the kind, sets dim (IMPSY), normalisation,
+    `min_steps` (stroke-5 models: the train split's shortest drawing) and
+    `tempo_quantiles` (tempo-conditioned touch models).
 
     `store_path` may name several stores (anything `data.open_stores` opens: a shard
     directory, a list, a pattern); their statistics are the set's. `keep_normalisation`

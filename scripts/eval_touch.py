@@ -291,6 +291,9 @@ def main(argv=None):
                         help="step limit of a generated performance (default: twice the longest real one's rows)")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--sigma-temperature", type=float, default=1.0)
+    parser.add_argument("--tempo", type=float, default=None,
+                        help="tempo-conditioned models: touches per second of every generated performance "
+                             "(default: drawn per performance from the training tempos)")
     parser.add_argument("--tap-threshold", type=float, default=formats.NEW_TOUCH_DT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--svg", help="write the side-by-side SVG here")
@@ -350,7 +353,8 @@ def main(argv=None):
         else:
             model = mdnrnn.load_model(args.model)
     generator = mdnrnn.Generator(
-        model, temperature=args.temperature, sigma_temperature=args.sigma_temperature, seed=args.seed
+        model, temperature=args.temperature, sigma_temperature=args.sigma_temperature, seed=args.seed,
+        tempo=args.tempo,
     )
     durations = np.tile([p[:, 2].sum() for p in real], args.per_real)
     if args.seconds:
@@ -363,7 +367,7 @@ def main(argv=None):
         f"# model {args.model}; {len(real)} held-out performances of {datasets.path('robojam').name} "
         f"(test split, seed 0) against {len(generated)} generated ones ({lasting}, up to {max_steps} "
         f"steps, temperature {args.temperature:g}, sigma_temperature {args.sigma_temperature:g}, "
-        f"seed {args.seed})\n"
+        f"{'' if args.tempo is None else f'tempo {args.tempo:g}, '}seed {args.seed})\n"
     )
     print_table(compare(real, generated, args.tap_threshold))
     if args.one_step:
