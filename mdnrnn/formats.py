@@ -107,11 +107,11 @@ the exporters.
   one more column, the performance's tempo (`touch_tempo`: touches per second),
   as `(log(tempo) - m) / s` with `m` and `s` the mean and standard deviation of
   the logarithms of the training tempos' quantiles (`RowCodec.tempo_column`).
-  The training pipeline gives every window its whole performance's tempo; a
-  generator takes one per sequence (set, drawn from the training quantiles, or
-  a prefix's own), puts it in the start row, and decoding carries it from each
-  model row to the next. So a generated performance commits to a tempo before
-  its first touch, as a player does, instead of averaging over players.
+  The training pipeline gives every window its whole performance's tempo. A
+  generator takes one per sequence: set, or drawn from the training quantiles
+  into the start row when it starts from nothing; set, or the prefix's own
+  (so far), on every row of a prefix it primes with. Decoding carries it from
+  each model row to the next.
 """
 
 import numpy as np
@@ -149,8 +149,8 @@ LOG_DT_SHIFT = 1e-3
 # the exponential of a far-out sample would overflow.
 LOG_DT_MAX = 3600.0
 # A touch row whose dt is above this many seconds starts a new touch (a tap, or the first
-# point of a swipe); smaller dt continues a swipe. The exporters, live play and
-# `scripts/eval_touch.py` split touches with it.
+# point of a swipe); smaller dt continues a swipe. The exporters, live play, `touch_tempo`
+# and `scripts/eval_touch.py` split touches with it.
 NEW_TOUCH_DT = 0.1
 # A performance's tempo (`touch_tempo`) is its touches per second over at least this many
 # seconds, so a single tap reads as one touch per second rather than as a burst.
@@ -479,12 +479,12 @@ class RowCodec:
             then those of the logarithm), and its samples come back through `exp`.
             Pauses between touches span 0.1 s to seconds, a heavy tail that linear
             Gaussians cover by spreading below 0.1 s too. Defaults to `"linear"`.
-        tempo: touch models conditioned on tempo: the quantiles of the training
-            performances' tempos (`touch_tempo`, touches per second; increasing, at least
-            two), which set the tempo column's scale and what `draw_tempo` draws from.
-            Every model input row then ends with the tempo column (see the module note),
-            and `encode` and `start_rows` need the tempo of each sequence. `None` (the
-            default): no tempo column.
+        tempo_quantiles: touch models conditioned on tempo: the quantiles of the
+            training performances' tempos (`touch_tempo`, touches per second;
+            increasing, at least two), which set the tempo column's scale and what
+            `draw_tempo` draws from. Every model input row then ends with the tempo column
+            (see the module note), and `encode` and `start_rows` need the tempo of each
+            sequence. `None` (the default): no tempo column.
 
     Raises:
         ValueError: for an unknown kind, a pen that does not fit it, statistics of the
@@ -497,7 +497,8 @@ class RowCodec:
     array([[ 0.,  0., -1.]], dtype=float32)
     """
 
-    def __init__(self, kind, dim, pen=None, mean=None, std=None, targets="rows", dt_scale="linear", tempo=None):
+    def __init__(self, kind, dim, pen=None, mean=None, std=None, targets="rows", dt_scale="linear",
+                 tempo_quantiles=None):
         if kind not in KINDS:
             raise ValueError(f"Unknown sequence kind {kind!r}; expected one of {KINDS}.")
         if dt_scale not in DT_SCALES or (dt_scale == "log" and kind == "stroke3"):
@@ -546,15 +547,17 @@ class RowCodec:
         # the offset columns' change from the previous row.
         self.input_size = {None: dim, "bernoulli": dim + 1, "categorical": dim + 3}[pen]
         self.input_size += int(self.offset_columns.sum())
-        self.tempo = None if tempo is None else np.asarray(tempo, np.float64)
-        if self.tempo is not None:
-            if kind != "touch" or self.tempo.ndim != 1 or len(self.tempo) < 2 or not (
-                    np.isfinite(self.tempo).all() and (self.tempo > 0).all() and (np.diff(self.tempo) >= 0).all()):
+        quantiles = None if tempo_quantiles is None else np.asarray(tempo_quantiles, np.float64)
+        self.tempo_quantiles = quantiles
+        if quantiles is not None:
+            if kind != "touch" or quantiles.ndim != 1 or len(quantiles) < 2 or not (
+                    np.isfinite(quantiles).all() and (quantiles > 0).all() and (np.diff(quantiles) >= 0).all()):
                 raise ValueError(
-                    "Received an invalid value for `tempo`, expected the increasing quantiles (at least two, "
-                    f"all above 0) of a touch corpus' tempos. Received: kind={kind!r}, tempo={tempo!r}"
+                    "Received an invalid value for `tempo_quantiles`, expected the increasing quantiles (at "
+                    f"least two, all above 0) of a touch corpus' tempos. Received: kind={kind!r}, "
+                    f"tempo_quantiles={tempo_quantiles!r}"
                 )
-            logs = np.log(self.tempo)
+            logs = np.log(quantiles)
             self._tempo_mean, self._tempo_std = float(logs.mean()), float(logs.std()) or 1.0
             self.input_size += 1
         # Draws a compiled loop takes per step for `decode_tf` (see `redraw`).
@@ -589,8 +592,9 @@ class RowCodec:
         second to last axis: with offset targets, each row's input also holds its offset
         columns' change from the row before it (0 for the first row, which has none; see
         `encode_step`). Other models encode each row on its own. A tempo-conditioned
-        codec needs `tempo`, touches per second broadcast against `rows.shape[:-1]` (one
-        per sequence, or one per row), and appends its column.
+        codec needs `tempo`, touches per second broadcast against `rows.shape[:-1]`: a
+        number for one sequence, `(B, 1)` for one per sequence of a batch, or one per
+        row; it appends the tempo column.
         """
         return self._with_tempo(self._encode_rows(rows), tempo)
 
@@ -603,12 +607,13 @@ class RowCodec:
 
     def draw_tempo(self, rng, n):
         """`n` tempos drawn from the training tempos' distribution: uniform draws mapped
-        through the quantiles (`tempo`), linearly between them."""
-        return np.interp(rng.random(n), np.linspace(0.0, 1.0, len(self.tempo)), self.tempo)
+        through the quantiles (`tempo_quantiles`), linearly between them."""
+        quantiles = self.tempo_quantiles
+        return np.interp(rng.random(n), np.linspace(0.0, 1.0, len(quantiles)), quantiles)
 
     def _with_tempo(self, model_rows, tempo):
         """`model_rows` `(..., input_size - 1)` and the tempo column; as they are without tempo."""
-        if self.tempo is None:
+        if self.tempo_quantiles is None:
             if tempo is not None:
                 raise ValueError("This model is not conditioned on tempo; leave `tempo` out.")
             return model_rows
@@ -619,13 +624,13 @@ class RowCodec:
 
     def _keep_tempo(self, model_rows, previous):
         """Decoded model rows `(B, input_size - 1)` and the tempo column of `previous`."""
-        if self.tempo is None:
+        if self.tempo_quantiles is None:
             return model_rows
         return np.concatenate([model_rows, previous[:, -1:]], 1)
 
     def _keep_tempo_tf(self, model_rows, previous):
         """`_keep_tempo` in TensorFlow."""
-        if self.tempo is None:
+        if self.tempo_quantiles is None:
             return model_rows
         from mdnrnn._tf import tf
 
@@ -792,7 +797,8 @@ class RowCodec:
             pen: `(B,)`: a class index (0, 1, 2) for a categorical pen, 0/1 for a
                 Bernoulli pen; `None` without a pen.
             previous: `(B, input_size)`, the model rows fed last; needed with offset
-                targets, whose values are changes from them.
+                targets, whose values are changes from them, and with a tempo column,
+                which is carried from them.
 
         Returns:
             `(rows, model_rows)`: float32 `(B, columns)` in data units, clipped, and

@@ -165,7 +165,8 @@ class Generator(Temperatures):
         are fed as they are, as training windows begin (with a real row, from a zero
         state). Afterwards `step` and `generate` continue each prefix. A tempo-conditioned
         model reads each prefix with `tempo`, or when that is `None` with the prefix's
-        own (`formats.touch_tempo`), so it goes on at the player's pace.
+        own (`formats.touch_tempo`), so it goes on at the player's pace; a prefix of
+        under a second counts as one second, so its tempo reads low.
 
         Args:
             prefixes: A list of arrays in data units and columns (stroke-3, touch or
@@ -311,7 +312,6 @@ class Generator(Temperatures):
         return sequences
 
     # -------------------------------------------------------------- helpers
-
     def _check_rows(self, rows, name):
         rows = np.asarray(rows, dtype=np.float32)
         width = len(self.columns)

@@ -198,7 +198,7 @@ def read_sidecar(path) -> LiteConfig:
             preset=config.get("preset"), columns=tuple(meta["columns"]),
             input_size=int(meta["input_size"]), min_steps=int(config.get("min_steps", 0)),
             targets=config.get("targets", "rows"), dt_scale=config.get("dt_scale", "linear"),
-            tempo_quantiles=config.get("tempo_quantiles"),
+            tempo_quantiles=None if config.get("tempo_quantiles") is None else tuple(config["tempo_quantiles"]),
         )
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{meta_path} is not an mdnrnn LiteRT sidecar: {error}") from None
@@ -368,7 +368,6 @@ class LiteGenerator(Temperatures):
             params[row] = interpreter.get_tensor(self._params_index)[0]
             self._state[i] = interpreter.get_tensor(self._state_out_index)
         return params
-
 
     def _check_rows(self, rows, name):
         rows = np.asarray(rows, dtype=np.float32)

@@ -150,11 +150,6 @@ class ModelConfig:
                 "Received an invalid value for `tempo`, expected True (touch models only) or False. "
                 f"Received: data_kind={self.data_kind!r}, tempo={self.tempo!r}"
             )
-        if self.tempo_quantiles is not None:
-            if not self.tempo:
-                raise ValueError("`tempo_quantiles` belong to a tempo-conditioned model; set `tempo=True`.")
-            object.__setattr__(self, "tempo_quantiles", tuple(float(v) for v in self.tempo_quantiles))
-            self.codec()  # checks them
         for name in ("mean", "std"):
             value = getattr(self, name)
             if value is None:
@@ -168,6 +163,15 @@ class ModelConfig:
             if name == "std" and min(value) <= 0:
                 raise ValueError(f"`std` must be positive. Received: std={value!r}")
             object.__setattr__(self, name, value)
+        if self.tempo_quantiles is not None:
+            if not self.tempo:
+                raise ValueError("`tempo_quantiles` belong to a tempo-conditioned model; set `tempo=True`.")
+            try:
+                object.__setattr__(self, "tempo_quantiles", tuple(float(v) for v in self.tempo_quantiles))
+            except (TypeError, ValueError):
+                raise ValueError("Received an invalid value for `tempo_quantiles`, expected a sequence of "
+                                 f"numbers. Received: tempo_quantiles={self.tempo_quantiles!r}") from None
+            self.codec()  # checks them
 
     @property
     def input_size(self) -> int:

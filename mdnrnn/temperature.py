@@ -48,7 +48,7 @@ class Temperatures:
     @tempo.setter
     def tempo(self, value):
         if value is not None:
-            if self.codec.tempo is None:
+            if self.codec.tempo_quantiles is None:
                 raise ValueError("This model is not conditioned on tempo (train it with `--tempo on`); "
                                  "leave `tempo` None.")
             value = check_temperature(value, "tempo")
@@ -56,14 +56,14 @@ class Temperatures:
 
     def _start_rows(self, batch_size):
         """The codec's start rows, with each sequence's tempo if the model has one."""
-        if self.codec.tempo is None:
+        if self.codec.tempo_quantiles is None:
             return self.codec.start_rows(batch_size)
         tempo = self.codec.draw_tempo(self._rng, batch_size) if self._tempo is None else self._tempo
         return self.codec.start_rows(batch_size, tempo)
 
     def _encode_prefix(self, prefix):
         """A checked prefix (data rows) as model rows, with its tempo (`tempo`, or its own)."""
-        if self.codec.tempo is None:
+        if self.codec.tempo_quantiles is None:
             return self.codec.encode(prefix)
         tempo = self._tempo
         if tempo is None:

@@ -550,7 +550,7 @@ def _make_dataset(store, split, config, settings, batch_size=None, replica_slice
     # Normalised as the model's config says (a fine-tuned model keeps its own statistics).
     kwargs = dict(_example_options(config, settings), targets=config.targets, replica_slices=replica_slices,
                   stats=None if config.mean is None else (config.mean, config.std), dt_scale=config.dt_scale,
-                  tempo=config.tempo_quantiles, drop_remainder=bool(steps))
+                  tempo_quantiles=config.tempo_quantiles, drop_remainder=bool(steps))
     batch_size = batch_size or settings.batch_size
     if split == "train":
         augment = data.Augmentation(settings.scale_augment, settings.drop_points)

@@ -34,6 +34,9 @@ step (their first step, and all), against the real next rows.
 per second, points per touch and step length predict the other's (Spearman), against the
 corpus's own performances of 4 s or more (real players keep a style), and the same for the
 held-out ones' first 2 s continued by the model (4 times each), against their real second 2 s.
+`--tempo T` gives a tempo-conditioned model (`mdnrnn train --tempo on`) T touches per second
+for every performance, primed ones included (by default each draws one from the training
+performances', and a primed one takes its prefix's own).
 
 `--model` takes a `.keras` file or the name of a pretrained model. Without a model at
 hand, `--train-epochs N` trains a small one first (`preset("touch", units=--units)` on
@@ -292,8 +295,9 @@ def main(argv=None):
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--sigma-temperature", type=float, default=1.0)
     parser.add_argument("--tempo", type=float, default=None,
-                        help="tempo-conditioned models: touches per second of every generated performance "
-                             "(default: drawn per performance from the training tempos)")
+                        help="tempo-conditioned models: touches per second of every generated performance, "
+                             "and of the primed ones of --one-step and --style (default: drawn per performance "
+                             "from the training tempos; a primed one takes its prefix's own)")
     parser.add_argument("--tap-threshold", type=float, default=formats.NEW_TOUCH_DT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--svg", help="write the side-by-side SVG here")

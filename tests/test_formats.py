@@ -333,7 +333,7 @@ def test_tempo_column_is_fed_from_the_start_row_and_carried_through_decoding():
     from mdnrnn._tf import tf
 
     plain = formats.RowCodec("touch", 3, None, (0.4, 0.6, 0.1), (0.3, 0.2, 0.05), "offsets")
-    c = formats.RowCodec("touch", 3, None, (0.4, 0.6, 0.1), (0.3, 0.2, 0.05), "offsets", tempo=TEMPO_QUANTILES)
+    c = formats.RowCodec("touch", 3, None, (0.4, 0.6, 0.1), (0.3, 0.2, 0.05), "offsets", tempo_quantiles=TEMPO_QUANTILES)
     assert c.input_size == plain.input_size + 1 == 6
     logs = np.log(TEMPO_QUANTILES)
     by_hand = (np.log([0.5, 3.0]) - logs.mean()) / logs.std()
@@ -358,7 +358,7 @@ def test_tempo_column_is_fed_from_the_start_row_and_carried_through_decoding():
 
 
 def test_tempo_is_required_where_conditioned_and_refused_elsewhere():
-    c = formats.RowCodec("touch", 3, mean=(0.4, 0.6, 0.1), std=(0.3, 0.2, 0.05), tempo=TEMPO_QUANTILES)
+    c = formats.RowCodec("touch", 3, mean=(0.4, 0.6, 0.1), std=(0.3, 0.2, 0.05), tempo_quantiles=TEMPO_QUANTILES)
     rows = np.full((1, 3), 0.5, np.float32)
     with pytest.raises(ValueError, match="conditioned on tempo"):
         c.encode(rows)
@@ -371,8 +371,8 @@ def test_tempo_is_required_where_conditioned_and_refused_elsewhere():
     for kind, dim, pen, quantiles in [("touch", 3, None, (2.0, 1.0)), ("touch", 3, None, (1.0,)),
                                       ("touch", 3, None, (0.0, 1.0)), ("impsy", 3, None, TEMPO_QUANTILES),
                                       ("stroke3", 2, "categorical", TEMPO_QUANTILES)]:
-        with pytest.raises(ValueError, match="`tempo`"):
-            formats.RowCodec(kind, dim, pen, tempo=quantiles)
+        with pytest.raises(ValueError, match="`tempo_quantiles`"):
+            formats.RowCodec(kind, dim, pen, tempo_quantiles=quantiles)
 
 
 def test_drawn_tempos_follow_the_quantiles():
@@ -380,7 +380,7 @@ def test_drawn_tempos_follow_the_quantiles():
     stay within the first and last quantile."""
     truth = stats.lognorm(s=0.8, scale=1.5)
     quantiles = truth.ppf(np.linspace(0.001, 0.999, formats.TEMPO_QUANTILES))
-    c = formats.RowCodec("touch", 3, mean=(0.4, 0.6, 0.1), std=(0.3, 0.2, 0.05), tempo=quantiles)
+    c = formats.RowCodec("touch", 3, mean=(0.4, 0.6, 0.1), std=(0.3, 0.2, 0.05), tempo_quantiles=quantiles)
     draws = c.draw_tempo(np.random.default_rng(0), 20_000)
     assert draws.min() >= quantiles[0] and draws.max() <= quantiles[-1]
     assert stats.kstest(draws, truth.cdf).statistic < 0.02

@@ -68,8 +68,9 @@ def test_config_dict_round_trip():
     assert tempo.input_size == config.input_size + 1 == tempo.codec().input_size
     with pytest.raises(ValueError, match="no `tempo_quantiles` yet"):
         config.replace(tempo=True).codec()
-    with pytest.raises(ValueError, match="`tempo`"):
-        config.replace(tempo=True, tempo_quantiles=(3.0, 1.0))
+    for bad in ((3.0, 1.0), 2.0):
+        with pytest.raises(ValueError, match="tempo_quantiles"):
+            config.replace(tempo=True, tempo_quantiles=bad)
     mean, std = config.normalisation
     np.testing.assert_allclose(std, [0.2, 0.3, 0.05])
 

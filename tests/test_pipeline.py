@@ -268,7 +268,7 @@ def test_tempo_models_get_each_windows_whole_performance_tempo(tmp_path):
     splits = ["train", "valid", "train", "train", "valid", "train", "train"]
     path = data.write_store(tmp_path / "t.h5", seqs, kind="touch", splits=splits)
     quantiles = (0.5, 1.0, 2.0, 4.0, 9.0)
-    codec = formats.RowCodec("touch", 3, tempo=quantiles)
+    codec = formats.RowCodec("touch", 3, tempo_quantiles=quantiles)
     window = 8
     expected = [codec.tempo_column(formats.touch_tempo(rows[:, 2]))
                 for rows, split in zip(seqs, splits) if split == "train"
@@ -277,7 +277,7 @@ def test_tempo_models_get_each_windows_whole_performance_tempo(tmp_path):
 
     def batches(tempo, noise=0.0):
         ds = data.make_dataset(path, "train", 4, window=window, shuffle=False, targets="offsets",
-                               tempo=tempo, input_noise=noise, block_rows=32, seed=3)
+                               tempo_quantiles=tempo, input_noise=noise, block_rows=32, seed=3)
         return [np.concatenate(part) for part in zip(*_batches(ds))]
 
     inputs, targets, weights = batches(quantiles)
@@ -290,6 +290,9 @@ def test_tempo_models_get_each_windows_whole_performance_tempo(tmp_path):
     noisy = batches(quantiles, noise=0.1)[0]
     np.testing.assert_array_equal(noisy[..., [0, 1, 2, 5]], inputs[..., [0, 1, 2, 5]])
     assert np.abs(noisy[..., 3:5] - inputs[..., 3:5])[real].min() > 0
+    with pytest.raises(ValueError, match="'stroke3' store"):
+        strokes = data.write_store(tmp_path / "s.h5", _stroke3([3, 5]), kind="stroke3", splits=["train"] * 2)
+        data.make_dataset(strokes, "train", 4, pen="categorical", tempo_quantiles=quantiles)
 
 
 def test_log_dt_models_get_the_logarithms_statistics_and_rows(tmp_path):

@@ -228,7 +228,7 @@ def _open(spec, check_values=True):
 
 
 def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augment=None, stats=None,
-          targets="rows", input_noise=0.0, dt_scale="linear", tempo=None):
+          targets="rows", input_noise=0.0, dt_scale="linear", tempo_quantiles=None):
     """The `_Plan` of one store's split; `stats` (mean, std) default to the store's."""
     mean, std = (store.mean, store.std) if stats is None else stats
     indices = store.split(split)
@@ -240,7 +240,7 @@ def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augm
     row0 = store.offsets[indices]
     size, end = lengths, None
     tempo_starts = tempo_values = None
-    if tempo is not None:  # one tempo per sequence, of the whole sequence (not its window)
+    if tempo_quantiles is not None:  # one tempo per sequence, of the whole sequence (not its window)
         dt = store.columns.index("dt")
         tempo_starts = row0.copy()
         tempo_values = np.array([formats.touch_tempo(np.asarray(store[int(i)])[:, dt]) for i in indices],
@@ -268,7 +268,7 @@ def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augm
             std.astype(np.float32),
             targets,
             dt_scale,
-            tempo,
+            tempo_quantiles,
         ),
         mode=mode,
         stride=stride,
@@ -451,7 +451,7 @@ def _make_batch(plan, rows, starts, lengths, rng=None):
     index = np.minimum(starts[:, None] + steps[None, :], len(rows) - 1)
     codec = plan.codec
     rows, tempo = rows[index], None  # [B, T, C]
-    if codec.tempo is not None:  # the last column: each row's sequence tempo
+    if codec.tempo_quantiles is not None:  # the last column: each row's sequence tempo
         rows, tempo = rows[..., :-1], rows[..., -1]
     model = codec.encode(rows, tempo)  # [B, T, F_in]
     raw = codec.targets(rows)  # [B, T, C]
@@ -519,7 +519,7 @@ def make_dataset(
     stats=None,
     input_noise=0.0,
     dt_scale="linear",
-    tempo=None,
+    tempo_quantiles=None,
 ):
     """A `tf.data.Dataset` of `(inputs, targets, weights)` batches from a store.
 
@@ -617,7 +617,7 @@ def make_dataset(
         dt_scale: touch and IMPSY: `"linear"` or `"log"`, as the model's
             `ModelConfig.dt_scale` (see `mdnrnn.formats.RowCodec`); `"log"`
             needs `stats`. Defaults to `"linear"`.
-        tempo: touch stores, for a tempo-conditioned model: its
+        tempo_quantiles: touch stores, for a tempo-conditioned model: its
             `ModelConfig.tempo_quantiles`. Every input row then ends with its
             whole performance's tempo (`mdnrnn.formats.touch_tempo`, computed
             when the dataset is made: one read per performance of the split),
@@ -661,7 +661,8 @@ def make_dataset(
                 shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
                 block_rows=block_rows, shuffle_blocks=shuffle_blocks,
                 max_seq_len=max_seq_len, augment=augment, replica_slices=replica_slices,
-                targets=targets, stats=stats, input_noise=input_noise, dt_scale=dt_scale, tempo=tempo,
+                targets=targets, stats=stats, input_noise=input_noise, dt_scale=dt_scale,
+                tempo_quantiles=tempo_quantiles,
             )
     if replica_slices is not None:
         _check_replica_slices(replica_slices, batch_size)
@@ -672,6 +673,8 @@ def make_dataset(
     if not (isinstance(input_noise, (int, float)) and 0 <= input_noise < float("inf")):
         raise ValueError(f"Received an invalid value for `input_noise`, expected a number >= 0. "
                          f"Received: input_noise={input_noise!r}")
+    if tempo_quantiles is not None and store.kind != "touch":
+        raise ValueError(f"`tempo_quantiles` condition touch models; {store.path} is a {store.kind!r} store.")
     if dt_scale == "log" and stats is None:
         raise ValueError("dt_scale='log' normalises the logarithm of dt, whose statistics the store does "
                          "not hold: pass the model's (`stats=(config.mean, config.std)`).")
@@ -698,7 +701,7 @@ def make_dataset(
     plans = [
         _plan(member, split, mode, window, stride, block_rows, max_seq_len, augment or None,
               (store.mean, store.std) if stats is None else tuple(np.asarray(v, np.float32) for v in stats),
-              targets, input_noise, dt_scale, tempo)
+              targets, input_noise, dt_scale, tempo_quantiles)
         for member in members
     ]
     plans = [plan for plan in plans if len(plan.row0)]  # stores with examples in the split
