@@ -481,9 +481,9 @@ def _log_dt_statistics(store, config: ModelConfig) -> dict:
 def _tempo_quantiles(store) -> tuple[float, ...]:
     """`formats.TEMPO_QUANTILES` evenly spaced quantiles of the train split's performance
     tempos (`formats.touch_tempo`; every member of a store set), for `tempo=True`."""
-    tempos = [formats.touch_tempo(np.asarray(member[int(i)])[:, formats.TOUCH_COLUMNS.index("dt")])
-              for member in getattr(store, "stores", [store]) if "train" in member.split_names
-              for i in member.split("train")]
+    tempos = np.concatenate([data.performance_tempos(member, member.split("train"))
+                             for member in getattr(store, "stores", [store]) if "train" in member.split_names]
+                            or [np.zeros(0)])
     if len(tempos) < 2:
         raise ValueError(f"{store.path}: the train split needs at least 2 performances for tempo conditioning.")
     return tuple(float(q) for q in np.quantile(tempos, np.linspace(0.0, 1.0, formats.TEMPO_QUANTILES)))

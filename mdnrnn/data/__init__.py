@@ -42,7 +42,8 @@ ds = data.make_dataset("tiny.h5", "train", batch_size=32, pen="categorical")
 Legend for shapes: B batch, T time, C columns, D continuous columns.
 """
 
-from mdnrnn.data.pipeline import PEN_MODES, Augmentation, ExampleCount, count_examples, make_dataset
+from mdnrnn.data.pipeline import (PEN_MODES, Augmentation, ExampleCount, count_examples, make_dataset,
+                                  performance_tempos)
 from mdnrnn.data.shards import ShardWriter, StoreSet, open_stores, write_shards
 from mdnrnn.data.store import (
     FORMAT_VERSION,
@@ -71,6 +72,7 @@ __all__ = [
     "make_dataset",
     "open_store",
     "open_stores",
+    "performance_tempos",
     "write_shards",
     "write_store",
 ]

@@ -241,10 +241,8 @@ def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augm
     size, end = lengths, None
     tempo_starts = tempo_values = None
     if tempo_quantiles is not None:  # one tempo per sequence, of the whole sequence (not its window)
-        dt = store.columns.index("dt")
         tempo_starts = row0.copy()
-        tempo_values = np.array([formats.touch_tempo(np.asarray(store[int(i)])[:, dt]) for i in indices],
-                                np.float32)
+        tempo_values = performance_tempos(store, indices).astype(np.float32)
     if mode == "window":
         # Cut each sequence's windows into chunks of at most per_chunk windows.
         per_chunk = max(1, block_rows // stride)
@@ -282,6 +280,13 @@ def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augm
         tempo_starts=tempo_starts,
         tempo_values=tempo_values,
     )
+
+
+def performance_tempos(store, indices):
+    """The tempo (`mdnrnn.formats.touch_tempo`) of each of a touch store's sequences
+    `indices`, one read per sequence: float64 `(len(indices),)`."""
+    dt = store.columns.index("dt")
+    return np.array([formats.touch_tempo(np.asarray(store[int(i)])[:, dt]) for i in indices], np.float64)
 
 
 def _block_bounds(row0, block_rows):
