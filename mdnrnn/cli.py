@@ -84,9 +84,11 @@ def cmd_train(args):
             "--covariance": ("covariance", args.covariance), "--cell": ("cell", args.cell),
             "--recurrent-dropout": ("recurrent_dropout", args.recurrent_dropout),
             "--targets": ("targets", args.targets), "--dt-scale": ("dt_scale", args.dt_scale),
-            "--tempo": ("tempo", None if args.tempo is None else args.tempo == "on"),
+            "--tempo": ("tempo", None if args.tempo is None else args.tempo != "off"),
         }
         overrides = {field: value for field, value in shape.values() if value is not None}
+        if args.tempo is not None:
+            overrides["beats"] = args.tempo == "beats"
         if args.init_from:
             given = [option for option, (_, value) in {"--preset": (None, args.preset), **shape}.items()
                      if value is not None]
@@ -254,8 +256,8 @@ def cmd_info(args):
             print(f"dt scale:   {config.dt_scale} (targets: {config.targets})")
         if config.tempo:
             q = config.tempo_quantiles
-            print(f"tempo:      conditioned; training tempos {q[0]:.2f} to {q[-1]:.2f} touches/s, "
-                  f"median {q[len(q) // 2]:.2f}")
+            print(f"tempo:      conditioned{', dt in beats' if config.beats else ''}; training tempos "
+                  f"{q[0]:.2f} to {q[-1]:.2f} touches/s, median {q[len(q) // 2]:.2f}")
         return
     from mdnrnn import data
 
@@ -429,8 +431,9 @@ def build_parser():
                    help="touch/IMPSY: predict the next rows, or positions as offsets from the previous row (preset's)")
     p.add_argument("--dt-scale", choices=["linear", "log"],
                    help="touch/IMPSY: model dt as it is, or its logarithm (preset's)")
-    p.add_argument("--tempo", choices=["on", "off"],
-                   help="touch: condition on each performance's touches per second (preset's)")
+    p.add_argument("--tempo", choices=["on", "beats", "off"],
+                   help="touch: condition on each performance's touches per second; beats: also measure "
+                        "dt in beats of it (preset's: off)")
     p.add_argument("--seq-len", type=_int_in(1, 10_000), default=50,
                    help="window length for touch/IMPSY data, up to 10,000 (50); drawings train whole")
     p.add_argument("--batch-size", type=_int_in(1, 65_536), default=64, help="batch size, up to 65,536 (64)")

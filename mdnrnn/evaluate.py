@@ -61,7 +61,7 @@ def heldout_nll(model, store, split="test", *, batch_size=64, max_len=None):
     window = None
     dataset = data.make_dataset(store, split, batch_size, pen=spec.pen, window=window, shuffle=False,
                                 targets=config.targets, stats=config.normalisation, dt_scale=config.dt_scale,
-                                tempo_quantiles=config.tempo_quantiles)
+                                tempo_quantiles=config.tempo_quantiles, beats=config.beats)
     continuous_total = pen_total = 0.0
     steps = 0
     per_sequence = []

@@ -112,6 +112,14 @@ the exporters.
   into the start row when it starts from nothing; set, or the prefix's own
   (so far), on every row of a prefix it primes with. Decoding carries it from
   each model row to the next.
+- Beats (`ModelConfig.beats`, tempo-conditioned touch models): the model sees
+  and predicts dt in beats of its performance's tempo, `dt * tempo`, instead of
+  seconds (before `dt_scale`, and the config's dt statistics are those of
+  `dt * tempo`); decoding divides by the tempo of the row's tempo column. A
+  performance drawn at tempo T then runs at T touches per second as far as
+  the model keeps one touch per beat, rather than drifting to a middle pace.
+  Held-out NLLs in beats and in seconds differ by the mean `log(tempo)` and do
+  not compare.
 """
 
 import numpy as np
@@ -485,6 +493,8 @@ class RowCodec:
             `draw_tempo` draws from. Every model input row then ends with the tempo column
             (see the module note), and `encode` and `start_rows` need the tempo of each
             sequence. `None` (the default): no tempo column.
+        beats: with `tempo_quantiles`, dt in beats of each sequence's tempo (`dt *
+            tempo`; see the module note) rather than in seconds. Defaults to `False`.
 
     Raises:
         ValueError: for an unknown kind, a pen that does not fit it, statistics of the
@@ -498,7 +508,7 @@ class RowCodec:
     """
 
     def __init__(self, kind, dim, pen=None, mean=None, std=None, targets="rows", dt_scale="linear",
-                 tempo_quantiles=None):
+                 tempo_quantiles=None, beats=False):
         if kind not in KINDS:
             raise ValueError(f"Unknown sequence kind {kind!r}; expected one of {KINDS}.")
         if dt_scale not in DT_SCALES or (dt_scale == "log" and kind == "stroke3"):
@@ -560,6 +570,9 @@ class RowCodec:
             logs = np.log(quantiles)
             self._tempo_mean, self._tempo_std = float(logs.mean()), float(logs.std()) or 1.0
             self.input_size += 1
+        if beats and quantiles is None:
+            raise ValueError("`beats` measures dt in beats of a tempo: it needs `tempo_quantiles`.")
+        self.beats = bool(beats)
         # Draws a compiled loop takes per step for `decode_tf` (see `redraw`).
         self.draws = 1 if self.low is None else REDRAWS
         if pen == "categorical":
@@ -568,7 +581,8 @@ class RowCodec:
             self.start_row = np.array([0.0, 0.0, 1.0], np.float32)
         else:
             first_event = np.where(np.arange(dim) == self.dt_index, 0.0, START_VALUE)
-            self.start_row = self._encode_rows(first_event[None])[0]
+            # dt = 0 is 0 beats at any tempo: the start row is the same for every tempo.
+            self.start_row = self._encode_rows(first_event[None], 1.0 if self.beats else None)[0]
             if not self.start_row.any():
                 raise ValueError(
                     f"The start row {first_event.tolist()} normalises to all zeros, which the "
@@ -596,7 +610,7 @@ class RowCodec:
         number for one sequence, `(B, 1)` for one per sequence of a batch, or one per
         row; it appends the tempo column.
         """
-        return self._with_tempo(self._encode_rows(rows), tempo)
+        return self._with_tempo(self._encode_rows(rows, tempo), tempo)
 
     def tempo_column(self, tempo):
         """Tempos (touches per second, any shape) as the model's tempo column: float32."""
@@ -622,6 +636,17 @@ class RowCodec:
         column = np.broadcast_to(self.tempo_column(tempo), model_rows.shape[:-1])
         return np.concatenate([model_rows, column[..., None]], -1)
 
+    def _tempo_of(self, model_rows):
+        """The tempo (touches per second) of model rows `(B, input_size)`, from their
+        tempo column: `(B,)` float32."""
+        return np.exp(model_rows[:, -1] * self._tempo_std + self._tempo_mean).astype(np.float32)
+
+    def _tempo_of_tf(self, model_rows):
+        """`_tempo_of` in TensorFlow."""
+        from mdnrnn._tf import tf
+
+        return tf.exp(model_rows[:, -1] * self._tempo_std + self._tempo_mean)
+
     def _keep_tempo(self, model_rows, previous):
         """Decoded model rows `(B, input_size - 1)` and the tempo column of `previous`."""
         if self.tempo_quantiles is None:
@@ -636,10 +661,10 @@ class RowCodec:
 
         return tf.concat([model_rows, previous[:, -1:]], 1)
 
-    def _encode_rows(self, rows):
-        """`encode` without the tempo column."""
+    def _encode_rows(self, rows, tempo=None):
+        """`encode` without the tempo column (`tempo`: for `beats`)."""
         rows = np.asarray(rows, np.float32)
-        out = self._normalise(rows)
+        out = self._normalise(rows, tempo)
         if self.offsets:
             change = np.zeros(out.shape[:-1] + (int(self.offset_columns.sum()),), np.float32)
             change[..., 1:, :] = np.diff(out[..., self.offset_columns], axis=-2)
@@ -654,16 +679,17 @@ class RowCodec:
         model[..., :2] *= out[..., :2]
         return model
 
-    def targets(self, rows):
+    def targets(self, rows, tempo=None):
         """Data rows `(..., T, columns)` to training targets: normalised, the pen as 0/1.
 
         For a categorical pen, 0/1 is the class (pen down / up); the training pipeline
         appends `END_OF_DRAWING` after the last row. With offset targets, the offset
         columns hold the change from the previous row along the time axis (the second
-        to last), in model units; the first row's change is from the start row.
+        to last), in model units; the first row's change is from the start row. With
+        `beats`, `tempo` is as for `encode`.
         """
         rows = np.asarray(rows, np.float32)
-        out = self._normalise(rows)
+        out = self._normalise(rows, tempo)
         if self.pen is not None:
             out[..., self.dim] = pen_lifted(rows[..., self.dim])
         if self.offsets:
@@ -679,25 +705,36 @@ class RowCodec:
         tempo-conditioned codec needs their `tempo`; else it comes from `previous`)."""
         if previous is None:
             return self.encode(np.asarray(rows, np.float32)[..., None, :], tempo)[..., 0, :]
+        tempo = self._tempo_of(previous) if self.beats else None
         if not self.offsets:
-            model_rows = self._encode_rows(np.asarray(rows, np.float32)[..., None, :])[..., 0, :]
+            model_rows = self._encode_rows(np.asarray(rows, np.float32)[..., None, :], tempo[:, None]
+                                           if self.beats else None)[..., 0, :]
         else:
-            model_rows = self._with_changes(self._normalise(rows), previous)
+            model_rows = self._with_changes(self._normalise(rows, tempo), previous)
         return self._keep_tempo(model_rows, previous)
 
-    def _normalise(self, rows):
-        """Data rows `(..., columns)` to normalised rows (dt through its scale first)."""
-        if self.log_dt:
+    def _normalise(self, rows, tempo=None):
+        """Data rows `(..., columns)` to normalised rows (dt in beats of `tempo`, broadcast
+        against `rows.shape[:-1]`, with `beats`; then through its scale)."""
+        if self.beats or self.log_dt:
             rows = np.array(rows, np.float32)
+        if self.beats:
+            if tempo is None:
+                raise ValueError("This model measures dt in beats: give each sequence's tempo (touches per second).")
+            rows[..., self.dt_index] *= np.asarray(tempo, np.float32)
+        if self.log_dt:
             rows[..., self.dt_index] = np.log(np.maximum(rows[..., self.dt_index], 0.0) + LOG_DT_SHIFT)
         return normalize(rows, self.mean, self.std)
 
-    def _data_units(self, values):
-        """Normalised continuous values `(..., D)` to data units (a new array)."""
+    def _data_units(self, values, tempo=None):
+        """Normalised continuous values `(B, D)` to data units (a new array); with
+        `beats`, dt from beats of `tempo` `(B,)` to seconds."""
         values = values * self.std + self.mean
         if self.log_dt:
             with np.errstate(over="ignore"):  # inf, above LOG_DT_MAX: outside the bounds
                 values[..., self.dt_index] = np.exp(values[..., self.dt_index]) - LOG_DT_SHIFT
+        if self.beats:
+            values[..., self.dt_index] /= tempo
         return values
 
     def _with_changes(self, values, previous):
@@ -711,23 +748,32 @@ class RowCodec:
         change = values - previous[:, : self.dim]
         return tf.concat([values, tf.gather(change, np.flatnonzero(self.offset_columns), axis=1)], 1)
 
-    def _log_dt_tf(self, values):
-        """TensorFlow: data-unit values `(..., D)` with dt through its scale."""
-        if not self.log_dt:
+    def _log_dt_tf(self, values, previous):
+        """TensorFlow: data-unit values `(..., B, D)` with dt in beats (of `previous`'
+        tempo, with `beats`) and through its scale."""
+        if not (self.log_dt or self.beats):
             return values
         from mdnrnn._tf import tf
 
         is_dt = np.arange(self.dim) == self.dt_index
-        return tf.where(is_dt, tf.math.log(tf.maximum(values, 0.0) + LOG_DT_SHIFT), values)
+        if self.beats:
+            values = tf.where(is_dt, values * self._tempo_of_tf(previous)[:, None], values)
+        if self.log_dt:
+            values = tf.where(is_dt, tf.math.log(tf.maximum(values, 0.0) + LOG_DT_SHIFT), values)
+        return values
 
-    def _exp_dt_tf(self, values):
+    def _exp_dt_tf(self, values, previous):
         """TensorFlow: the inverse of `_log_dt_tf`."""
-        if not self.log_dt:
+        if not (self.log_dt or self.beats):
             return values
         from mdnrnn._tf import tf
 
         is_dt = np.arange(self.dim) == self.dt_index
-        return tf.where(is_dt, tf.exp(values) - LOG_DT_SHIFT, values)
+        if self.log_dt:
+            values = tf.where(is_dt, tf.exp(values) - LOG_DT_SHIFT, values)
+        if self.beats:
+            values = tf.where(is_dt, values / self._tempo_of_tf(previous)[:, None], values)
+        return values
 
     def encode_tf(self, rows, previous):
         """`encode_step` in TensorFlow: data rows `(B, columns)` after the model rows
@@ -735,7 +781,7 @@ class RowCodec:
         from mdnrnn._tf import tf
 
         d = self.dim
-        values = (self._log_dt_tf(rows[:, :d]) - self.mean) / self.std
+        values = (self._log_dt_tf(rows[:, :d], previous) - self.mean) / self.std
         if self.offsets:
             return self._keep_tempo_tf(self._with_changes_tf(values, previous), previous)
         if self.pen is None:
@@ -786,7 +832,7 @@ class RowCodec:
         """Whether each sample `(B, D)` (model units) decodes to a row within the bounds."""
         if self.offsets:
             values = values + previous[:, : self.dim] * self._offset_factors
-        values = self._data_units(values)
+        values = self._data_units(values, self._tempo_of(previous) if self.beats else None)
         return ((values >= self.low) & (values <= self.high)).all(axis=1)
 
     def decode(self, values, pen=None, previous=None):
@@ -807,11 +853,12 @@ class RowCodec:
         if self.offsets:
             values = values + previous[:, : self.dim] * self._offset_factors
         model_values = values
-        values = self._data_units(values)
+        tempo = self._tempo_of(previous) if self.beats else None
+        values = self._data_units(values, tempo)
         if self.low is not None:  # clip in data units, then encode the clipped rows
             np.maximum(values, self.clip_low, out=values)
             np.minimum(values, self.high, out=values)
-            model_values = self._normalise(values)
+            model_values = self._normalise(values, tempo)
         if self.offsets:
             return values, self._keep_tempo(self._with_changes(model_values, previous), previous)
         if self.pen is None:
@@ -852,17 +899,17 @@ class RowCodec:
             sample = samples[0]
             model_values = sample[:, :d]
         else:  # the pen-less kinds: sample == values
-            values = self._exp_dt_tf((samples + offsets) * self.std + self.mean)  # [draws, B, D]
+            values = self._exp_dt_tf((samples + offsets) * self.std + self.mean, previous)  # [draws, B, D]
             inside = tf.reduce_all((values >= self.low) & (values <= self.high), axis=-1)  # [draws, B]
             draws = tf.shape(samples)[0]
             index = tf.where(inside, tf.range(draws)[:, None], draws)
             first = tf.math.floormod(tf.reduce_min(index, axis=0), draws)  # 0 where none is inside
             sample = tf.gather(tf.transpose(samples, [1, 0, 2]), first, axis=1, batch_dims=1)  # [B, D]
             model_values = sample + offsets
-        values = self._exp_dt_tf(model_values * self.std + self.mean)
+        values = self._exp_dt_tf(model_values * self.std + self.mean, previous)
         if self.low is not None:
             values = tf.minimum(tf.maximum(values, self.clip_low), self.high)
-            model_values = (self._log_dt_tf(values) - self.mean) / self.std
+            model_values = (self._log_dt_tf(values, previous) - self.mean) / self.std
         no_end = tf.zeros(tf.shape(values)[:1], tf.bool)
         if self.offsets:
             return values, self._keep_tempo_tf(self._with_changes_tf(model_values, previous), previous), no_end

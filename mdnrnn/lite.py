@@ -155,6 +155,7 @@ class LiteConfig:
     targets: str = "rows"  # "offsets": positions predicted as changes (see `ModelConfig`)
     dt_scale: str = "linear"  # "log": the model sees log(dt + shift) (see `ModelConfig`)
     tempo_quantiles: tuple | None = None  # a tempo-conditioned touch model's (see `ModelConfig`)
+    beats: bool = False  # dt in beats of the tempo (see `ModelConfig`)
 
     @property
     def normalisation(self) -> tuple[np.ndarray, np.ndarray]:
@@ -167,7 +168,7 @@ class LiteConfig:
     def codec(self) -> formats.RowCodec:
         """The model's row codec, as `ModelConfig.codec`."""
         return formats.RowCodec(self.data_kind, self.spec.dim, self.spec.pen, *self.normalisation, self.targets,
-                                self.dt_scale, self.tempo_quantiles)
+                                self.dt_scale, self.tempo_quantiles, self.beats)
 
 
 def read_sidecar(path) -> LiteConfig:
@@ -199,6 +200,7 @@ def read_sidecar(path) -> LiteConfig:
             input_size=int(meta["input_size"]), min_steps=int(config.get("min_steps", 0)),
             targets=config.get("targets", "rows"), dt_scale=config.get("dt_scale", "linear"),
             tempo_quantiles=None if config.get("tempo_quantiles") is None else tuple(config["tempo_quantiles"]),
+            beats=bool(config.get("beats", False)),
         )
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{meta_path} is not an mdnrnn LiteRT sidecar: {error}") from None

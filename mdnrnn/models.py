@@ -64,6 +64,10 @@ class ModelConfig:
             Generation takes a tempo per sequence (`Generator.tempo`), by default drawn
             from the training performances', so each generated performance keeps one.
             Defaults to False.
+        beats: With `tempo`: dt in beats of each performance's tempo (`dt * tempo`)
+            rather than in seconds, in what the model reads and predicts (`mean` and
+            `std` of the dt column are then those of `dt * tempo`; see
+            `formats.RowCodec`). Defaults to False.
         tempo_quantiles: With `tempo`: `formats.TEMPO_QUANTILES` evenly spaced quantiles
             of the train split's tempos, set by training (`train.prepare_config`).
             Defaults to `None`.
@@ -86,6 +90,7 @@ class ModelConfig:
     targets: str = "rows"
     dt_scale: str = "linear"
     tempo: bool = False
+    beats: bool = False
     tempo_quantiles: tuple[float, ...] | None = None
 
     def __post_init__(self):
@@ -150,6 +155,11 @@ class ModelConfig:
                 "Received an invalid value for `tempo`, expected True (touch models only) or False. "
                 f"Received: data_kind={self.data_kind!r}, tempo={self.tempo!r}"
             )
+        if not isinstance(self.beats, bool) or (self.beats and not self.tempo):
+            raise ValueError(
+                "Received an invalid value for `beats`, expected True (tempo-conditioned touch models "
+                f"only) or False. Received: tempo={self.tempo!r}, beats={self.beats!r}"
+            )
         for name in ("mean", "std"):
             value = getattr(self, name)
             if value is None:
@@ -189,7 +199,7 @@ class ModelConfig:
             raise ValueError("This config is conditioned on tempo but has no `tempo_quantiles` yet; "
                              "`train.prepare_config` sets them from the train split.")
         return RowCodec(self.data_kind, self.spec.dim, self.spec.pen, *self.normalisation, self.targets,
-                        self.dt_scale, self.tempo_quantiles)
+                        self.dt_scale, self.tempo_quantiles, self.beats)
 
     @property
     def normalisation(self) -> tuple[np.ndarray, np.ndarray]:

@@ -450,8 +450,8 @@ def prepare_config(store_path, config: ModelConfig, keep_normalisation: bool = F
             changes = {}
         else:
             changes = {"mean": tuple(store.mean), "std": tuple(store.std)}
-            if config.dt_scale == "log":
-                changes.update(_log_dt_statistics(store, config))
+            if config.dt_scale == "log" or config.beats:
+                changes.update(_dt_statistics(store, config))
             if config.tempo:
                 changes["tempo_quantiles"] = _tempo_quantiles(store)
         train_split = store.split("train") if "train" in store.split_names else []
@@ -463,16 +463,24 @@ def prepare_config(store_path, config: ModelConfig, keep_normalisation: bool = F
         return config.replace(**changes)
 
 
-def _log_dt_statistics(store, config: ModelConfig) -> dict:
-    """`mean` and `std` with the dt column's replaced by those of `log(dt + LOG_DT_SHIFT)`
-    over the train split (every member of a store set), for `dt_scale="log"`."""
+def _dt_statistics(store, config: ModelConfig) -> dict:
+    """`mean` and `std` with the dt column's replaced by those of dt as the model sees
+    it over the train split (every member of a store set): in beats of each
+    performance's tempo (`beats`), then `log(dt + LOG_DT_SHIFT)` (`dt_scale="log"`)."""
     column = formats.default_columns(config.data_kind, config.spec.dim).index("dt")
-    values = [np.log(np.asarray(member[int(i)][:, column], np.float64) + formats.LOG_DT_SHIFT)
-              for member in getattr(store, "stores", [store]) if "train" in member.split_names
-              for i in member.split("train")]
+    values = []
+    for member in getattr(store, "stores", [store]):
+        if "train" not in member.split_names:
+            continue
+        indices = member.split("train")
+        tempos = data.performance_tempos(member, indices) if config.beats else np.ones(len(indices))
+        for i, tempo in zip(indices, tempos):
+            dt = np.asarray(member[int(i)][:, column], np.float64) * tempo
+            values.append(np.log(dt + formats.LOG_DT_SHIFT) if config.dt_scale == "log" else dt)
     values = np.concatenate(values) if values else np.zeros(0)
     if len(values) < 2 or not values.std() > 0:
-        raise ValueError(f"{store.path}: the train split has too few distinct dt values for dt_scale='log'.")
+        raise ValueError(f"{store.path}: the train split has too few distinct dt values for "
+                         f"dt_scale={config.dt_scale!r}, beats={config.beats}.")
     mean, std = list(store.mean), list(store.std)
     mean[column], std[column] = float(values.mean()), float(values.std())
     return {"mean": tuple(mean), "std": tuple(std)}
@@ -550,7 +558,7 @@ def _make_dataset(store, split, config, settings, batch_size=None, replica_slice
     # Normalised as the model's config says (a fine-tuned model keeps its own statistics).
     kwargs = dict(_example_options(config, settings), targets=config.targets, replica_slices=replica_slices,
                   stats=None if config.mean is None else (config.mean, config.std), dt_scale=config.dt_scale,
-                  tempo_quantiles=config.tempo_quantiles, drop_remainder=bool(steps))
+                  tempo_quantiles=config.tempo_quantiles, beats=config.beats, drop_remainder=bool(steps))
     batch_size = batch_size or settings.batch_size
     if split == "train":
         augment = data.Augmentation(settings.scale_augment, settings.drop_points)

@@ -136,23 +136,32 @@ def test_robojam_prep_train_generate_midi(tmp_path):
 
 
 @pytest.mark.slow
-def test_tempo_conditioned_touch_model_trains_shows_and_generates(kanji_model, tmp_path, capsys):
+@pytest.mark.parametrize("tempo", ["on", "beats"])
+def test_tempo_conditioned_touch_model_trains_shows_and_generates(kanji_model, tmp_path, capsys, tempo):
     store = tmp_path / "touch.h5"
     assert run(["prep", "robojam", str(CORPUS), "--out", str(store), "--no-progress"]) == 0
     run_dir = tmp_path / "run"
-    assert run(["train", "--data", str(store), "--preset", "touch", *TINY_MODEL, "--tempo", "on", "--seq-len", "30",
+    assert run(["train", "--data", str(store), "--preset", "touch", *TINY_MODEL, "--tempo", tempo, "--seq-len", "30",
                 "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "32", "--out", str(run_dir)]) == 0
     model = load_model(run_dir / "model.keras")
     assert model.config.tempo and model.config.input_size == 6  # x, y, dt, dx, dy, tempo
+    assert model.config.beats == (tempo == "beats")
     # The quantiles of the train split's tempos, by hand: touches (dt > 0.1 s, and the
     # first row) per second, over at least 1 s.
     with data.open_store(store) as opened:
-        dts = [np.asarray(opened[int(i)])[:, 2] for i in opened.split("train")]
+        dts = [np.asarray(opened[int(i)])[:, 2].astype(np.float64) for i in opened.split("train")]
+        store_mean, store_std = opened.mean, opened.std
     tempos = [(1 + (dt[1:] > 0.1).sum()) / max(dt.sum(), 1.0) for dt in dts]
     np.testing.assert_allclose(model.config.tempo_quantiles, np.quantile(tempos, np.linspace(0, 1, 101)), rtol=1e-6)
+    # dt's statistics: of dt in seconds (the store's), or in beats of each performance's tempo.
+    beats = np.concatenate([dt * t for dt, t in zip(dts, tempos)])
+    dt_mean, dt_std = (beats.mean(), beats.std()) if tempo == "beats" else (store_mean[2], store_std[2])
+    np.testing.assert_allclose(model.config.mean, [store_mean[0], store_mean[1], dt_mean], rtol=1e-5)
+    np.testing.assert_allclose(model.config.std, [store_std[0], store_std[1], dt_std], rtol=1e-5)
     capsys.readouterr()
     assert run(["info", str(run_dir / "model.keras")]) == 0
-    assert "tempo:      conditioned; training tempos" in capsys.readouterr().out
+    shown = "conditioned, dt in beats; training tempos" if tempo == "beats" else "conditioned; training tempos"
+    assert f"tempo:      {shown}" in capsys.readouterr().out
     assert run(["generate", "--model", str(run_dir / "model.keras"), "--n", "2", "--max-seconds", "3",
                 "--tempo", "2.5", "--seed", "0", "--out", str(tmp_path / "gen")]) == 0
     assert len(list((tmp_path / "gen").glob("performance_*.mid"))) == 2

@@ -311,7 +311,8 @@ TEMPO_QUANTILES = (0.3, 0.8, 1.5, 2.5, 6.0)
 
 
 def random_weights_model(pen, seed, targets="rows", dt_scale="linear", tempo=False):
-    """A small model whose every weight and bias is drawn from a normal distribution."""
+    """A small model whose every weight and bias is drawn from a normal distribution;
+    `tempo`: False, True (conditioned on tempo) or `"beats"` (and dt in beats of it)."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -319,7 +320,7 @@ def random_weights_model(pen, seed, targets="rows", dt_scale="linear", tempo=Fal
     if dt_scale == "log":  # the dt column's statistics are the logarithm's
         stats = dict(mean=(0.5, 0.5, -3.5), std=(0.3, 0.3, 1.1), dt_scale="log")
     if tempo:
-        stats.update(tempo=True, tempo_quantiles=TEMPO_QUANTILES)
+        stats.update(tempo=True, beats=tempo == "beats", tempo_quantiles=TEMPO_QUANTILES)
     model = build_model(preset(PEN_PRESETS[pen], units=12, layers=2, components=3, targets=targets, **stats))
     rng = np.random.default_rng(seed)
     for variable in model.weights:
@@ -344,13 +345,14 @@ def model_inputs(codec, rows, after_start, tempo=None):
 @pytest.mark.parametrize("sigma_temperature", [1.0, 0.5])
 @pytest.mark.parametrize("pen, targets, dt_scale, tempo", [
     (None, "rows", "linear", False), (None, "offsets", "linear", False), (None, "offsets", "log", False),
-    (None, "offsets", "linear", True), ("bernoulli", "rows", "linear", False), ("categorical", "rows", "linear", False),
+    (None, "offsets", "linear", True), (None, "offsets", "log", "beats"), ("bernoulli", "rows", "linear", False),
+    ("categorical", "rows", "linear", False),
 ])
 def test_numpy_step_compiled_loop_and_training_model_agree(pen, targets, dt_scale, tempo, sigma_temperature):
     """Parameters from `step()`, from `generate(return_params=True)` and from `MixtureRNN`
     fed the same rows agree to 1e-4 at every step, from scratch and after `prime()`. A
     tempo-conditioned model is fed a set tempo from scratch, and each prefix's own after
-    `prime()`, on every row."""
+    `prime()`, on every row (with `beats`, dt in beats of it)."""
     model = random_weights_model(pen, seed=len(str(pen)), targets=targets, dt_scale=dt_scale, tempo=tempo)
     rng = np.random.default_rng(0)
     steps = 12

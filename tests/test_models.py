@@ -53,6 +53,7 @@ def test_unknown_preset_names_the_choices():
         ({"std": (1.0, 0.0)}, "std"),
         ({"tempo": True}, "tempo=True"),  # touch models only
         ({"tempo_quantiles": (1.0, 2.0)}, "set `tempo=True`"),
+        ({"beats": True}, "beats=True"),  # beats of a tempo: tempo models only
     ],
 )
 def test_config_rejects_bad_values(changes, message):
@@ -65,6 +66,8 @@ def test_config_dict_round_trip():
     assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     tempo = config.replace(tempo=True, tempo_quantiles=(0.5, 1.5, 4.0))
     assert ModelConfig.from_dict(json.loads(json.dumps(tempo.to_dict()))) == tempo
+    beats = tempo.replace(beats=True)
+    assert ModelConfig.from_dict(json.loads(json.dumps(beats.to_dict()))) == beats and beats.codec().beats
     assert tempo.input_size == config.input_size + 1 == tempo.codec().input_size
     with pytest.raises(ValueError, match="no `tempo_quantiles` yet"):
         config.replace(tempo=True).codec()

@@ -294,6 +294,22 @@ def test_tempo_models_get_each_windows_whole_performance_tempo(tmp_path):
         strokes = data.write_store(tmp_path / "s.h5", _stroke3([3, 5]), kind="stroke3", splits=["train"] * 2)
         data.make_dataset(strokes, "train", 4, pen="categorical", tempo_quantiles=quantiles)
 
+    # With `beats`, dt in inputs and targets is in beats of the whole performance's tempo.
+    stats = ((0.5, 0.5, 0.1), (0.3, 0.3, 0.05))
+    tempos = np.array([formats.touch_tempo(rows[:, 2]) for rows, split in zip(seqs, splits) if split == "train"
+                       for _ in range((len(rows) - 2) // window + 1)])[:, None]
+    seconds, beats = ([np.concatenate(part) for part in zip(*_batches(data.make_dataset(
+        path, "train", 4, window=window, shuffle=False, targets="offsets", tempo_quantiles=quantiles,
+        block_rows=32, stats=stats, beats=on)))] for on in (False, True))
+    for got, want in zip(beats[:2], seconds[:2]):
+        np.testing.assert_array_equal(np.delete(got, 2, -1), np.delete(want, 2, -1))
+        np.testing.assert_allclose((got[..., 2] * 0.05 + 0.1)[real], ((want[..., 2] * 0.05 + 0.1) * tempos)[real],
+                                   rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="stats"):
+        data.make_dataset(path, "train", 4, window=window, tempo_quantiles=quantiles, beats=True)
+    with pytest.raises(ValueError, match="needs `tempo_quantiles`"):
+        data.make_dataset(path, "train", 4, window=window, stats=stats, beats=True)
+
 
 def test_log_dt_models_get_the_logarithms_statistics_and_rows(tmp_path):
     from mdnrnn import models, train

@@ -228,7 +228,7 @@ def _open(spec, check_values=True):
 
 
 def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augment=None, stats=None,
-          targets="rows", input_noise=0.0, dt_scale="linear", tempo_quantiles=None):
+          targets="rows", input_noise=0.0, dt_scale="linear", tempo_quantiles=None, beats=False):
     """The `_Plan` of one store's split; `stats` (mean, std) default to the store's."""
     mean, std = (store.mean, store.std) if stats is None else stats
     indices = store.split(split)
@@ -267,6 +267,7 @@ def _plan(store, split, mode, window, stride, block_rows, max_seq_len=None, augm
             targets,
             dt_scale,
             tempo_quantiles,
+            beats,
         ),
         mode=mode,
         stride=stride,
@@ -459,7 +460,7 @@ def _make_batch(plan, rows, starts, lengths, rng=None):
     if codec.tempo_quantiles is not None:  # the last column: each row's sequence tempo
         rows, tempo = rows[..., :-1], rows[..., -1]
     model = codec.encode(rows, tempo)  # [B, T, F_in]
-    raw = codec.targets(rows)  # [B, T, C]
+    raw = codec.targets(rows, tempo)  # [B, T, C]
     model[~real] = 0.0
     raw[~real] = 0.0
     b = len(starts)
@@ -525,6 +526,7 @@ def make_dataset(
     input_noise=0.0,
     dt_scale="linear",
     tempo_quantiles=None,
+    beats=False,
 ):
     """A `tf.data.Dataset` of `(inputs, targets, weights)` batches from a store.
 
@@ -628,6 +630,9 @@ def make_dataset(
             when the dataset is made: one read per performance of the split),
             whatever window it is in (see `mdnrnn.formats.RowCodec`).
             Defaults to `None` (no tempo column).
+        beats: with `tempo_quantiles`: dt in beats of each performance's tempo,
+            as the model's `ModelConfig.beats`; needs `stats` (those of dt in
+            beats). Defaults to `False`.
         stats: `(mean, std)` of the continuous columns to normalise with
             instead of the store's: a model's own (`ModelConfig.mean` and
             `std`), when it was trained on other data. Defaults to `None`
@@ -667,7 +672,7 @@ def make_dataset(
                 block_rows=block_rows, shuffle_blocks=shuffle_blocks,
                 max_seq_len=max_seq_len, augment=augment, replica_slices=replica_slices,
                 targets=targets, stats=stats, input_noise=input_noise, dt_scale=dt_scale,
-                tempo_quantiles=tempo_quantiles,
+                tempo_quantiles=tempo_quantiles, beats=beats,
             )
     if replica_slices is not None:
         _check_replica_slices(replica_slices, batch_size)
@@ -680,6 +685,11 @@ def make_dataset(
                          f"Received: input_noise={input_noise!r}")
     if tempo_quantiles is not None and store.kind != "touch":
         raise ValueError(f"`tempo_quantiles` condition touch models; {store.path} is a {store.kind!r} store.")
+    if beats and tempo_quantiles is None:
+        raise ValueError("`beats` measures dt in beats of each performance's tempo: it needs `tempo_quantiles`.")
+    if beats and stats is None:
+        raise ValueError("beats=True normalises dt in beats, whose statistics the store does not hold: "
+                         "pass the model's (`stats=(config.mean, config.std)`).")
     if dt_scale == "log" and stats is None:
         raise ValueError("dt_scale='log' normalises the logarithm of dt, whose statistics the store does "
                          "not hold: pass the model's (`stats=(config.mean, config.std)`).")
@@ -706,7 +716,7 @@ def make_dataset(
     plans = [
         _plan(member, split, mode, window, stride, block_rows, max_seq_len, augment or None,
               (store.mean, store.std) if stats is None else tuple(np.asarray(v, np.float32) for v in stats),
-              targets, input_noise, dt_scale, tempo_quantiles)
+              targets, input_noise, dt_scale, tempo_quantiles, beats)
         for member in members
     ]
     plans = [plan for plan in plans if len(plan.row0)]  # stores with examples in the split
