@@ -497,7 +497,7 @@ def build_parser():
                    help=f"step limit, up to {STEPS_MAX:,}; --n x --max-steps at most {ROWS_MAX:,} (500)")
     p.add_argument("--max-seconds", type=_float_in(0, 86_400), help="time limit for touch/IMPSY data, in seconds")
     p.add_argument("--tempo", type=_float_in(0, 100),
-                   help="touch models trained with --tempo on: touches per second (drawn per performance)")
+                   help="touch models trained with --tempo on or beats: touches per second (drawn per performance)")
     p.add_argument("--seed", type=_int_in(0, SEED_MAX), help="random seed, 0 to 2**32-1")
     p.add_argument("--out", required=True, help="output directory to create")
     p.add_argument("--force", action="store_true", help="replace an existing --out made by mdnrnn")

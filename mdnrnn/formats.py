@@ -115,11 +115,11 @@ the exporters.
 - Beats (`ModelConfig.beats`, tempo-conditioned touch models): the model sees
   and predicts dt in beats of its performance's tempo, `dt * tempo`, instead of
   seconds (before `dt_scale`, and the config's dt statistics are those of
-  `dt * tempo`); decoding divides by the tempo of the row's tempo column. A
-  performance drawn at tempo T then runs at T touches per second as far as
-  the model keeps one touch per beat, rather than drifting to a middle pace.
-  Held-out NLLs in beats and in seconds differ by the mean `log(tempo)` and do
-  not compare.
+  `dt * tempo`, so `LOG_DT_SHIFT` is in beats too); decoding divides by the
+  tempo in the tempo column of the model row fed last. A performance drawn at
+  tempo T then runs at T touches per second as far as the model keeps one
+  touch per beat, rather than drifting to a middle pace. Held-out NLLs in
+  beats and in seconds measure different variables and do not compare.
 """
 
 import numpy as np
@@ -690,6 +690,8 @@ class RowCodec:
         """
         rows = np.asarray(rows, np.float32)
         out = self._normalise(rows, tempo)
+        if self.beats:
+            self.tempo_column(tempo)  # checks that every tempo is above 0, as `encode` does
         if self.pen is not None:
             out[..., self.dim] = pen_lifted(rows[..., self.dim])
         if self.offsets:

@@ -37,7 +37,14 @@ from mdnrnn.sampler import PEN_SIZES, SamplerTables, sample_numpy
 from mdnrnn.temperature import Temperatures
 
 FORMAT = "mdnrnn-litert"
-FORMAT_VERSION = 1
+# 2: configs may hold `beats` (dt in beats of the tempo), which a version-1 reader would
+# ignore and so read dt in seconds; this reader takes 1 and 2, and refuses a config
+# field it does not know rather than ignore it.
+FORMAT_VERSION = 2
+READS_VERSIONS = (1, 2)
+# The saved `ModelConfig` fields this module knows (`mdnrnn.models.ModelConfig`).
+CONFIG_FIELDS = ("spec", "data_kind", "units", "layers", "dropout", "mean", "std", "preset", "min_steps", "cell",
+                 "recurrent_dropout", "targets", "dt_scale", "tempo", "beats", "tempo_quantiles")
 
 
 def sidecar_path(path) -> str:
@@ -189,9 +196,12 @@ def read_sidecar(path) -> LiteConfig:
             meta = json.load(file)
         if meta.get("format") != FORMAT:
             raise ValueError(f"format is {meta.get('format')!r}, not {FORMAT!r}")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"format_version {meta.get('format_version')!r} is not {FORMAT_VERSION}")
+        if meta.get("format_version") not in READS_VERSIONS:
+            raise ValueError(f"format_version {meta.get('format_version')!r} is not one of {READS_VERSIONS}")
         config = meta["config"]
+        unknown = sorted(set(config) - set(CONFIG_FIELDS))
+        if unknown:
+            raise ValueError(f"its config has fields this mdnrnn does not know: {unknown} (a newer mdnrnn wrote it)")
         spec = LiteSpec(**config["spec"])
         lite = LiteConfig(
             spec=spec, data_kind=config["data_kind"], units=int(config["units"]),

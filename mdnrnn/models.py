@@ -57,7 +57,8 @@ class ModelConfig:
             Defaults to 0.
         dt_scale: Touch and IMPSY models: `"linear"`, dt as it is, or `"log"`, the model
             reads and predicts `log(dt + formats.LOG_DT_SHIFT)` (`mean` and `std` of the
-            dt column are then the logarithm's; see `formats.RowCodec`). Defaults to
+            dt column are then the logarithm's; with `beats`, of dt in beats; see
+            `formats.RowCodec`). Defaults to
             `"linear"`.
         tempo: Touch models: condition on each performance's tempo (touches per second,
             `formats.touch_tempo`), an extra input column (see `formats.RowCodec`).

@@ -49,7 +49,7 @@ class Temperatures:
     def tempo(self, value):
         if value is not None:
             if self.codec.tempo_quantiles is None:
-                raise ValueError("This model is not conditioned on tempo (train it with `--tempo on`); "
+                raise ValueError("This model is not conditioned on tempo (train it with `--tempo on` or `beats`); "
                                  "leave `tempo` None.")
             value = check_temperature(value, "tempo")
         self._tempo = value

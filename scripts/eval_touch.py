@@ -34,7 +34,7 @@ step (their first step, and all), against the real next rows.
 per second, points per touch and step length predict the other's (Spearman), against the
 corpus's own performances of 4 s or more (real players keep a style), and the same for the
 held-out ones' first 2 s continued by the model (4 times each), against their real second 2 s.
-`--tempo T` gives a tempo-conditioned model (`mdnrnn train --tempo on`) T touches per second
+`--tempo T` gives a tempo-conditioned model (`mdnrnn train --tempo on` or `beats`) T touches per second
 for every performance, primed ones included (by default each draws one from the training
 performances', and a primed one takes its prefix's own).
 

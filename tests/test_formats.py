@@ -375,24 +375,25 @@ def test_tempo_is_required_where_conditioned_and_refused_elsewhere():
             formats.RowCodec(kind, dim, pen, tempo_quantiles=quantiles)
 
 
+@pytest.mark.parametrize("targets", ["rows", "offsets"])
 @pytest.mark.parametrize("dt_scale", ["linear", "log"])
-def test_beats_measure_dt_in_beats_of_each_sequences_tempo(dt_scale):
+def test_beats_measure_dt_in_beats_of_each_sequences_tempo(dt_scale, targets):
     """With `beats`, the dt the model reads and predicts is `dt * tempo` (then its scale),
     by hand; every other column is what the codec without beats gives; decoding divides
     by the tempo of the previous row's column, in NumPy and TF alike."""
     from mdnrnn._tf import tf
 
     mean, std = (0.4, 0.6, -2.0 if dt_scale == "log" else 0.1), (0.3, 0.2, 1.5 if dt_scale == "log" else 0.05)
-    args = ("touch", 3, None, mean, std, "offsets", dt_scale, TEMPO_QUANTILES)
+    args = ("touch", 3, None, mean, std, targets, dt_scale, TEMPO_QUANTILES)
     plain, c = formats.RowCodec(*args), formats.RowCodec(*args, beats=True)
     f = (lambda x: np.log(x + formats.LOG_DT_SHIFT)) if dt_scale == "log" else (lambda x: x)
     f_inverse = (lambda x: np.exp(x) - formats.LOG_DT_SHIFT) if dt_scale == "log" else (lambda x: x)
     rng = np.random.default_rng(5)
     rows = rng.uniform(0, 1, (2, 4, 3)).astype(np.float32)
     tempo = np.array([[0.5], [3.0]])
-    other = [0, 1, 3, 4]  # x, y and their changes (column 2 is dt, 5 the tempo)
     encoded = c.encode(rows, tempo)
-    np.testing.assert_array_equal(encoded[..., other + [5]], plain.encode(rows, tempo)[..., other + [5]])
+    other = [i for i in range(c.input_size) if i != 2]  # x, y, their changes (offsets) and the tempo
+    np.testing.assert_array_equal(encoded[..., other], plain.encode(rows, tempo)[..., other])
     np.testing.assert_allclose(encoded[..., 2], (f(rows[..., 2] * tempo) - mean[2]) / std[2], rtol=1e-5, atol=1e-5)
     targets = c.targets(rows, tempo)
     np.testing.assert_array_equal(targets[..., :2], plain.targets(rows)[..., :2])
@@ -422,6 +423,8 @@ def test_beats_need_a_tempo():
                          beats=True)
     with pytest.raises(ValueError, match="dt in beats"):
         c.targets(np.full((1, 3), 0.5, np.float32))
+    with pytest.raises(ValueError, match="above 0"):
+        c.targets(np.full((1, 3), 0.5, np.float32), -1.0)
 
 
 def test_drawn_tempos_follow_the_quantiles():

@@ -165,9 +165,23 @@ def test_bad_files(exported, tmp_path):
     open(lite.sidecar_path(other), "w").write('{"format": "something else"}')
     with pytest.raises(ValueError, match="not an mdnrnn LiteRT sidecar"):
         lite.LiteGenerator(other)
+    # A config field this reader does not know is refused, not ignored.
+    meta = json.loads(open(lite.sidecar_path(path)).read())
+    meta["config"]["swing"] = 0.6
+    open(lite.sidecar_path(other), "w").write(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"does not know: \['swing'\]"):
+        lite.read_sidecar(other)
     generator = lite.LiteGenerator(path)
     with pytest.raises(ValueError, match=r"expected \(length >= 1, 3\)"):
         generator.prime(np.zeros((4, 2)))
+
+
+def test_sidecar_knows_every_config_field():
+    import dataclasses
+
+    from mdnrnn.models import ModelConfig
+
+    assert set(lite.CONFIG_FIELDS) == {field.name for field in dataclasses.fields(ModelConfig)}
 
 
 def test_runs_without_tensorflow(exported):

@@ -330,6 +330,12 @@ def test_log_dt_models_get_the_logarithms_statistics_and_rows(tmp_path):
     np.testing.assert_allclose(inputs[b, :5, 2], expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="statistics the store does not hold"):
         data.make_dataset(path, "train", 8, dt_scale="log")
+    # In beats: the logarithm of dt times each performance's tempo (touches per second).
+    beats = train.prepare_config(path, models.preset("touch", dt_scale="log", tempo=True, beats=True))
+    log_beats = np.log(np.concatenate([seqs[i][:, 2].astype(np.float64) * formats.touch_tempo(seqs[i][:, 2])
+                                       for i in (0, 1)]) + 1e-3)
+    np.testing.assert_allclose([beats.mean[2], beats.std[2]], [log_beats.mean(), log_beats.std()], rtol=1e-6)
+    assert abs(beats.mean[2] - config.mean[2]) > 0.1  # the tempos of these rows are not 1
 
 
 @pytest.mark.parametrize("shuffle", [True, False])
