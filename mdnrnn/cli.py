@@ -256,7 +256,7 @@ def cmd_info(args):
             print(f"dt scale:   {config.dt_scale} (targets: {config.targets})")
         if config.tempo:
             q = config.tempo_quantiles
-            print(f"tempo:      conditioned{', dt in beats' if config.beats else ''}; training tempos "
+            print(f"tempo:      conditioned{', pauses in beats' if config.beats else ''}; training tempos "
                   f"{q[0]:.2f} to {q[-1]:.2f} touches/s, median {q[len(q) // 2]:.2f}")
         return
     from mdnrnn import data
@@ -433,7 +433,7 @@ def build_parser():
                    help="touch/IMPSY: model dt as it is, or its logarithm (preset's)")
     p.add_argument("--tempo", choices=["on", "beats", "off"],
                    help="touch: condition on each performance's touches per second; beats: also measure "
-                        "dt in beats of it (preset's: off)")
+                        "pauses between touches in beats of it (preset's: off)")
     p.add_argument("--seq-len", type=_int_in(1, 10_000), default=50,
                    help="window length for touch/IMPSY data, up to 10,000 (50); drawings train whole")
     p.add_argument("--batch-size", type=_int_in(1, 65_536), default=64, help="batch size, up to 65,536 (64)")

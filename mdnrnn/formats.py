@@ -113,13 +113,17 @@ the exporters.
   (so far), on every row of a prefix it primes with. Decoding carries it from
   each model row to the next.
 - Beats (`ModelConfig.beats`, tempo-conditioned touch models): the model sees
-  and predicts dt in beats of its performance's tempo, `dt * tempo`, instead of
-  seconds (before `dt_scale`, and the config's dt statistics are those of
-  `dt * tempo`, so `LOG_DT_SHIFT` is in beats too); decoding divides by the
-  tempo in the tempo column of the model row fed last. A performance drawn at
-  tempo T then runs at T touches per second as far as the model keeps one
-  touch per beat, rather than drifting to a middle pace. Held-out NLLs in
-  beats and in seconds measure different variables and do not compare.
+  and predicts the pauses between touches in beats of its performance's tempo.
+  A dt up to `NEW_TOUCH_DT` (the screen's sampling interval within a swipe)
+  stays in seconds; the part of a longer dt above it is multiplied by the tempo
+  (`dt_in_beats`: `0.1 + (dt - 0.1) * tempo`, continuous, increasing, and a new
+  touch stays a new touch at every tempo). This comes before `dt_scale`, and the
+  config's dt statistics are those of the converted dt, so `LOG_DT_SHIFT` applies
+  to it. Decoding converts back (`dt_in_seconds`) with the tempo in the tempo
+  column of the model row fed last. A performance drawn at tempo T then keeps T
+  touches per second as far as the model keeps one touch per beat, rather than
+  drifting to a middle pace, while swipes keep the screen's timing. Held-out NLLs
+  with and without beats measure different variables and do not compare.
 """
 
 import numpy as np
@@ -400,6 +404,23 @@ def dt_to_times(dt, start=0.0):
     return start + np.cumsum(np.asarray(dt, dtype=np.float64).reshape(-1))
 
 
+def dt_in_beats(dt, tempo, where=np.where):
+    """Touch dt (seconds) to the units of a model with `beats`: the part above
+    `NEW_TOUCH_DT` in beats of `tempo` (touches per second), the rest in seconds.
+
+    `where` is `np.where`, or `tf.where` for tensors; `tempo` broadcasts against `dt`.
+
+    >>> float(dt_in_beats(0.6, 2.0)), float(dt_in_beats(0.05, 2.0))   # 0.1 s + 0.5 s * 2; a swipe's dt
+    (1.1, 0.05)
+    """
+    return where(dt > NEW_TOUCH_DT, NEW_TOUCH_DT + (dt - NEW_TOUCH_DT) * tempo, dt)
+
+
+def dt_in_seconds(value, tempo, where=np.where):
+    """The inverse of `dt_in_beats`."""
+    return where(value > NEW_TOUCH_DT, NEW_TOUCH_DT + (value - NEW_TOUCH_DT) / tempo, value)
+
+
 def touch_tempo(dt, tap_threshold=NEW_TOUCH_DT):
     """A touch performance's tempo: its touches per second.
 
@@ -493,8 +514,9 @@ class RowCodec:
             `draw_tempo` draws from. Every model input row then ends with the tempo column
             (see the module note), and `encode` and `start_rows` need the tempo of each
             sequence. `None` (the default): no tempo column.
-        beats: with `tempo_quantiles`, dt in beats of each sequence's tempo (`dt *
-            tempo`; see the module note) rather than in seconds. Defaults to `False`.
+        beats: with `tempo_quantiles`, pauses between touches in beats of each
+            sequence's tempo (`dt_in_beats`; see the module note) rather than in
+            seconds. Defaults to `False`.
 
     Raises:
         ValueError: for an unknown kind, a pen that does not fit it, statistics of the
@@ -571,7 +593,7 @@ class RowCodec:
             self._tempo_mean, self._tempo_std = float(logs.mean()), float(logs.std()) or 1.0
             self.input_size += 1
         if beats and quantiles is None:
-            raise ValueError("`beats` measures dt in beats of a tempo: it needs `tempo_quantiles`.")
+            raise ValueError("`beats` measures pauses in beats of a tempo: it needs `tempo_quantiles`.")
         self.beats = bool(beats)
         # Draws a compiled loop takes per step for `decode_tf` (see `redraw`).
         self.draws = 1 if self.low is None else REDRAWS
@@ -716,27 +738,27 @@ class RowCodec:
         return self._keep_tempo(model_rows, previous)
 
     def _normalise(self, rows, tempo=None):
-        """Data rows `(..., columns)` to normalised rows (dt in beats of `tempo`, broadcast
+        """Data rows `(..., columns)` to normalised rows (pauses in beats of `tempo`, broadcast
         against `rows.shape[:-1]`, with `beats`; then through its scale)."""
         if self.beats or self.log_dt:
             rows = np.array(rows, np.float32)
         if self.beats:
             if tempo is None:
-                raise ValueError("This model measures dt in beats: give each sequence's tempo (touches per second).")
-            rows[..., self.dt_index] *= np.asarray(tempo, np.float32)
+                raise ValueError("This model measures pauses in beats: give each sequence's tempo (touches per second).")
+            rows[..., self.dt_index] = dt_in_beats(rows[..., self.dt_index], np.asarray(tempo, np.float32))
         if self.log_dt:
             rows[..., self.dt_index] = np.log(np.maximum(rows[..., self.dt_index], 0.0) + LOG_DT_SHIFT)
         return normalize(rows, self.mean, self.std)
 
     def _data_units(self, values, tempo=None):
         """Normalised continuous values `(B, D)` to data units (a new array); with
-        `beats`, dt from beats of `tempo` `(B,)` to seconds."""
+        `beats`, pauses from beats of `tempo` `(B,)` to seconds."""
         values = values * self.std + self.mean
         if self.log_dt:
             with np.errstate(over="ignore"):  # inf, above LOG_DT_MAX: outside the bounds
                 values[..., self.dt_index] = np.exp(values[..., self.dt_index]) - LOG_DT_SHIFT
         if self.beats:
-            values[..., self.dt_index] /= tempo
+            values[..., self.dt_index] = dt_in_seconds(values[..., self.dt_index], tempo)
         return values
 
     def _with_changes(self, values, previous):
@@ -751,7 +773,7 @@ class RowCodec:
         return tf.concat([values, tf.gather(change, np.flatnonzero(self.offset_columns), axis=1)], 1)
 
     def _log_dt_tf(self, values, previous):
-        """TensorFlow: data-unit values `(..., B, D)` with dt in beats (of `previous`'
+        """TensorFlow: data-unit values `(..., B, D)` with pauses in beats (of `previous`'
         tempo, with `beats`) and through its scale."""
         if not (self.log_dt or self.beats):
             return values
@@ -759,7 +781,7 @@ class RowCodec:
 
         is_dt = np.arange(self.dim) == self.dt_index
         if self.beats:
-            values = tf.where(is_dt, values * self._tempo_of_tf(previous)[:, None], values)
+            values = tf.where(is_dt, dt_in_beats(values, self._tempo_of_tf(previous)[:, None], tf.where), values)
         if self.log_dt:
             values = tf.where(is_dt, tf.math.log(tf.maximum(values, 0.0) + LOG_DT_SHIFT), values)
         return values
@@ -774,7 +796,7 @@ class RowCodec:
         if self.log_dt:
             values = tf.where(is_dt, tf.exp(values) - LOG_DT_SHIFT, values)
         if self.beats:
-            values = tf.where(is_dt, values / self._tempo_of_tf(previous)[:, None], values)
+            values = tf.where(is_dt, dt_in_seconds(values, self._tempo_of_tf(previous)[:, None], tf.where), values)
         return values
 
     def encode_tf(self, rows, previous):

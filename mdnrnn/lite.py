@@ -37,7 +37,7 @@ from mdnrnn.sampler import PEN_SIZES, SamplerTables, sample_numpy
 from mdnrnn.temperature import Temperatures
 
 FORMAT = "mdnrnn-litert"
-# 2: configs may hold `beats` (dt in beats of the tempo), which a version-1 reader would
+# 2: configs may hold `beats` (pauses in beats of the tempo), which a version-1 reader would
 # ignore and so read dt in seconds; this reader takes 1 and 2, and refuses a config
 # field it does not know rather than ignore it.
 FORMAT_VERSION = 2
@@ -162,7 +162,7 @@ class LiteConfig:
     targets: str = "rows"  # "offsets": positions predicted as changes (see `ModelConfig`)
     dt_scale: str = "linear"  # "log": the model sees log(dt + shift) (see `ModelConfig`)
     tempo_quantiles: tuple | None = None  # a tempo-conditioned touch model's (see `ModelConfig`)
-    beats: bool = False  # dt in beats of the tempo (see `ModelConfig`)
+    beats: bool = False  # pauses in beats of the tempo (see `ModelConfig`)
 
     @property
     def normalisation(self) -> tuple[np.ndarray, np.ndarray]:

@@ -57,7 +57,7 @@ class ModelConfig:
             Defaults to 0.
         dt_scale: Touch and IMPSY models: `"linear"`, dt as it is, or `"log"`, the model
             reads and predicts `log(dt + formats.LOG_DT_SHIFT)` (`mean` and `std` of the
-            dt column are then the logarithm's; with `beats`, of dt in beats; see
+            dt column are then the logarithm's; with `beats`, of the converted dt; see
             `formats.RowCodec`). Defaults to
             `"linear"`.
         tempo: Touch models: condition on each performance's tempo (touches per second,
@@ -65,9 +65,10 @@ class ModelConfig:
             Generation takes a tempo per sequence (`Generator.tempo`), by default drawn
             from the training performances', so each generated performance keeps one.
             Defaults to False.
-        beats: With `tempo`: dt in beats of each performance's tempo (`dt * tempo`)
-            rather than in seconds, in what the model reads and predicts (`mean` and
-            `std` of the dt column are then those of `dt * tempo`; see
+        beats: With `tempo`: the pauses between touches in beats of each
+            performance's tempo rather than in seconds, in what the model reads and
+            predicts (`formats.dt_in_beats`: dt within a swipe stays in seconds; `mean`
+            and `std` of the dt column are then those of the converted dt; see
             `formats.RowCodec`). Defaults to False.
         tempo_quantiles: With `tempo`: `formats.TEMPO_QUANTILES` evenly spaced quantiles
             of the train split's tempos, set by training (`train.prepare_config`).

@@ -153,14 +153,15 @@ def test_tempo_conditioned_touch_model_trains_shows_and_generates(kanji_model, t
         store_mean, store_std = opened.mean, opened.std
     tempos = [(1 + (dt[1:] > 0.1).sum()) / max(dt.sum(), 1.0) for dt in dts]
     np.testing.assert_allclose(model.config.tempo_quantiles, np.quantile(tempos, np.linspace(0, 1, 101)), rtol=1e-6)
-    # dt's statistics: of dt in seconds (the store's), or in beats of each performance's tempo.
-    beats = np.concatenate([dt * t for dt, t in zip(dts, tempos)])
+    # dt's statistics: of dt in seconds (the store's), or with pauses (the part of dt
+    # above 0.1 s) in beats of each performance's tempo.
+    beats = np.concatenate([np.where(dt > 0.1, 0.1 + (dt - 0.1) * t, dt) for dt, t in zip(dts, tempos)])
     dt_mean, dt_std = (beats.mean(), beats.std()) if tempo == "beats" else (store_mean[2], store_std[2])
     np.testing.assert_allclose(model.config.mean, [store_mean[0], store_mean[1], dt_mean], rtol=1e-5)
     np.testing.assert_allclose(model.config.std, [store_std[0], store_std[1], dt_std], rtol=1e-5)
     capsys.readouterr()
     assert run(["info", str(run_dir / "model.keras")]) == 0
-    shown = "conditioned, dt in beats; training tempos" if tempo == "beats" else "conditioned; training tempos"
+    shown = "conditioned, pauses in beats; training tempos" if tempo == "beats" else "conditioned; training tempos"
     assert f"tempo:      {shown}" in capsys.readouterr().out
     assert run(["generate", "--model", str(run_dir / "model.keras"), "--n", "2", "--max-seconds", "3",
                 "--tempo", "2.5", "--seed", "0", "--out", str(tmp_path / "gen")]) == 0

@@ -377,10 +377,11 @@ def test_tempo_is_required_where_conditioned_and_refused_elsewhere():
 
 @pytest.mark.parametrize("targets", ["rows", "offsets"])
 @pytest.mark.parametrize("dt_scale", ["linear", "log"])
-def test_beats_measure_dt_in_beats_of_each_sequences_tempo(dt_scale, targets):
-    """With `beats`, the dt the model reads and predicts is `dt * tempo` (then its scale),
-    by hand; every other column is what the codec without beats gives; decoding divides
-    by the tempo of the previous row's column, in NumPy and TF alike."""
+def test_beats_measure_pauses_in_beats_of_each_sequences_tempo(dt_scale, targets):
+    """With `beats`, the dt the model reads and predicts is, by hand, dt itself up to
+    0.1 s (within a swipe) and `0.1 + (dt - 0.1) * tempo` above (then its scale); every
+    other column is what the codec without beats gives; decoding converts back with the
+    tempo of the previous row's column, in NumPy and TF alike."""
     from mdnrnn._tf import tf
 
     mean, std = (0.4, 0.6, -2.0 if dt_scale == "log" else 0.1), (0.3, 0.2, 1.5 if dt_scale == "log" else 0.05)
@@ -390,26 +391,30 @@ def test_beats_measure_dt_in_beats_of_each_sequences_tempo(dt_scale, targets):
     f_inverse = (lambda x: np.exp(x) - formats.LOG_DT_SHIFT) if dt_scale == "log" else (lambda x: x)
     rng = np.random.default_rng(5)
     rows = rng.uniform(0, 1, (2, 4, 3)).astype(np.float32)
+    rows[:, 1, 2] = [0.02, 0.1]  # within a swipe: seconds at any tempo
     tempo = np.array([[0.5], [3.0]])
+    in_beats = np.where(rows[..., 2] > 0.1, 0.1 + (rows[..., 2] - 0.1) * tempo, rows[..., 2])
+    assert (rows[..., 2] > 0.1).any()  # pauses: in beats
     encoded = c.encode(rows, tempo)
     other = [i for i in range(c.input_size) if i != 2]  # x, y, their changes (offsets) and the tempo
     np.testing.assert_array_equal(encoded[..., other], plain.encode(rows, tempo)[..., other])
-    np.testing.assert_allclose(encoded[..., 2], (f(rows[..., 2] * tempo) - mean[2]) / std[2], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(encoded[..., 2], (f(in_beats) - mean[2]) / std[2], rtol=1e-5, atol=1e-5)
     targets = c.targets(rows, tempo)
     np.testing.assert_array_equal(targets[..., :2], plain.targets(rows)[..., :2])
     np.testing.assert_allclose(targets[..., 2], encoded[..., 2], atol=1e-6)
-    start = c.start_rows(2, [0.5, 3.0])  # dt = 0 is 0 beats at any tempo
-    np.testing.assert_array_equal(start, plain.start_rows(2, [0.5, 3.0]))
-    values = rng.normal(0, 1, (2, 3)).astype(np.float32)
-    values[0, 2] = -5.0  # a dt below 0 at either scale: clipped to MIN_DT seconds
+    tempos = np.array([0.5, 3.0, 2.0])
+    start = c.start_rows(3, tempos)  # dt = 0 is 0 beats at any tempo
+    np.testing.assert_array_equal(start, plain.start_rows(3, tempos))
+    values = rng.normal(0, 1, (3, 3)).astype(np.float32)
+    # dt below 0 at either scale (clipped to MIN_DT seconds), a pause of 0.7 and 0.05 in the model's units
+    values[:, 2] = [-5.0, (f(0.7) - mean[2]) / std[2], (f(0.05) - mean[2]) / std[2]]
     decoded, model_rows = c.decode(values.copy(), None, start)
     plain_decoded, _ = plain.decode(values.copy(), None, start)
     np.testing.assert_array_equal(decoded[:, :2], plain_decoded[:, :2])
-    by_hand = np.maximum(f_inverse(values[:, 2] * std[2] + mean[2]) / [0.5, 3.0], formats.MIN_DT)
-    np.testing.assert_allclose(decoded[:, 2], by_hand, rtol=1e-5)
-    assert decoded[0, 2] == pytest.approx(formats.MIN_DT)
+    np.testing.assert_allclose(decoded[:, 2], [formats.MIN_DT, 0.1 + 0.6 / 3.0, 0.05], rtol=1e-5)
     np.testing.assert_allclose(c.encode_step(decoded, start), model_rows, atol=1e-5)
-    np.testing.assert_allclose(model_rows[:, 2], (f(decoded[:, 2] * [0.5, 3.0]) - mean[2]) / std[2], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model_rows[:, 2], (f(np.array([formats.MIN_DT, 0.7, 0.05])) - mean[2]) / std[2],
+                               rtol=1e-5, atol=1e-5)
     tf_rows, tf_model_rows, _ = c.decode_tf(tf.constant(values[None]), tf.constant(start))
     np.testing.assert_allclose(tf_rows.numpy(), decoded, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(tf_model_rows.numpy(), model_rows, rtol=1e-5, atol=1e-5)
@@ -421,7 +426,7 @@ def test_beats_need_a_tempo():
         formats.RowCodec("touch", 3, mean=(0.4, 0.6, 0.1), std=(0.3, 0.2, 0.05), beats=True)
     c = formats.RowCodec("touch", 3, mean=(0.4, 0.6, 0.1), std=(0.3, 0.2, 0.05), tempo_quantiles=TEMPO_QUANTILES,
                          beats=True)
-    with pytest.raises(ValueError, match="dt in beats"):
+    with pytest.raises(ValueError, match="pauses in beats"):
         c.targets(np.full((1, 3), 0.5, np.float32))
     with pytest.raises(ValueError, match="above 0"):
         c.targets(np.full((1, 3), 0.5, np.float32), -1.0)

@@ -312,7 +312,7 @@ TEMPO_QUANTILES = (0.3, 0.8, 1.5, 2.5, 6.0)
 
 def random_weights_model(pen, seed, targets="rows", dt_scale="linear", tempo=False):
     """A small model whose every weight and bias is drawn from a normal distribution;
-    `tempo`: False, True (conditioned on tempo) or `"beats"` (and dt in beats of it)."""
+    `tempo`: False, True (conditioned on tempo) or `"beats"` (and pauses in beats of it)."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -352,7 +352,7 @@ def test_numpy_step_compiled_loop_and_training_model_agree(pen, targets, dt_scal
     """Parameters from `step()`, from `generate(return_params=True)` and from `MixtureRNN`
     fed the same rows agree to 1e-4 at every step, from scratch and after `prime()`. A
     tempo-conditioned model is fed a set tempo from scratch, and each prefix's own after
-    `prime()`, on every row (with `beats`, dt in beats of it)."""
+    `prime()`, on every row (with `beats`, pauses in beats of it)."""
     model = random_weights_model(pen, seed=len(str(pen)), targets=targets, dt_scale=dt_scale, tempo=tempo)
     rng = np.random.default_rng(0)
     steps = 12

@@ -28,7 +28,7 @@ KINDS["touch-offsets"] = KINDS["touch"].replace(targets="offsets")  # positions 
 KINDS["touch-log"] = KINDS["touch-offsets"].replace(dt_scale="log", mean=(0.5, 0.5, -3.5), std=(0.25, 0.3, 1.0))
 # Conditioned on tempo: drawn from these quantiles from scratch, a prefix's own after prime.
 KINDS["touch-tempo"] = KINDS["touch-offsets"].replace(tempo=True, tempo_quantiles=(0.3, 1.0, 2.0, 5.0))
-KINDS["touch-beats"] = KINDS["touch-tempo"].replace(beats=True)  # and dt in beats of it
+KINDS["touch-beats"] = KINDS["touch-tempo"].replace(beats=True)  # and pauses in beats of it
 PREFIXES = {
     "kanji": np.array([[3, 1, 0], [2, -4, 0], [0.5, 0.5, 1], [-6, 2, 0], [1, 1, 1]], np.float32),
     # (0, 0, 0) encodes to the padding row, which the training model masks: prime skips it.

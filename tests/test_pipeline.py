@@ -294,7 +294,7 @@ def test_tempo_models_get_each_windows_whole_performance_tempo(tmp_path):
         strokes = data.write_store(tmp_path / "s.h5", _stroke3([3, 5]), kind="stroke3", splits=["train"] * 2)
         data.make_dataset(strokes, "train", 4, pen="categorical", tempo_quantiles=quantiles)
 
-    # With `beats`, dt in inputs and targets is in beats of the whole performance's tempo.
+    # With `beats`, pauses in inputs and targets are in beats of the whole performance's tempo.
     stats = ((0.5, 0.5, 0.1), (0.3, 0.3, 0.05))
     tempos = np.array([formats.touch_tempo(rows[:, 2]) for rows, split in zip(seqs, splits) if split == "train"
                        for _ in range((len(rows) - 2) // window + 1)])[:, None]
@@ -303,8 +303,9 @@ def test_tempo_models_get_each_windows_whole_performance_tempo(tmp_path):
         block_rows=32, stats=stats, beats=on)))] for on in (False, True))
     for got, want in zip(beats[:2], seconds[:2]):
         np.testing.assert_array_equal(np.delete(got, 2, -1), np.delete(want, 2, -1))
-        np.testing.assert_allclose((got[..., 2] * 0.05 + 0.1)[real], ((want[..., 2] * 0.05 + 0.1) * tempos)[real],
-                                   rtol=1e-4, atol=1e-6)
+        dt = want[..., 2] * 0.05 + 0.1
+        in_beats = np.where(dt > 0.1, 0.1 + (dt - 0.1) * tempos, dt)
+        np.testing.assert_allclose((got[..., 2] * 0.05 + 0.1)[real], in_beats[real], rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="stats"):
         data.make_dataset(path, "train", 4, window=window, tempo_quantiles=quantiles, beats=True)
     with pytest.raises(ValueError, match="needs `tempo_quantiles`"):
@@ -330,10 +331,12 @@ def test_log_dt_models_get_the_logarithms_statistics_and_rows(tmp_path):
     np.testing.assert_allclose(inputs[b, :5, 2], expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="statistics the store does not hold"):
         data.make_dataset(path, "train", 8, dt_scale="log")
-    # In beats: the logarithm of dt times each performance's tempo (touches per second).
+    # In beats: the logarithm of dt with its part above 0.1 s times each performance's
+    # tempo (touches per second).
     beats = train.prepare_config(path, models.preset("touch", dt_scale="log", tempo=True, beats=True))
-    log_beats = np.log(np.concatenate([seqs[i][:, 2].astype(np.float64) * formats.touch_tempo(seqs[i][:, 2])
-                                       for i in (0, 1)]) + 1e-3)
+    dts = [seqs[i][:, 2].astype(np.float64) for i in (0, 1)]
+    log_beats = np.log(np.concatenate([np.where(dt > 0.1, 0.1 + (dt - 0.1) * formats.touch_tempo(dt), dt)
+                                       for dt in dts]) + 1e-3)
     np.testing.assert_allclose([beats.mean[2], beats.std[2]], [log_beats.mean(), log_beats.std()], rtol=1e-6)
     assert abs(beats.mean[2] - config.mean[2]) > 0.1  # the tempos of these rows are not 1
 

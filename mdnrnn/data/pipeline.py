@@ -630,9 +630,10 @@ def make_dataset(
             when the dataset is made: one read per performance of the split),
             whatever window it is in (see `mdnrnn.formats.RowCodec`).
             Defaults to `None` (no tempo column).
-        beats: with `tempo_quantiles`: dt in beats of each performance's tempo,
-            as the model's `ModelConfig.beats`; needs `stats` (those of dt in
-            beats). Defaults to `False`.
+        beats: with `tempo_quantiles`: pauses in beats of each performance's
+            tempo (`mdnrnn.formats.dt_in_beats`), as the model's
+            `ModelConfig.beats`; needs `stats` (those of the converted dt).
+            Defaults to `False`.
         stats: `(mean, std)` of the continuous columns to normalise with
             instead of the store's: a model's own (`ModelConfig.mean` and
             `std`), when it was trained on other data. Defaults to `None`
@@ -686,9 +687,9 @@ def make_dataset(
     if tempo_quantiles is not None and store.kind != "touch":
         raise ValueError(f"`tempo_quantiles` condition touch models; {store.path} is a {store.kind!r} store.")
     if beats and tempo_quantiles is None:
-        raise ValueError("`beats` measures dt in beats of each performance's tempo: it needs `tempo_quantiles`.")
+        raise ValueError("`beats` measures pauses in beats of each performance's tempo: it needs `tempo_quantiles`.")
     if beats and stats is None:
-        raise ValueError("beats=True normalises dt in beats, whose statistics the store does not hold: "
+        raise ValueError("beats=True normalises pauses in beats, whose statistics the store does not hold: "
                          "pass the model's (`stats=(config.mean, config.std)`).")
     if dt_scale == "log" and stats is None:
         raise ValueError("dt_scale='log' normalises the logarithm of dt, whose statistics the store does "
