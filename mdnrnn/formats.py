@@ -120,9 +120,10 @@ the exporters.
   touch stays a new touch at every tempo). This comes before `dt_scale`, and the
   config's dt statistics are those of the converted dt, so `LOG_DT_SHIFT` applies
   to it. Decoding converts back (`dt_in_seconds`) with the tempo in the tempo
-  column of the model row fed last. A performance drawn at tempo T then keeps T
-  touches per second as far as the model keeps one touch per beat, rather than
-  drifting to a middle pace, while swipes keep the screen's timing. Held-out NLLs
+  column of the model row fed last. The pauses of a performance drawn at tempo T
+  then keep that tempo's pace rather than drifting to a middle one (its touches
+  per second stay below T where swipes take their own time), while swipes keep
+  the screen's timing. Held-out NLLs
   with and without beats measure different variables and do not compare.
 """
 

@@ -19,7 +19,7 @@ ships the last phase's best model: `--out/NAME.keras` holds the weights and conf
 without optimizer state, `--out/NAME.json` the facts (held-out NLL, sizes, settings,
 time) and `--out/NAME.md` the model card. The held-out NLL is the pooled mean over every
 step of the store's test split (total NLL / number of real steps, nats per step),
-computed by `heldout_nll` below.
+computed by `mdnrnn.evaluate.heldout_nll` (what `mdnrnn eval` reports).
 
 Usage (from the repository root; the shipped models were made with these commands):
 
@@ -99,30 +99,6 @@ def convert(name: str, store: Path) -> None:
         robojam.convert(datasets.path("robojam"), store, progress=False)
 
 
-def heldout_nll(model, store_path, batch_size: int = 64) -> tuple[float, int]:
-    """(mean NLL per step over the test split of `store_path`, number of steps).
-
-    The pooled mean: total NLL over all real (unpadded) steps / their number, in nats
-    per step, so it does not depend on the batch size. Touch sequences are scored whole.
-    """
-    import numpy as np
-
-    from mdnrnn import data
-    from mdnrnn._tf import tf
-    from mdnrnn.mixture import MixtureNLL
-
-    loss = MixtureNLL(model.config.spec)
-    dataset = data.make_dataset(store_path, "test", batch_size, pen=model.config.spec.pen,
-                                shuffle=False, targets=model.config.targets)
-    total, steps = 0.0, 0.0
-    for inputs, targets, weights in dataset:
-        nll = loss.call(targets, model(inputs, training=False))  # [B, T]
-        real = weights > 0
-        total += float(np.sum(tf.where(real, nll, 0.0).numpy(), dtype=np.float64))
-        steps += float(np.sum(weights.numpy(), dtype=np.float64))
-    return total / steps, int(steps)
-
-
 def strip_optimizer(model):
     """A copy of `model` with the same config and weights, not compiled (no optimizer)."""
     from mdnrnn.models import MixtureRNN
@@ -136,6 +112,7 @@ def strip_optimizer(model):
 def ship(name: str, run_dirs: list[Path], store: Path, out: Path, seconds: float | None) -> dict:
     """Saves the last phase's best model without optimizer state, its facts and its card."""
     from mdnrnn import data, load_model
+    from mdnrnn.evaluate import heldout_nll
 
     model = strip_optimizer(load_model(run_dirs[-1] / "model.keras"))
     out.mkdir(parents=True, exist_ok=True)
@@ -143,7 +120,8 @@ def ship(name: str, run_dirs: list[Path], store: Path, out: Path, seconds: float
     temp = target.with_name(target.stem + ".tmp.keras")
     model.save(temp)
     os.replace(temp, target)
-    nll, steps = heldout_nll(load_model(target), store)
+    scored = heldout_nll(load_model(target), store)
+    nll, steps = scored["nll"], scored["steps"]
     phases = []
     for run_dir in run_dirs:
         history = (run_dir / "history.csv").read_text().splitlines()

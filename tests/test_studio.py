@@ -473,6 +473,7 @@ def test_pretrained_model_reproduces_its_heldout_nll(name, tmp_path):
 
     import mdnrnn.models  # noqa: F401 - registers the classes
     from mdnrnn import datasets
+    from mdnrnn.evaluate import heldout_nll
 
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
@@ -482,9 +483,9 @@ def test_pretrained_model_reproduces_its_heldout_nll(name, tmp_path):
     store = tmp_path / f"{name}.h5"
     train_pretrained.convert(name, store)
     facts = datasets.model_facts(name)
-    nll, steps = train_pretrained.heldout_nll(keras.models.load_model(datasets.model_path(name)), store)
-    assert steps == facts["heldout_steps"]
-    assert abs(nll - facts["heldout_nll"]) < 1e-3
+    scored = heldout_nll(keras.models.load_model(datasets.model_path(name)), store)
+    assert scored["steps"] == facts["heldout_steps"]
+    assert abs(scored["nll"] - facts["heldout_nll"]) < 1e-3
 
 
 def test_closing_the_studio_stops_its_worker_thread(entries):
