@@ -123,8 +123,8 @@ the exporters.
   column of the model row fed last. The pauses of a performance drawn at tempo T
   then keep that tempo's pace rather than drifting to a middle one (its touches
   per second stay below T where swipes take their own time), while swipes keep
-  the screen's timing. Held-out NLLs
-  with and without beats measure different variables and do not compare.
+  the screen's timing. Held-out NLLs with and without beats measure different
+  variables and do not compare.
 """
 
 import numpy as np

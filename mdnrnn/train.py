@@ -466,18 +466,17 @@ def prepare_config(store_path, config: ModelConfig, keep_normalisation: bool = F
 def _dt_statistics(store, config: ModelConfig) -> dict:
     """`mean` and `std` with the dt column's replaced by those of dt as the model sees
     it over the train split (every member of a store set): pauses in beats of each
-    performance's tempo (`beats`, `formats.dt_in_beats`), then `log(dt + LOG_DT_SHIFT)` (`dt_scale="log"`)."""
+    performance's tempo (`beats`, `formats.dt_in_beats`), then `log(dt +
+    LOG_DT_SHIFT)` (`dt_scale="log"`)."""
     column = formats.default_columns(config.data_kind, config.spec.dim).index("dt")
     values = []
     for member in getattr(store, "stores", [store]):
         if "train" not in member.split_names:
             continue
-        indices = member.split("train")
-        tempos = data.performance_tempos(member, indices) if config.beats else [None] * len(indices)
-        for i, tempo in zip(indices, tempos):
+        for i in member.split("train"):
             dt = np.asarray(member[int(i)][:, column], np.float64)
-            if config.beats:
-                dt = formats.dt_in_beats(dt, tempo)
+            if config.beats:  # the performance's tempo, from the dt just read
+                dt = formats.dt_in_beats(dt, formats.touch_tempo(dt))
             values.append(np.log(dt + formats.LOG_DT_SHIFT) if config.dt_scale == "log" else dt)
     values = np.concatenate(values) if values else np.zeros(0)
     if len(values) < 2 or not values.std() > 0:
