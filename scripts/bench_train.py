@@ -57,12 +57,16 @@ prints what it measured and chose, `ours:targets=offsets` is the model with the
 touch preset's own targets (x, y as offsets from the previous touch, their change as two
 more input columns: `make_dataset(..., targets="offsets")` gives it the same windows in
 the same order), `ours:clipnorm=0` with Adam's gradient clipping off (the
-presets clip at 1.0; 0 is none, as the anchor), `ours:spe=8` with
+presets clip at 1.0; 0 is none, as the anchor), `ours:lr=0.002` another Adam learning rate
+(1e-3 otherwise, as the anchor), `ours:decay=0.999` the rate decayed per step towards 1e-5
+(`OptimizerConfig.decay_rate`, `mdnrnn train --lr-decay`), `ours:spe=8` with
 `steps_per_execution=8`, `ours:precision=mixed_bfloat16` is `build_model(...,
 precision="mixed_bfloat16")` (`mdnrnn train --precision mixed_bfloat16`: the LSTM stack in
 bfloat16), and `ours:mask=0` drops the Masking layer (to price it; the shipped model keeps
 it). Options combine: `ours:jit=0:mask=0`.
-`anchor` and `anchor:jit=1` are the keras-mdn-layer model.
+`anchor` and `anchor:jit=1` are the keras-mdn-layer model; `anchor:lr=0.002:decay=0.999`
+gives it the same learning-rate schedule as ours (its Adam otherwise as its users run it,
+without clipping).
 `--check-xla` compares `MixtureNLL` eagerly and under XLA for every pen kind.
 
 Time to the anchor's quality: with both phases and an `anchor` variant, the report also
@@ -161,10 +165,11 @@ class _Variant:
         self.base = base
         self.options = dict(o.split("=") for o in options)
         self.args, self.config = args, config
-        unknown = set(self.options) - {"jit", "spe", "mask", "targets", "clipnorm", "precision"}
+        unknown = set(self.options) - {"jit", "spe", "mask", "targets", "clipnorm", "precision",
+                                       "lr", "decay"}
         targets = self.options.get("targets", "rows")
         if base not in ("ours", "anchor") or unknown or targets not in ("rows", "offsets") or (
-                base == "anchor" and targets != "rows"):
+                base == "anchor" and not set(self.options) <= {"jit", "lr", "decay"}):
             raise SystemExit(f"unknown variant {name!r}")
         self.config = config.replace(targets=targets)
 
@@ -180,14 +185,22 @@ class _Variant:
                                      + [keras.layers.LSTM(self.config.units, return_sequences=True)
                                         for _ in range(self.config.layers)]
                                      + [keras.layers.TimeDistributed(mdn.MDN(d, k))])
-            model.compile(loss=mdn.get_mixture_loss_func(d, k), optimizer=keras.optimizers.Adam(),
+            optimizer = keras.optimizers.Adam()  # as its users run it: the defaults, 1e-3
+            if {"lr", "decay"} & set(self.options):
+                from mdnrnn.models import OptimizerConfig
+
+                optimizer = OptimizerConfig(learning_rate=float(self.options.get("lr", 1e-3)), clipnorm=0,
+                                            decay_rate=float(self.options.get("decay", 1.0))).make()
+            model.compile(loss=mdn.get_mixture_loss_func(d, k), optimizer=optimizer,
                           jit_compile=self.options.get("jit") == "1")
             return model
-        from mdnrnn.models import build_model
+        from mdnrnn.models import OptimizerConfig, build_model
 
-        clipnorm = float(self.options.get("clipnorm", 1.0))
-        model = (_unmasked(self.config, clipnorm) if self.options.get("mask") == "0"
-                 else build_model(self.config, clipnorm=clipnorm,
+        optimizer = OptimizerConfig(learning_rate=float(self.options.get("lr", 1e-3)),
+                                    clipnorm=float(self.options.get("clipnorm", 1.0)),
+                                    decay_rate=float(self.options.get("decay", 1.0)))
+        model = (_unmasked(self.config, optimizer) if self.options.get("mask") == "0"
+                 else build_model(self.config, optimizer=optimizer,
                                   precision=self.options.get("precision", "float32")))
         overrides = {}
         if self.options.get("jit") == "auto":
@@ -251,7 +264,7 @@ def _recompile(model, **overrides):
     return model
 
 
-def _unmasked(config, clipnorm):
+def _unmasked(config, optimizer):
     """`build_model(config)` without the Masking layer (the LSTMs get no mask)."""
     from mdnrnn.models import MixtureRNN, build_model
 
@@ -267,7 +280,7 @@ def _unmasked(config, clipnorm):
 
     model = Unmasked(config)  # first, so that a seed gives it the same weights as `ours`
     model.build((None, None, config.input_size))
-    shipped = build_model(config, clipnorm=clipnorm)  # for its compile settings only
+    shipped = build_model(config, optimizer=optimizer)  # for its compile settings only
     model.compile(optimizer=type(shipped.optimizer).from_config(shipped.optimizer.get_config()),
                   loss=shipped.loss, jit_compile=shipped.jit_compile,
                   steps_per_execution=shipped.steps_per_execution)
