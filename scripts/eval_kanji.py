@@ -74,20 +74,11 @@ def summary(values):
 
 def heldout_nll(model, store_path, batch_size):
     """(model.evaluate's NLL, pooled NLL per step, number of steps) on the test split."""
-    import tensorflow as tf
+    from mdnrnn import data, evaluate
 
-    from mdnrnn import data
-    from mdnrnn.mixture import MixtureNLL
-
-    loss = MixtureNLL(model.config.spec)
     dataset = data.make_dataset(store_path, "test", batch_size, pen=model.config.spec.pen, shuffle=False)
-    evaluated = float(model.evaluate(dataset, verbose=0))
-    total, steps = 0.0, 0.0
-    for inputs, targets, weights in dataset:
-        nll = loss.call(targets, model(inputs, training=False))  # [B, T]
-        total += float(tf.reduce_sum(tf.where(weights > 0, nll * weights, 0.0)))
-        steps += float(tf.reduce_sum(weights))
-    return evaluated, total / steps, int(steps)
+    pooled = evaluate.heldout_nll(model, store_path, "test", batch_size=batch_size)
+    return float(model.evaluate(dataset, verbose=0)), pooled["nll"], pooled["steps"]
 
 
 def generate(model, n, max_steps, temperature, sigma_temperature, seed):
