@@ -36,7 +36,9 @@ windows have no padding), the anchor with its own `get_mixture_loss_func(3, 5)`,
 which is `mean(-log p)` over every (sequence, step) row too. As a check that the two
 numbers measure the same thing, the anchor's parameters are also rearranged into
 mdnrnn's layout and scored with `mdnrnn.mixture.mixture_distribution`; the script
-prints the difference (it should be ~1e-6).
+prints the difference (it should be ~1e-6). It also prints the smallest component scale
+each trained model predicts on the held-out steps (and the 0.1% quantile), to show
+whether ours' floor `mixture.MIN_SCALE` (1e-4; the anchor's is about 1e-7) is near.
 
 keras-mdn-layer is a benchmark-only dependency: keep it out of the project venv.
 Either a separate venv (`python3.11 -m venv /tmp/benchvenv-train &&
@@ -252,6 +254,15 @@ class _Variant:
         loss = MixtureNLL(self.config.spec)
         return float(loss(tf.constant(targets), tf.constant(params), sample_weight=weights)), None
 
+    def smallest_scales(self, model, arrays):
+        """The smallest component scale the model predicts over the held-out steps, and the
+        0.1% quantile (normalised units): whether `mixture.MIN_SCALE` (ours' floor) is near."""
+        k, d = self.config.spec.components, self.config.spec.dim
+        params = model.predict(arrays[0], batch_size=self.args.batch_size, verbose=0)
+        start = k * d if self.base == "anchor" else k + k * d  # [loc | scale | logits] or [logits | loc | scale]
+        scales = params[..., start : start + k * d]
+        return float(scales.min()), float(np.quantile(scales, 0.001))
+
 
 def _recompile(model, **overrides):
     """Compiles `model` again as `build_model` did, with `overrides` on top."""
@@ -378,8 +389,11 @@ def score_variants(variants, train_batches, valid_batches, args):
             nll, check = v.heldout_nll(model, valid_arrays)
             curve.append({"steps": stop, "valid_nll": nll, "train_s": time.perf_counter() - started})
             print(f"  {v.name}: {stop} steps, held-out NLL {nll:.4f} nats/step", flush=True)
+        smallest, q001 = v.smallest_scales(model, valid_arrays)
+        print(f"  {v.name}: predicted scales on the held-out steps: smallest {smallest:.2e}, "
+              f"0.1% quantile {q001:.2e} (normalised units)", flush=True)
         results[v.name] = {"valid_nll": curve[-1]["valid_nll"], "curve": curve,
-                           "layout_check": check}
+                           "layout_check": check, "smallest_scale": smallest, "scale_q001": q001}
     return results
 
 
