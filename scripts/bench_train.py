@@ -237,31 +237,26 @@ class _Variant:
         model.fit(inputs, targets, batch_size=self.args.batch_size, epochs=1, shuffle=False,
                   verbose=0, callbacks=list(callbacks), **extra)
 
-    def heldout_nll(self, model, arrays):
-        """Mean NLL per step (nats) over all held-out steps, with the model's own loss."""
+    def in_our_layout(self, params):
+        """`params` as this model predicts them, in mdnrnn's layout."""
+        return _anchor_to_our_layout(params, self.config.spec) if self.base == "anchor" else params
+
+    def heldout_nll(self, params, arrays):
+        """Mean NLL per step (nats) over all held-out steps of the model's predicted `params`,
+        with its own loss; for the anchor also how far mdnrnn's NLL of them is from that."""
         import tensorflow as tf
 
         inputs, targets, weights = arrays
-        params = model.predict(inputs, batch_size=self.args.batch_size, verbose=0)
         if self.base == "anchor":
             import keras_mdn_layer as mdn
 
             k, d = self.config.spec.components, self.config.spec.dim
             own = float(mdn.get_mixture_loss_func(d, k)(tf.constant(targets), tf.constant(params)))
-            return own, _anchor_nll_in_our_layout(params, targets, self.config.spec) - own
+            return own, _our_nll(self.in_our_layout(params), targets, self.config.spec) - own
         from mdnrnn.mixture import MixtureNLL
 
         loss = MixtureNLL(self.config.spec)
         return float(loss(tf.constant(targets), tf.constant(params), sample_weight=weights)), None
-
-    def smallest_scales(self, model, arrays):
-        """The smallest component scale the model predicts over the held-out steps, and the
-        0.1% quantile (normalised units): whether `mixture.MIN_SCALE` (ours' floor) is near."""
-        k, d = self.config.spec.components, self.config.spec.dim
-        params = model.predict(arrays[0], batch_size=self.args.batch_size, verbose=0)
-        start = k * d if self.base == "anchor" else k + k * d  # [loc | scale | logits] or [logits | loc | scale]
-        scales = params[..., start : start + k * d]
-        return float(scales.min()), float(np.quantile(scales, 0.001))
 
 
 def _recompile(model, **overrides):
@@ -298,13 +293,26 @@ def _unmasked(config, optimizer):
     return model
 
 
-def _anchor_nll_in_our_layout(params, targets, spec):
-    """The anchor's NLL recomputed by mdnrnn: [loc | scale | logits] -> [logits | loc | scale]."""
+def _anchor_to_our_layout(params, spec):
+    """keras-mdn-layer's [loc | scale | logits] -> mdnrnn's [logits | loc | scale]."""
+    k, d = spec.components, spec.dim
+    return np.concatenate([params[..., 2 * k * d:], params[..., : 2 * k * d]], axis=-1)
+
+
+def _our_nll(params, targets, spec):
+    """Mean NLL per step of `targets` under `params` (mdnrnn's layout), by mdnrnn.mixture."""
     from mdnrnn.mixture import mixture_distribution
 
-    k, d = spec.components, spec.dim
-    ours = np.concatenate([params[..., 2 * k * d:], params[..., : 2 * k * d]], axis=-1)
-    return float(-np.mean(mixture_distribution(ours, spec).log_prob(targets)))
+    return float(-np.mean(mixture_distribution(params, spec).log_prob(targets)))
+
+
+def _smallest_scales(params, spec):
+    """The smallest component scale in `params` (mdnrnn's layout) and the 0.1% quantile
+    (normalised units): whether `mixture.MIN_SCALE` (ours' floor) is near."""
+    from mdnrnn.mixture import split_params
+
+    scales = split_params(params, spec)[2]
+    return float(np.min(scales)), float(np.quantile(scales, 0.001))
 
 
 class _RoundTimer:
@@ -386,10 +394,11 @@ def score_variants(variants, train_batches, valid_batches, args):
             chunk = tuple(a[start * b : stop * b] for a in train_arrays)
             started = time.perf_counter()
             v.fit(model, chunk)
-            nll, check = v.heldout_nll(model, valid_arrays)
+            params = model.predict(valid_arrays[0], batch_size=b, verbose=0)
+            nll, check = v.heldout_nll(params, valid_arrays)
             curve.append({"steps": stop, "valid_nll": nll, "train_s": time.perf_counter() - started})
             print(f"  {v.name}: {stop} steps, held-out NLL {nll:.4f} nats/step", flush=True)
-        smallest, q001 = v.smallest_scales(model, valid_arrays)
+        smallest, q001 = _smallest_scales(v.in_our_layout(params), v.config.spec)
         print(f"  {v.name}: predicted scales on the held-out steps: smallest {smallest:.2e}, "
               f"0.1% quantile {q001:.2e} (normalised units)", flush=True)
         results[v.name] = {"valid_nll": curve[-1]["valid_nll"], "curve": curve,
