@@ -82,6 +82,7 @@ def cmd_train(args):
             "--units": ("units", args.units), "--layers": ("layers", args.layers),
             "--mixtures": ("components", args.mixtures), "--dropout": ("dropout", args.dropout),
             "--covariance": ("covariance", args.covariance), "--cell": ("cell", args.cell),
+            "--scale-activation": ("scale_activation", args.scale_activation),
             "--recurrent-dropout": ("recurrent_dropout", args.recurrent_dropout),
             "--targets": ("targets", args.targets), "--dt-scale": ("dt_scale", args.dt_scale),
             "--tempo": ("tempo", None if args.tempo is None else args.tempo != "off"),
@@ -427,6 +428,9 @@ def build_parser():
                    help="recurrent dropout in [0, 0.99] (layer_norm: on the candidate values, as sketch-rnn) (0)")
     p.add_argument("--covariance", choices=["diagonal", "full"],
                    help="mixture components' covariance: full (correlated, Cholesky) or diagonal (preset's)")
+    p.add_argument("--scale-activation", choices=["softplus", "elu"],
+                   help="how the head makes component scales positive: softplus, or elu + 1 as "
+                        "keras-mdn-layer (preset's)")
     p.add_argument("--targets", choices=["rows", "offsets"],
                    help="touch/IMPSY: predict the next rows, or positions as offsets from the previous row (preset's)")
     p.add_argument("--dt-scale", choices=["linear", "log"],

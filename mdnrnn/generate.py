@@ -379,8 +379,14 @@ class Generator(Temperatures):
             self._h[layer], self._c[layer] = x, c
         params = x @ self._head_kernel
         params += self._head_bias
-        scale = params[:, self._scale_slice]
-        np.logaddexp(_ZERO, scale, out=scale)  # softplus
+        scale = params[:, self._scale_slice]  # the spec's activation, as `MixtureDensity` does
+        if self.spec.scale_activation == "elu":  # elu(x) + 1 = exp(min(x, 0)) + max(x, 0)
+            positive = np.maximum(scale, _ZERO)
+            np.minimum(scale, _ZERO, out=scale)
+            np.exp(scale, out=scale)
+            scale += positive
+        else:
+            np.logaddexp(_ZERO, scale, out=scale)  # softplus
         np.add(scale, _MIN_SCALE, out=scale)
         if self._correlation_slice is not None:  # bounded, as `MixtureDensity` does
             correlation = params[:, self._correlation_slice]

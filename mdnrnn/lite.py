@@ -135,6 +135,7 @@ class LiteSpec:
     components: int  # K
     pen: str | None = None  # None, "bernoulli" (stroke-3) or "categorical" (stroke-5)
     covariance: str = "diagonal"  # or "full": C = D (D - 1) / 2 correlation values
+    scale_activation: str = "softplus"  # or "elu": applied inside the model, recorded for completeness
 
     @property
     def correlation_size(self) -> int:

@@ -15,6 +15,8 @@ from mdnrnn.sampler import PEN_SIZES
 tfd = tfp.distributions
 
 COVARIANCE_KINDS = ("diagonal", "full")
+# How the head makes the component scales positive (see `MixtureSpec.scale_activation`).
+SCALE_ACTIVATIONS = ("softplus", "elu")
 
 # Smallest component scale the head can emit (in normalised data units). It keeps the
 # density finite for targets far from every component and the gradients bounded.
@@ -39,9 +41,16 @@ class MixtureSpec:
         [ mixture logits (K) | loc (K * D) | scale (K * D) | correlation (K * C) | pen logits (0, 1 or 3) ]
 
     where loc and scale are component-major: the value for component k and dimension d
-    sits at offset `k * D + d` inside its block. Scales are positive (the head applies a
-    softplus) and are each component's standard deviations along the axes; pen logits are
-    unnormalised (one logit for Bernoulli, three for categorical).
+    sits at offset `k * D + d` inside its block. Scales are positive and are each
+    component's standard deviations along the axes; pen logits are unnormalised (one logit
+    for Bernoulli, three for categorical).
+
+    `scale_activation` is how the head makes a scale from its Dense output `x`:
+    `"softplus"` gives `log(1 + exp(x)) + MIN_SCALE`, `"elu"` gives
+    `elu(x) + 1 + MIN_SCALE` (`exp(x)` below zero, `x + 1` above: keras-mdn-layer's
+    activation, with our floor). Both are the same function of `x` far below zero; they
+    differ in slope near it. A config saved before the field existed reads as softplus,
+    which is what those models compute.
 
     The correlation block is there only with `covariance="full"`: C = D (D - 1) / 2
     values `u` per component, in row-major order of the strictly lower triangle
@@ -58,6 +67,7 @@ class MixtureSpec:
         components: Number of mixture components K, a positive integer.
         pen: `None`, `"bernoulli"` or `"categorical"`. Defaults to `None`.
         covariance: `"diagonal"` or `"full"`. Defaults to `"diagonal"`.
+        scale_activation: `"softplus"` or `"elu"`. Defaults to `"softplus"`.
 
     Raises:
         ValueError: If an argument is out of range.
@@ -72,6 +82,7 @@ class MixtureSpec:
     components: int
     pen: str | None = None
     covariance: str = "diagonal"
+    scale_activation: str = "softplus"
 
     def __post_init__(self):
         for name in ("dim", "components"):
@@ -90,6 +101,11 @@ class MixtureSpec:
             raise ValueError(
                 "Received an invalid value for `covariance`, expected 'diagonal' or "
                 f"'full'. Received: covariance={self.covariance!r}"
+            )
+        if self.scale_activation not in SCALE_ACTIVATIONS:
+            raise ValueError(
+                "Received an invalid value for `scale_activation`, expected 'softplus' or "
+                f"'elu'. Received: scale_activation={self.scale_activation!r}"
             )
 
     @property
@@ -271,7 +287,7 @@ class MixtureDensity(keras.layers.Layer):
 
     Maps `(batch_size, ..., features)` to `(batch_size, ..., params_size)` with one dense
     projection per parameter group: mixture logits, component means (`loc`), component
-    scales (softplus plus `MIN_SCALE`, so strictly positive), with full covariance the
+    scales (`spec.scale_activation` plus `MIN_SCALE`, so strictly positive), with full covariance the
     correlation parameters (`MAX_CORRELATION_PARAM * tanh(x / MAX_CORRELATION_PARAM)`,
     so bounded), and pen logits. Works on
     rank-2 and rank-3 (time-distributed) inputs alike and passes Keras masks through.
@@ -327,7 +343,11 @@ class MixtureDensity(keras.layers.Layer):
             dense.build(input_shape)
 
     def call(self, inputs):
-        scale = keras.ops.softplus(self.scale_dense(inputs)) + MIN_SCALE
+        scale = self.scale_dense(inputs)
+        if self.spec.scale_activation == "elu":
+            scale = keras.ops.elu(scale) + (1.0 + MIN_SCALE)
+        else:
+            scale = keras.ops.softplus(scale) + MIN_SCALE
         parts = [self.logits_dense(inputs), self.loc_dense(inputs), scale]
         if self.correlation_dense is not None:
             bound = MAX_CORRELATION_PARAM

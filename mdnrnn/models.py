@@ -212,9 +212,10 @@ class ModelConfig:
         return mean, std
 
     def replace(self, **changes) -> "ModelConfig":
-        """Returns a copy with fields changed; `dim`, `components`, `pen` and `covariance`
-        change the spec."""
-        spec_changes = {k: changes.pop(k) for k in ("dim", "components", "pen", "covariance") if k in changes}
+        """Returns a copy with fields changed; `dim`, `components`, `pen`, `covariance` and
+        `scale_activation` change the spec."""
+        spec_fields = ("dim", "components", "pen", "covariance", "scale_activation")
+        spec_changes = {k: changes.pop(k) for k in spec_fields if k in changes}
         if spec_changes:
             changes["spec"] = dataclasses.replace(self.spec, **spec_changes)
         return dataclasses.replace(self, **changes)

@@ -525,3 +525,37 @@ def test_high_temperature_flattens_the_weights_and_widens_the_spread():
     assert abs((samples[:, 0] > 0).mean() - 0.5) < 0.02  # logits / 1e4: equal weights
     one = mixture_distribution(params, spec, temperature=1e4)
     assert one.components_distribution.stddev().numpy()[0, 0, 0] == pytest.approx(0.1 * 100, rel=1e-5)
+
+
+# --------------------------------------------------------------- scale activation
+@pytest.mark.parametrize("activation", ["softplus", "elu"])
+def test_head_scales_follow_the_specs_activation(activation):
+    """The scale block is the activation of the scale Dense's output plus `MIN_SCALE`,
+    written here from the definitions: softplus log(1 + e^x); ELU + 1 is e^x below zero
+    and x + 1 above. Random non-zero weights put the Dense outputs on both sides of zero."""
+    spec = MixtureSpec(2, 3, "categorical", scale_activation=activation)
+    head = MixtureDensity(spec)
+    head.build((None, 6))
+    rng = np.random.default_rng(3)
+    for weight in head.weights:
+        weight.assign(rng.normal(0.0, 1.0, weight.shape).astype(np.float32))
+    features = rng.normal(size=(50, 6)).astype(np.float32)
+    x = features.astype(np.float64) @ head.scale_dense.kernel.numpy() + head.scale_dense.bias.numpy()
+    assert (x < -0.5).any() and (x > 0.5).any()
+    if activation == "softplus":
+        expected = np.log1p(np.exp(x))
+    else:
+        expected = np.where(x > 0, x + 1.0, np.exp(x))
+    got = head(features).numpy()[:, 3 + 6 : 3 + 12]
+    np.testing.assert_allclose(got, expected + 1e-4, rtol=1e-5, atol=1e-6)
+
+
+def test_scale_activation_config_and_older_configs():
+    spec = MixtureSpec(3, 2, scale_activation="elu")
+    assert MixtureSpec.from_config(spec.get_config()) == spec
+    assert MixtureDensity.from_config(MixtureDensity(spec).get_config()).spec.scale_activation == "elu"
+    # A config saved before the field existed: those models computed softplus.
+    older = {"dim": 3, "components": 2, "pen": None, "covariance": "diagonal"}
+    assert MixtureSpec.from_config(older).scale_activation == "softplus"
+    with pytest.raises(ValueError, match="scale_activation='exp'"):
+        MixtureSpec(2, 1, scale_activation="exp")
