@@ -61,7 +61,9 @@ more input columns: `make_dataset(..., targets="offsets")` gives it the same win
 the same order), `ours:clipnorm=0` with Adam's gradient clipping off (the
 presets clip at 1.0; 0 is none, as the anchor), `ours:lr=0.002` another Adam learning rate
 (1e-3 otherwise, as the anchor), `ours:decay=0.999` the rate decayed per step towards 1e-5
-(`OptimizerConfig.decay_rate`, `mdnrnn train --lr-decay`), `ours:spe=8` with
+(`OptimizerConfig.decay_rate`, `mdnrnn train --lr-decay`), `ours:scale=elu` the head's
+scales as ELU + 1, keras-mdn-layer's activation (`MixtureSpec.scale_activation`,
+`mdnrnn train --scale-activation`; the preset's otherwise), `ours:spe=8` with
 `steps_per_execution=8`, `ours:precision=mixed_bfloat16` is `build_model(...,
 precision="mixed_bfloat16")` (`mdnrnn train --precision mixed_bfloat16`: the LSTM stack in
 bfloat16), and `ours:mask=0` drops the Masking layer (to price it; the shipped model keeps
@@ -168,12 +170,14 @@ class _Variant:
         self.options = dict(o.split("=") for o in options)
         self.args, self.config = args, config
         unknown = set(self.options) - {"jit", "spe", "mask", "targets", "clipnorm", "precision",
-                                       "lr", "decay"}
+                                       "lr", "decay", "scale"}
         targets = self.options.get("targets", "rows")
+        scale = self.options.get("scale", config.spec.scale_activation)
         if base not in ("ours", "anchor") or unknown or targets not in ("rows", "offsets") or (
+                scale not in ("softplus", "elu")) or (
                 base == "anchor" and not set(self.options) <= {"jit", "lr", "decay"}):
             raise SystemExit(f"unknown variant {name!r}")
-        self.config = config.replace(targets=targets)
+        self.config = config.replace(targets=targets, scale_activation=scale)
 
     def build(self, arrays=None):
         """The compiled model; `arrays` (the timing batches) feed `jit=auto`'s calibration."""
