@@ -428,9 +428,9 @@ def build_parser():
                    help="recurrent dropout in [0, 0.99] (layer_norm: on the candidate values, as sketch-rnn) (0)")
     p.add_argument("--covariance", choices=["diagonal", "full"],
                    help="mixture components' covariance: full (correlated, Cholesky) or diagonal (preset's)")
-    p.add_argument("--scale-activation", choices=["softplus", "elu"],
-                   help="how the head makes component scales positive: softplus, or elu + 1 as "
-                        "keras-mdn-layer (preset's)")
+    p.add_argument("--scale-activation", choices=["elu", "softplus"],
+                   help="how the head makes component scales positive: elu + 1 (as keras-mdn-layer; "
+                        "the default) or softplus (models saved before this option)")
     p.add_argument("--targets", choices=["rows", "offsets"],
                    help="touch/IMPSY: predict the next rows, or positions as offsets from the previous row (preset's)")
     p.add_argument("--dt-scale", choices=["linear", "log"],

@@ -135,7 +135,7 @@ class LiteSpec:
     components: int  # K
     pen: str | None = None  # None, "bernoulli" (stroke-3) or "categorical" (stroke-5)
     covariance: str = "diagonal"  # or "full": C = D (D - 1) / 2 correlation values
-    scale_activation: str = "softplus"  # or "elu": applied inside the model, recorded for completeness
+    scale_activation: str = "softplus"  # or "elu"; computed inside the model (a sidecar written before the field: softplus)
 
     @property
     def correlation_size(self) -> int:

@@ -51,7 +51,8 @@ def hand_nll(drawing, std):
     targets are the normalised points then the end row (0, 0, class 2)."""
     weights = special.log_softmax(np.array(LOGITS, np.float64))
     loc = np.reshape(LOC, (2, 2))
-    scale = np.reshape(np.logaddexp(0, np.array(SCALE_BIAS, np.float64)) + 1e-4, (2, 2))
+    bias = np.array(SCALE_BIAS, np.float64)
+    scale = np.reshape(np.where(bias > 0, bias + 1.0, np.exp(bias)) + 1e-4, (2, 2))  # ELU + 1, the default
     pen = special.log_softmax(np.array(PEN, np.float64))
     targets = np.concatenate([drawing[:, :2] / std, np.zeros((1, 2))])
     classes = np.r_[drawing[:, 2].astype(int), 2]

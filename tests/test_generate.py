@@ -29,6 +29,13 @@ def set_head_bias(model, pen=None, loc=None, scale=None):
         head.scale_dense.bias.assign(np.asarray(scale, np.float32))
 
 
+def scale_bias(scale):
+    """The scale Dense bias at which the default head (ELU + 1 plus `MIN_SCALE`) emits
+    `scale`: inverted by hand, log(s) below 1, s - 1 above."""
+    s = np.asarray(scale, np.float64) - mdnrnn.mixture.MIN_SCALE
+    return np.where(s < 1.0, np.log(s), s - 1.0)
+
+
 def test_touch_sequences_have_shape_units_and_ranges():
     config = preset("touch", units=16, components=3, mean=(0.5, 0.5, 0.3), std=(0.3, 0.3, 0.5))
     generator = Generator(build_model(config), seed=0)
@@ -65,7 +72,7 @@ def test_time_limit_is_never_exceeded_even_with_heavy_tailed_dt():
     """The row that would cross `max_seconds` is shortened to end at it (or dropped)."""
     config = preset("touch", units=16, components=2, mean=(0.5, 0.5, 0.1), std=(0.3, 0.3, 0.5))
     model = build_model(config)
-    # dt: a mixture of a short component and a very wide one (scale softplus(6) * 0.5 s).
+    # dt: a mixture of a short component and a very wide one (scale (6 + 1) * 0.5 s).
     set_head_bias(model, loc=[0.0, 0.0, -0.1, 0.0, 0.0, 2.0], scale=[0.0, 0.0, -3.0, 0.0, 0.0, 6.0])
     generator = Generator(model, seed=3)
     limit = 1.5
@@ -173,7 +180,7 @@ def test_generate_returns_params_that_match_the_model():
 def test_fast_paths_sample_the_same_distribution(path):
     """Both samplers against mixture_distribution, with pinned head outputs."""
     model = model_for("stroke3")
-    # Components at (-2, 1) and (3, -1) (scales ~ softplus(0)), pen lift p = sigmoid(-1).
+    # Components at (-2, 1) and (3, -1) (scales 1: ELU(0) + 1), pen lift p = sigmoid(-1).
     set_head_bias(model, pen=[-1.0], loc=[-2.0, 1.0, 3.0, -1.0, 0.0, 0.0], scale=[0.0] * 6)
     model.head.logits_dense.bias.assign(np.array([0.0, 1.0, -30.0], np.float32))
     generator = Generator(model, seed=11)
@@ -466,9 +473,9 @@ def test_touch_samples_are_truncated_to_the_screen_not_clipped(path, targets):
     x_loc = 0.85 if targets == "rows" else 0.35  # a change from x = 0.5
     loc = [(x_loc - mean[0] * (targets == "rows")) / std[0], (0.5 - mean[1]) * (targets == "rows") / std[1],
            (0.05 - mean[2]) / std[2]]
-    # scale = softplus(bias) + MIN_SCALE: the bias that gives a data-unit spread of 0.2 for x.
-    scale = np.array([0.2 / std[0], 0.1 / std[1], 0.01 / std[2]]) - mdnrnn.mixture.MIN_SCALE
-    set_head_bias(model, loc=loc, scale=np.log(np.expm1(scale)))
+    # The biases that give a data-unit spread of 0.2 for x.
+    scale = np.array([0.2 / std[0], 0.1 / std[1], 0.01 / std[2]])
+    set_head_bias(model, loc=loc, scale=scale_bias(scale))
     generator = Generator(model, seed=4)
     x = []
     for _ in range(40):
@@ -495,8 +502,7 @@ def test_truncation_keeps_each_components_probability(path):
     model = build_model(preset("touch", units=8, components=2, mean=tuple(mean), std=tuple(std), targets="rows"))
     data_loc = np.array([[0.5, 0.5, 0.02], [0.9, 0.5, 0.5]])
     data_scale = np.array([[0.01, 0.01, 0.001], [0.5, 0.01, 0.01]])
-    scale = (data_scale / std - mdnrnn.mixture.MIN_SCALE).ravel()
-    set_head_bias(model, loc=((data_loc - mean) / std).ravel(), scale=np.log(np.expm1(scale)))
+    set_head_bias(model, loc=((data_loc - mean) / std).ravel(), scale=scale_bias((data_scale / std).ravel()))
     generator = Generator(model, seed=6)
     generator.reset(2000)
     rows = generator.step() if path == "step" else np.stack([s[0] for s in generator.generate(max_steps=1)])
