@@ -25,7 +25,8 @@ KINDS = {
 KINDS["touch-full"] = KINDS["touch"].replace(covariance="full")  # a full-covariance head
 KINDS["kanji-layer-norm"] = KINDS["kanji"].replace(cell="layer_norm")  # sketch-rnn's cell
 KINDS["touch-offsets"] = KINDS["touch"].replace(targets="offsets")  # positions as changes
-KINDS["touch-elu"] = KINDS["touch-offsets"].replace(scale_activation="elu")  # keras-mdn-layer's scales
+# Softplus scales: the head of every model saved before ELU + 1 became the default.
+KINDS["touch-softplus"] = KINDS["touch-offsets"].replace(scale_activation="softplus")
 KINDS["touch-log"] = KINDS["touch-offsets"].replace(dt_scale="log", mean=(0.5, 0.5, -3.5), std=(0.25, 0.3, 1.0))
 # Conditioned on tempo: drawn from these quantiles from scratch, a prefix's own after prime.
 KINDS["touch-tempo"] = KINDS["touch-offsets"].replace(tempo=True, tempo_quantiles=(0.3, 1.0, 2.0, 5.0))
@@ -40,7 +41,7 @@ PREFIXES = {
 PREFIXES["touch-full"] = PREFIXES["touch"]
 PREFIXES["kanji-layer-norm"] = PREFIXES["kanji"]
 PREFIXES["touch-offsets"] = PREFIXES["touch"]
-PREFIXES["touch-elu"] = PREFIXES["touch"]
+PREFIXES["touch-softplus"] = PREFIXES["touch"]
 PREFIXES["touch-log"] = PREFIXES["touch"]
 PREFIXES["touch-tempo"] = PREFIXES["touch-beats"] = PREFIXES["touch"]
 
