@@ -164,6 +164,8 @@ class _Variant:
     """A model to time and score: its name, how to build it, how to score it."""
 
     def __init__(self, name, args, config):
+        from mdnrnn.mixture import SCALE_ACTIVATIONS
+
         self.name = name
         base, *options = name.split(":")
         self.base = base
@@ -174,7 +176,7 @@ class _Variant:
         targets = self.options.get("targets", "rows")
         scale = self.options.get("scale", config.spec.scale_activation)
         if base not in ("ours", "anchor") or unknown or targets not in ("rows", "offsets") or (
-                scale not in ("softplus", "elu")) or (
+                scale not in SCALE_ACTIVATIONS) or (
                 base == "anchor" and not set(self.options) <= {"jit", "lr", "decay"}):
             raise SystemExit(f"unknown variant {name!r}")
         self.config = config.replace(targets=targets, scale_activation=scale)
