@@ -327,8 +327,13 @@ class MixtureDensity(keras.layers.Layer):
         self.logits_dense = keras.layers.Dense(k, name="logits", dtype=self.dtype_policy)
         self.loc_dense = keras.layers.Dense(k * d, name="loc", dtype=self.dtype_policy)
         self.scale_dense = keras.layers.Dense(k * d, name="scale", dtype=self.dtype_policy)
+        # Zero-initialised, so a new full-covariance head starts as the diagonal one (every
+        # correlation 0) and draws no random numbers: with the same seed every other weight
+        # starts as in the diagonal model, and the two train as a pair that differs only in
+        # what the correlations learn.
         self.correlation_dense = (
-            keras.layers.Dense(k * spec.correlation_size, name="correlation", dtype=self.dtype_policy)
+            keras.layers.Dense(k * spec.correlation_size, name="correlation", kernel_initializer="zeros",
+                               dtype=self.dtype_policy)
             if spec.covariance == "full" else None
         )
         self.pen_dense = keras.layers.Dense(spec.pen_size, name="pen", dtype=self.dtype_policy) if spec.pen else None

@@ -205,6 +205,34 @@ def random_full_model(pen, seed, **overrides):
     return model
 
 
+def test_new_full_covariance_model_starts_as_the_diagonal_one():
+    """Same seed, same weights: the full head adds zero-initialised correlations and nothing
+    else, so before training it gives every row the density of the diagonal model, here
+    computed by SciPy from the diagonal model's parameters (independent normals per component
+    and the pen's softmax)."""
+    from scipy import special, stats
+
+    x, y = stroke5_batch(np.random.default_rng(0), batch=2)
+    params = {}
+    for covariance in ("diagonal", "full"):
+        keras.utils.set_random_seed(7)
+        config = preset("kanji", units=16, components=3, covariance=covariance)
+        params[covariance] = build_model(config).predict(x, verbose=0)
+        assert np.abs(params[covariance]).max() > 0.1  # a random, not a blank, head
+    k, d = 3, 2
+    full_spec = preset("kanji", components=3, covariance="full").spec
+    got = mdnrnn.mixture.mixture_distribution(params["full"], full_spec).log_prob(y).numpy()
+    for b, t in np.ndindex(*y.shape[:2]):
+        p = params["diagonal"][b, t]
+        logits, loc, scale, pen = np.split(p, [k, k + k * d, k + 2 * k * d])
+        loc, scale = loc.reshape(k, d), scale.reshape(k, d)
+        continuous = special.logsumexp(
+            [special.log_softmax(logits)[j] + stats.norm.logpdf(y[b, t, :d], loc[j], scale[j]).sum()
+             for j in range(k)])
+        expected = continuous + special.log_softmax(pen)[int(y[b, t, d])]
+        assert got[b, t] == pytest.approx(expected, abs=1e-4), (b, t)
+
+
 def training_inputs(codec, rows, after_start):
     """The training model's inputs for these data rows (stroke-5 "end" rows feed the end row;
     a touch start row stands for a first event at the centre)."""
