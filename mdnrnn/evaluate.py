@@ -28,7 +28,7 @@ from mdnrnn._tf import keras, tf
 from mdnrnn import data
 from mdnrnn.export.svg import grid_to_svg, strokes_to_polylines
 from mdnrnn.generate import Generator
-from mdnrnn.mixture import mixture_distribution
+from mdnrnn.mixture import mixture_parts
 
 RASTER_SIZE = 48
 
@@ -67,14 +67,9 @@ def heldout_nll(model, store, split="test", *, batch_size=64, max_len=None):
     per_sequence = []
     for inputs, targets, weights in dataset:
         params = model(inputs, training=False)
-        dist = mixture_distribution(params, spec)
-        if spec.pen is None:
-            continuous = -dist.log_prob(targets)  # [B, T]
-            pen = tf.zeros_like(continuous)
-        else:
-            continuous_dist, pen_dist = dist.distributions
-            continuous = -continuous_dist.log_prob(targets[..., : spec.dim])  # [B, T]
-            pen = -pen_dist.log_prob(targets[..., spec.dim :])  # [B, T]
+        continuous_dist, pen_dist = mixture_parts(params, spec)
+        continuous = -continuous_dist.log_prob(targets[..., : spec.dim])  # [B, T]
+        pen = tf.zeros_like(continuous) if pen_dist is None else -pen_dist.log_prob(targets[..., spec.dim :])
         real = weights.numpy() > 0
         continuous = np.where(real, continuous.numpy(), 0.0).astype(np.float64)
         pen = np.where(real, pen.numpy(), 0.0).astype(np.float64)

@@ -81,6 +81,9 @@ def test_log_prob_matches_scipy(dim, components, pen):
     targets = random_targets(spec, (4, 3), rng)
     got = mixture_distribution(params, spec).log_prob(targets).numpy()
     np.testing.assert_allclose(got, reference_log_prob(params, targets, spec), rtol=1e-4, atol=1e-4)
+    # The loss computes the same density from the two parts, per step.
+    per_step = MixtureNLL(spec).call(tf.constant(targets), tf.constant(params)).numpy()
+    np.testing.assert_allclose(per_step, -reference_log_prob(params, targets, spec), rtol=1e-4, atol=1e-4)
 
 
 def test_loss_is_mean_over_real_steps_with_sample_weight():
