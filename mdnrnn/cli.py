@@ -104,6 +104,7 @@ def cmd_train(args):
             epochs=args.epochs or 20, batch_size=args.batch_size, learning_rate=args.lr,
             clipnorm=args.clipnorm, lr_decay=args.lr_decay, min_learning_rate=args.min_lr,
             max_seq_len=args.max_seq_len, scale_augment=args.scale_augment, drop_points=args.drop_points,
+            bucket=args.bucket,
             input_noise=args.input_noise,
             window=args.seq_len, patience=args.patience, seed=args.seed,
             steps_per_epoch=args.steps_per_epoch, distribute=args.distribute, jit=args.jit or "auto",
@@ -457,6 +458,8 @@ def build_parser():
                    help="drawings: random dx/dy scale in [1-s, 1+s] while training, sketch-rnn uses 0.15 (0)")
     p.add_argument("--drop-points", type=_float_in(0, 0.99, low_open=False), default=0.0,
                    help="drawings: chance of dropping a mid-stroke point while training, sketch-rnn uses 0.1 (0)")
+    p.add_argument("--bucket", action=argparse.BooleanOptionalAction, default=False,
+                   help="drawings: batches of drawings of similar length, less padding to compute (off)")
     p.add_argument("--input-noise", type=_float_in(0, 10, low_open=False), default=0.0,
                    help="touch and IMPSY offset models: standard deviation of Gaussian noise on the training "
                         "inputs' change columns, in normalised units (0: none)")

@@ -68,6 +68,10 @@ class TrainSettings:
             `[1 - s, 1 + s]` during training (sketch-rnn uses 0.15); 0 is off.
         drop_points: Drawings: probability of dropping a mid-stroke point during
             training (sketch-rnn's `augment_strokes`); 0 is off.
+        bucket: Whole sequences (drawings): training batches of drawings of similar
+            length, so that less of each batch is padding (`data.make_dataset`'s
+            `bucket`); windows have one length, and ignore it. Not with `distribute`.
+            Defaults to `False`.
         input_noise: Offset targets (the touch preset): standard deviation of Gaussian
             noise on the training inputs' change columns, in model units (see
             `data.make_dataset`); 0 is off. Validation batches have none.
@@ -100,8 +104,9 @@ class TrainSettings:
 
     Raises:
         ValueError: For a `jit` that is not one of `JIT_MODES`, a `precision` not in
-            `models.PRECISIONS`, or an `input_sharding`
-            that is not one of `INPUT_SHARDINGS` (or `"file"` without `"multiworker"`).
+            `models.PRECISIONS`, an `input_sharding`
+            that is not one of `INPUT_SHARDINGS` (or `"file"` without `"multiworker"`),
+            or `bucket` with `distribute`.
     """
 
     epochs: int = 20
@@ -118,6 +123,7 @@ class TrainSettings:
     max_seq_len: int | None = None
     scale_augment: float = 0.0
     drop_points: float = 0.0
+    bucket: bool = False
     input_noise: float = 0.0
     jit: str = "auto"
     input_sharding: str = "batch"
@@ -139,6 +145,9 @@ class TrainSettings:
                                                  and math.isfinite(self.max_minutes) and self.max_minutes > 0):
             raise ValueError(f"Received an invalid value for `max_minutes`, expected a positive number "
                              f"of minutes or None. Received: max_minutes={self.max_minutes!r}")
+        if self.bucket and self.distribute is not None:
+            raise ValueError("bucket=True gives batches of different numbers of drawings, which tf.distribute "
+                             f"cannot cut into equal replica slices; this run has distribute={self.distribute!r}.")
         if self.input_sharding == "file" and self.distribute != "multiworker":
             raise ValueError("input_sharding='file' shares the store files out among the workers of a "
                              f"multi-worker run; this run has distribute={self.distribute!r}.")
@@ -565,7 +574,7 @@ def _make_dataset(store, split, config, settings, batch_size=None, replica_slice
         augment = data.Augmentation(settings.scale_augment, settings.drop_points)
         dataset = data.make_dataset(store, "train", batch_size, seed=settings.seed if seed is None else seed,
                                     augment=augment if augment else None, input_noise=settings.input_noise,
-                                    **kwargs)
+                                    bucket=settings.bucket and kwargs["window"] is None, **kwargs)
         steps = steps or settings.steps_per_epoch
     else:
         dataset = data.make_dataset(store, "valid", batch_size, shuffle=False, **kwargs)

@@ -381,6 +381,22 @@ def test_preset_names_match_the_registry():
     assert sorted(cli.PRESET_NAMES) == sorted(PRESETS)
 
 
+def test_bucket_gives_drawing_batches_less_padding_and_is_saved(kanji_store, tmp_path, capsys):
+    config = train.prepare_config(kanji_store, models.preset("kanji", units=8, layers=1))
+    padding = []
+    for bucket in (False, True):
+        batches, _ = train.datasets(kanji_store, config, train.TrainSettings(batch_size=16, bucket=bucket))
+        padding.append(sum(float(np.size(w) - np.sum(w)) for _, _, w in batches))
+    assert padding[1] < padding[0] / 2
+    run_dir = tmp_path / "run"
+    assert run(["train", "--data", str(kanji_store), "--preset", "kanji", *TINY_MODEL, "--epochs", "1",
+                "--steps-per-epoch", "2", "--batch-size", "16", "--bucket", "--out", str(run_dir)]) == 0
+    assert json.loads((run_dir / "config.json").read_text())["train"]["bucket"] is True
+    assert run(["train", "--data", str(kanji_store), "--preset", "kanji", *TINY_MODEL, "--bucket",
+                "--distribute", "mirrored", "--out", str(tmp_path / "distributed")]) == 1
+    assert "bucket" in capsys.readouterr().err and not (tmp_path / "distributed").exists()
+
+
 def test_max_minutes_stops_at_the_end_of_the_epoch_that_passes_the_budget(kanji_store, tmp_path, capsys):
     import types
 

@@ -124,6 +124,51 @@ def test_same_seed_same_batches_and_epochs_differ(tmp_path):
     assert not all(np.array_equal(x[1], y[1]) for x, y in zip(a0, _batches(c)))
 
 
+def _examples(batches):
+    """Every example of `batches` as the bytes of its real target rows, in a canonical order."""
+    return sorted(targets[i, : int(weights[i].sum())].tobytes()
+                  for _, targets, weights in batches for i in range(len(targets)))
+
+
+@pytest.mark.parametrize("pool", [4, 1000])
+def test_bucketed_batches_hold_the_same_examples_with_less_padding(tmp_path, monkeypatch, pool):
+    monkeypatch.setattr(data.pipeline, "BUCKET_POOL", pool)  # 4: several pools; 1000: one
+    lengths = np.random.default_rng(5).integers(1, 40, 300)
+    seqs = _stroke3(lengths, seed=6)
+    path = data.write_store(tmp_path / "s.h5", seqs, kind="stroke3", splits=["train"] * 300)
+    plain = _batches(data.make_dataset(path, "train", 10, pen="categorical", seed=3))
+    ds = data.make_dataset(path, "train", 10, pen="categorical", seed=3, bucket=True)
+    bucketed = _batches(ds)
+    assert len(bucketed) == len(plain) == len(ds) == 30
+    assert _examples(bucketed) == _examples(plain)  # every drawing once, whole
+    padding = [sum(w.size - w.sum() for _, _, w in b) for b in (plain, bucketed)]
+    assert padding[1] < padding[0] / (2 if pool == 4 else 5)
+    if pool == 1000:
+        # The epoch's 300 drawings sorted as one pool: length ranges do not overlap, and
+        # every batch holds about a 30th of the rows (within two drawings' lengths), so a
+        # batch of short drawings holds more of them.
+        ranges = sorted((w.sum(axis=1).min(), w.sum(axis=1).max()) for _, _, w in bucketed)
+        assert all(hi <= lo_next for (_, hi), (lo_next, _) in zip(ranges, ranges[1:]))
+        rows = np.array([w.sum() for _, _, w in bucketed])
+        assert np.abs(rows - rows.sum() / 30).max() <= 2 * (lengths + 1).max()
+        sizes = {int(w.sum(axis=1).max()): len(w) for _, _, w in bucketed}
+        assert sizes[min(sizes)] > 10 > sizes[max(sizes)]
+    # The same seed gives the same batches; the next epoch another order.
+    again = _batches(data.make_dataset(path, "train", 10, pen="categorical", seed=3, bucket=True))
+    assert all(np.array_equal(x[1], y[1]) for x, y in zip(bucketed, again))
+    assert not all(np.array_equal(x[1], y[1]) for x, y in zip(bucketed, _batches(ds)))
+
+
+def test_bucketing_needs_shuffled_whole_sequences(stroke_store, tmp_path):
+    with pytest.raises(ValueError, match="bucket"):
+        data.make_dataset(stroke_store[0], "train", 2, pen="categorical", shuffle=False, bucket=True)
+    touch = data.write_store(tmp_path / "t.h5", _touch([30, 40]), kind="touch", splits=["train"] * 2)
+    with pytest.raises(ValueError, match="bucket"):
+        data.make_dataset(touch, "train", 2, window=5, bucket=True)
+    with pytest.raises(ValueError, match="bucket"):
+        data.make_dataset(stroke_store[0], "train", 2, pen="categorical", replica_slices=(0, 1, 2), bucket=True)
+
+
 def _in_order(windows):
     """Windows sorted lexicographically: a canonical order to compare multisets."""
     return windows[np.lexsort(windows.reshape(len(windows), -1).T[::-1])]

@@ -24,6 +24,9 @@ PEN_MODES = ("categorical", "bernoulli")
 logger = logging.getLogger(__name__)
 # HDF5 files a pipeline over several stores keeps open at once while reading an epoch.
 _OPEN_FILES = 16
+# `make_dataset(..., bucket=True)`: examples are sorted by length within pools of this many
+# batches (a pool of random examples, so batches still differ from epoch to epoch).
+BUCKET_POOL = 32
 
 
 def _split_lengths(offsets, indices):
@@ -304,7 +307,7 @@ def _block_bounds(row0, block_rows):
     return np.concatenate(bounds)
 
 
-def _batches(plans, batch_size, shuffle, drop_remainder, shuffle_blocks, seed, slices=None):
+def _batches(plans, batch_size, shuffle, drop_remainder, shuffle_blocks, seed, slices=None, bucket=False):
     """Yields `(inputs, targets, weights)` NumPy batches for one epoch.
 
     `plans` holds one `_Plan` per store, all with the same codec and mode. Their blocks
@@ -351,8 +354,13 @@ def _batches(plans, batch_size, shuffle, drop_remainder, shuffle_blocks, seed, s
                 perm = rng.permutation(len(starts))
                 starts, lengths = starts[perm], lengths[perm]
             n_full = len(starts) // batch_size
-            for k in range(n_full):
-                batch = slice(k * batch_size, (k + 1) * batch_size)
+            bounds, batch_order = np.arange(n_full + 1) * batch_size, range(n_full)
+            if bucket:
+                full = n_full * batch_size
+                starts[:full], lengths[:full], bounds = _by_length(starts[:full], lengths[:full], batch_size)
+                batch_order = rng.permutation(n_full)
+            for k in batch_order:
+                batch = slice(bounds[k], bounds[k + 1])
                 for piece in pieces:
                     yield _make_batch(plan, rows, starts[batch][piece], lengths[batch][piece], augment_rng)
             rest = slice(n_full * batch_size, None)
@@ -364,6 +372,32 @@ def _batches(plans, batch_size, shuffle, drop_remainder, shuffle_blocks, seed, s
             carry_starts = np.cumsum(carry_lengths) - carry_lengths
     if len(carry_starts) and not drop_remainder:
         yield _make_batch(plan, carry, carry_starts, carry_lengths, augment_rng)  # never with slices
+
+
+def _by_length(starts, lengths, batch_size):
+    """Examples sorted by length within each pool of `BUCKET_POOL` batches, and the bounds
+    of the batches: `(starts, lengths, bounds)`, batch `k` being `bounds[k]:bounds[k + 1]`.
+
+    A pool of `P * batch_size` examples (the last pool may be smaller) is cut into `P`
+    batches of about equal rows, so a batch of short examples holds more of them. The loss
+    is a mean over a batch's real steps, so equal rows per batch weigh every step alike, as
+    random batches do. The sort is stable: equal lengths keep their random order.
+    """
+    pool = BUCKET_POOL * batch_size
+    order, bounds = [], [np.zeros(1, np.int64)]
+    for lo in range(0, len(lengths), pool):
+        sorted_ = lo + np.argsort(lengths[lo : lo + pool], kind="stable")
+        cum = np.cumsum(lengths[sorted_])
+        batches = len(sorted_) // batch_size
+        cuts = np.searchsorted(cum, cum[-1] * np.arange(1, batches) / batches) + 1
+        # Every batch holds at least one example.
+        k = np.arange(1, batches)
+        cuts = np.maximum.accumulate(np.maximum(cuts, k) - k) + k
+        cuts = np.minimum(cuts, len(sorted_) - batches + k)
+        order.append(sorted_)
+        bounds.append(lo + np.append(cuts, len(sorted_)))
+    order = np.concatenate(order)
+    return starts[order], lengths[order], np.concatenate(bounds)
 
 
 class _OpenFiles:
@@ -527,6 +561,7 @@ def make_dataset(
     dt_scale="linear",
     tempo_quantiles=None,
     beats=False,
+    bucket=False,
 ):
     """A `tf.data.Dataset` of `(inputs, targets, weights)` batches from a store.
 
@@ -634,6 +669,17 @@ def make_dataset(
             tempo (`mdnrnn.formats.dt_in_beats`), as the model's
             `ModelConfig.beats`; needs `stats` (those of the converted dt).
             Defaults to `False`.
+        bucket: whole sequences, shuffled (training): the shuffled examples
+            are sorted by length within pools of `BUCKET_POOL` (32) batches,
+            each pool is cut into as many batches of about equal rows (more
+            examples in a batch of short ones), and the batches of a group
+            come in random order. A batch is padded to its longest example, so
+            batches of similar lengths carry little padding (KanjiVG, batches
+            of 64: see docs/benchmarks.md), and with equal rows per batch every
+            real step weighs about the same in the loss, as in random batches.
+            Every example still comes once per epoch, in as many batches;
+            `batch_size` is then the mean. Not with `replica_slices`.
+            Defaults to `False`.
         stats: `(mean, std)` of the continuous columns to normalise with
             instead of the store's: a model's own (`ModelConfig.mean` and
             `std`), when it was trained on other data. Defaults to `None`
@@ -673,12 +719,16 @@ def make_dataset(
                 block_rows=block_rows, shuffle_blocks=shuffle_blocks,
                 max_seq_len=max_seq_len, augment=augment, replica_slices=replica_slices,
                 targets=targets, stats=stats, input_noise=input_noise, dt_scale=dt_scale,
-                tempo_quantiles=tempo_quantiles, beats=beats,
+                tempo_quantiles=tempo_quantiles, beats=beats, bucket=bucket,
             )
     if replica_slices is not None:
         _check_replica_slices(replica_slices, batch_size)
         drop_remainder = True  # every replica gets a slice of the same size
     mode = _resolve_mode(store.kind, pen, window, stride)
+    if bucket and (mode == "window" or not shuffle or replica_slices is not None):
+        raise ValueError("`bucket` groups whole sequences of similar length into the shuffled batches: it needs "
+                         "shuffle=True, whole sequences (windows all have one length) and whole batches "
+                         "(its batches hold different numbers of examples, which replica_slices cannot cut).")
     if augment and mode not in PEN_MODES:
         raise ValueError(f"`augment` applies to drawings (stroke3 stores); this store's kind is {store.kind!r}.")
     if not (isinstance(input_noise, (int, float)) and 0 <= input_noise < float("inf")):
@@ -738,7 +788,7 @@ def make_dataset(
     def generate():
         yield from _batches(
             plans, batch_size, shuffle, drop_remainder, shuffle_blocks, [seed, next(epochs)],
-            replica_slices,
+            replica_slices, bucket,
         )
 
     f_in, f_out = plans[0].codec.input_size, plans[0].n_columns
