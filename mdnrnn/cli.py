@@ -449,7 +449,7 @@ def build_parser():
                         "comparisons at equal time (no limit; with --resume, the resumed part's own budget)")
     p.add_argument("--lr", type=_float_in(0, 1), help="Adam's learning rate in (0, 1] (preset's: 0.001)")
     p.add_argument("--clipnorm", type=_float_in(0, 1e6, low_open=False),
-                   help="gradient norm clipping, 0 for none (preset's: 1.0)")
+                   help="gradient norm clipping, 0 for none (preset's: kanji 0, the others 1.0)")
     p.add_argument("--lr-decay", type=_float_in(0, 1),
                    help="per-step decay towards --min-lr, sketch-rnn uses 0.9999; 1 is constant (preset's: 1)")
     p.add_argument("--min-lr", type=_float_in(0, 1, low_open=False), help="floor of the decay (preset's: 1e-05)")
@@ -458,8 +458,9 @@ def build_parser():
                    help="drawings: random dx/dy scale in [1-s, 1+s] while training, sketch-rnn uses 0.15 (0)")
     p.add_argument("--drop-points", type=_float_in(0, 0.99, low_open=False), default=0.0,
                    help="drawings: chance of dropping a mid-stroke point while training, sketch-rnn uses 0.1 (0)")
-    p.add_argument("--bucket", action=argparse.BooleanOptionalAction, default=False,
-                   help="drawings: batches of drawings of similar length, less padding to compute (off)")
+    p.add_argument("--bucket", action=argparse.BooleanOptionalAction, default=True,
+                   help="drawings: batches of drawings of similar length, less padding to compute; not with "
+                        "--distribute (on)")
     p.add_argument("--input-noise", type=_float_in(0, 10, low_open=False), default=0.0,
                    help="touch and IMPSY offset models: standard deviation of Gaussian noise on the training "
                         "inputs' change columns, in normalised units (0: none)")

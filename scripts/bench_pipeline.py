@@ -8,8 +8,9 @@ Data: `short_kanji.npz`, shipped with mdnrnn (`mdnrnn.datasets.path("short_kanji
 converted to a store in a temporary folder (or `--store`: a store, a shard directory or
 a pattern). Pipelines are built by `mdnrnn.train.datasets`, exactly as
 `mdnrnn train --preset kanji --data STORE` builds them (batches of 64 whole drawings,
-stroke-5 inputs, the default seed, no augmentation unless `--scale-augment` /
-`--drop-points`).
+stroke-5 inputs, the default seed, batches of similar lengths unless `--no-bucket`, no
+augmentation unless `--scale-augment` / `--drop-points`). The report also gives the share
+of the train pipeline's steps that are padding, over one epoch.
 
 In one process:
 
@@ -55,6 +56,8 @@ def _parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=64, help="as mdnrnn train (64)")
     p.add_argument("--scale-augment", type=float, default=0.0)
     p.add_argument("--drop-points", type=float, default=0.0)
+    p.add_argument("--bucket", action=argparse.BooleanOptionalAction, default=True,
+                   help="batches of similar lengths, as mdnrnn train (on)")
     p.add_argument("--rounds", type=int, default=5, help="timed epochs of each pipeline (5)")
     p.add_argument("--compare", metavar="REV", help="also time mdnrnn/data/pipeline.py of this git revision")
     p.add_argument("--steps", type=int, default=30, help="timed training steps (30)")
@@ -97,7 +100,7 @@ def main(argv=None):
             sketch_npz.convert([datasets.path("short_kanji")], store, progress=False)
         config = train.prepare_config(store, mdnrnn.preset("kanji"))
         settings = train.TrainSettings(batch_size=args.batch_size, scale_augment=args.scale_augment,
-                                       drop_points=args.drop_points)
+                                       drop_points=args.drop_points, bucket=args.bucket)
 
         pipelines = {"current": data.make_dataset}
         if args.compare:
@@ -121,6 +124,8 @@ def main(argv=None):
         result = {"store": os.fspath(store), "batch_size": args.batch_size, "batches_per_epoch": n_batches,
                   "pipeline_batches_per_s": {k: statistics.median(v) for k, v in rates.items()},
                   "pipeline_rounds": rates}
+        weights = [w.numpy() for _, _, w in built["current"]]
+        result["padding_fraction"] = 1 - sum(w.sum() for w in weights) / sum(w.size for w in weights)
         if args.compare:
             result["compared_over_current_median"] = statistics.median(
                 b / a for a, b in zip(rates["current"], rates[args.compare]))

@@ -381,20 +381,32 @@ def test_preset_names_match_the_registry():
     assert sorted(cli.PRESET_NAMES) == sorted(PRESETS)
 
 
-def test_bucket_gives_drawing_batches_less_padding_and_is_saved(kanji_store, tmp_path, capsys):
+def test_bucket_gives_drawing_batches_less_padding_by_default_and_old_runs_resume_without(
+        kanji_store, tmp_path, monkeypatch):
     config = train.prepare_config(kanji_store, models.preset("kanji", units=8, layers=1))
     padding = []
-    for bucket in (False, True):
-        batches, _ = train.datasets(kanji_store, config, train.TrainSettings(batch_size=16, bucket=bucket))
+    for settings in (train.TrainSettings(batch_size=16, bucket=False), train.TrainSettings(batch_size=16)):
+        batches, _ = train.datasets(kanji_store, config, settings)
         padding.append(sum(float(np.size(w) - np.sum(w)) for _, _, w in batches))
     assert padding[1] < padding[0] / 2
-    run_dir = tmp_path / "run"
-    assert run(["train", "--data", str(kanji_store), "--preset", "kanji", *TINY_MODEL, "--epochs", "1",
-                "--steps-per-epoch", "2", "--batch-size", "16", "--bucket", "--out", str(run_dir)]) == 0
-    assert json.loads((run_dir / "config.json").read_text())["train"]["bucket"] is True
-    assert run(["train", "--data", str(kanji_store), "--preset", "kanji", *TINY_MODEL, "--bucket",
-                "--distribute", "mirrored", "--out", str(tmp_path / "distributed")]) == 1
-    assert "bucket" in capsys.readouterr().err and not (tmp_path / "distributed").exists()
+    # What each run's training pipeline was asked for.
+    asked, make_dataset = [], data.make_dataset
+    monkeypatch.setattr(data, "make_dataset", lambda *a, **k: asked.append(k.get("bucket")) or make_dataset(*a, **k))
+    argv = ["train", "--data", str(kanji_store), "--preset", "kanji", *TINY_MODEL, "--epochs", "1",
+            "--steps-per-epoch", "2", "--batch-size", "16"]
+    for flag, bucket in (([], True), (["--no-bucket"], False)):
+        asked.clear()
+        run_dir = tmp_path / f"run{bucket}"
+        assert run([*argv, *flag, "--out", str(run_dir)]) == 0
+        assert json.loads((run_dir / "config.json").read_text())["train"]["bucket"] is bucket
+        assert {b for b in asked if b is not None} == {bucket}  # the validation pipeline: not asked
+    # A run saved before the option existed goes on with random batches.
+    saved = json.loads((tmp_path / "runTrue" / "config.json").read_text())
+    del saved["train"]["bucket"]
+    (tmp_path / "runTrue" / "config.json").write_text(json.dumps(saved))
+    asked.clear()
+    assert run(["train", "--resume", str(tmp_path / "runTrue"), "--epochs", "2", "--progress", "none"]) == 0
+    assert {b for b in asked if b is not None} == {False}
 
 
 def test_max_minutes_stops_at_the_end_of_the_epoch_that_passes_the_budget(kanji_store, tmp_path, capsys):

@@ -396,13 +396,13 @@ def test_train_saves_resolved_optimizer_settings(tmp_path):
     from mdnrnn import train
 
     tiny_drawing_store(tmp_path / "s.h5")
-    settings = train.TrainSettings(epochs=1, batch_size=8, clipnorm=0.0, lr_decay=0.999)
+    settings = train.TrainSettings(epochs=1, batch_size=8, clipnorm=0.5, lr_decay=0.999)
     model = train.train(tmp_path / "s.h5", preset("kanji", units=8, layers=1, components=2),
                         tmp_path / "run", settings, verbose=0)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
-    assert saved["learning_rate"] == 1e-3 and saved["clipnorm"] == 0.0  # preset's rate, given clipnorm
+    assert saved["learning_rate"] == 1e-3 and saved["clipnorm"] == 0.5  # preset's rate, given clipnorm
     assert saved["lr_decay"] == 0.999 and saved["min_learning_rate"] == 1e-5
-    assert model.optimizer.clipnorm is None
+    assert model.optimizer.clipnorm == 0.5
     steps = int(model.optimizer.iterations.numpy())
     assert float(model.optimizer.learning_rate) == pytest.approx((1e-3 - 1e-5) * 0.999**steps + 1e-5, rel=1e-5)
 

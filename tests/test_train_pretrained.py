@@ -40,6 +40,11 @@ def test_fine_tuning_phase_starts_from_the_first_phase_and_is_what_ships(script,
     assert settings["init_from"] == str(first / "model.keras")
     assert settings["learning_rate"] == script.RECIPES["kanji"]["finetune"]["learning_rate"]
     assert settings["scale_augment"] == 0.15 and settings["drop_points"] == 0.1
+    # Both phases clip as the shipped model's did, whatever the preset's default now is.
+    shipped_facts = json.loads((ROOT / "mdnrnn" / "datasets" / "models" / "kanji.json").read_text())
+    first_settings = json.loads((first / "config.json").read_text())["train"]
+    assert first_settings["clipnorm"] == shipped_facts["train"]["clipnorm"] == 1.0
+    assert settings["clipnorm"] == shipped_facts["finetune"]["train"]["clipnorm"] == 1.0
     # The fine-tuned run began from the first phase's best model: same config, and after
     # one epoch at a lower rate its weights are near those, not near a fresh start's.
     start, shipped = load_model(first / "model.keras"), load_model(out / "kanji.keras")
