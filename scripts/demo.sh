@@ -20,11 +20,9 @@ echo "== preparing a KanjiVG subset"
 
 echo "== training a small kanji model (a few minutes on 2 CPU cores)"
 # --lr 0.002 and --clipnorm 1: at twice the preset's rate, clipping gave this run a lower
-# held-out NLL, though the kanji preset itself trains without it (docs/quality.md). Batches
-# of similar lengths (the default) make an epoch cheap: 24 of them cost about what 12 of
-# random batches did, and end far lower (docs/benchmarks.md).
+# held-out NLL, though the kanji preset itself trains without it (docs/quality.md).
 .venv/bin/mdnrnn train --data "$out/kanji.h5" --preset kanji --units 256 --layers 1 --mixtures 10 \
-  --epochs 24 --batch-size 64 --lr 0.002 --clipnorm 1 --progress epoch --out "$out/run" --force
+  --epochs 12 --batch-size 64 --lr 0.002 --clipnorm 1 --progress epoch --out "$out/run" --force
 
 echo "== generating 32 new characters"
 .venv/bin/mdnrnn generate --model "$out/run/model.keras" --n 32 --temperature 0.5 \
