@@ -71,7 +71,7 @@ class TrainSettings:
             training (sketch-rnn's `augment_strokes`); 0 is off.
         bucket: Whole sequences (drawings) in one process: training batches of drawings
             of similar length, so that less of each batch is padding (`data.make_dataset`'s
-            `bucket`; on KanjiVG the same held-out NLL in about two thirds of the time,
+            `bucket`; on KanjiVG the same held-out NLL in about three quarters of the time,
             docs/benchmarks.md). Windows (one length) and `distribute` runs (equal replica
             slices) train on random batches. Defaults to `True`.
         input_noise: Offset targets (the touch preset): standard deviation of Gaussian
