@@ -70,10 +70,13 @@ bfloat16), and `ours:mask=0` drops the Masking layer (to price it; the shipped m
 it). Options combine: `ours:jit=0:mask=0`.
 `anchor` and `anchor:jit=1` are the keras-mdn-layer model; `anchor:lr=0.002:decay=0.999`
 gives it the same learning-rate schedule as ours (its Adam otherwise as its users run it,
-without clipping).
+without clipping), and `anchor:precision=mixed_bfloat16` its two LSTM layers in bfloat16
+(`dtype="mixed_bfloat16"`; its MDN layer and loss stay float32), ours' precision setting.
 `--check-xla` compares `MixtureNLL` eagerly and under XLA for every pen kind.
 
-Time to the anchor's quality: with both phases and an `anchor` variant, the report also
+The paired speed-up ("vs anchor") and the time to quality are against the first anchor
+variant listed (`anchor`, or `anchor:lr=0.002:decay=0.998` and the like).
+Time to the anchor's quality: with both phases and an anchor variant, the report also
 gives, for every other variant, the first evaluation (every `--eval-every` steps) at
 which its held-out NLL is at or below the anchor's final one, and the wall-time ratio
 that makes: anchor's steps / the variant's steps x the paired speed-up. Offset targets
@@ -177,7 +180,7 @@ class _Variant:
         scale = self.options.get("scale", config.spec.scale_activation)
         if base not in ("ours", "anchor") or unknown or targets not in ("rows", "offsets") or (
                 scale not in SCALE_ACTIVATIONS) or (
-                base == "anchor" and not set(self.options) <= {"jit", "lr", "decay"}):
+                base == "anchor" and not set(self.options) <= {"jit", "lr", "decay", "precision"}):
             raise SystemExit(f"unknown variant {name!r}")
         self.config = config.replace(targets=targets, scale_activation=scale)
 
@@ -189,8 +192,10 @@ class _Variant:
             import keras_mdn_layer as mdn
 
             k, d = self.config.spec.components, self.config.spec.dim
+            lstm_dtype = self.options.get("precision", "float32")  # the MDN layer stays float32
             model = keras.Sequential([keras.Input((None, self.config.input_size))]
-                                     + [keras.layers.LSTM(self.config.units, return_sequences=True)
+                                     + [keras.layers.LSTM(self.config.units, return_sequences=True,
+                                                          dtype=lstm_dtype)
                                         for _ in range(self.config.layers)]
                                      + [keras.layers.TimeDistributed(mdn.MDN(d, k))])
             optimizer = keras.optimizers.Adam()  # as its users run it: the defaults, 1e-3
@@ -378,9 +383,10 @@ def time_variants(variants, batches, args):
         }
         if getattr(v, "calibration", None):
             results[v.name]["jit_auto"] = v.calibration
-        if "anchor" in walls:
+        reference = _reference(walls)
+        if reference:
             results[v.name]["paired_speedup"] = statistics.median(
-                a / b for a, b in zip(walls["anchor"], walls[v.name]))
+                a / b for a, b in zip(walls[reference], walls[v.name]))
     return results
 
 
@@ -482,7 +488,7 @@ def main(argv=None):
             print(f"scoring after {args.quality_steps} steps on {len(first[0])} held-out windows "
                   f"({results['valid_steps']} steps)", flush=True)
             results["quality"] = score_variants(variants, train_arrays, valid_arrays, args)
-            if "timing" in results and "anchor" in results["quality"]:
+            if "timing" in results and _reference(results["quality"]):
                 results["time_to_anchor_nll"] = time_to_anchor_nll(results)
     results["load_after"] = os.getloadavg()
     _print_table(results, args)
@@ -491,11 +497,17 @@ def main(argv=None):
     return 0
 
 
+def _reference(names):
+    """The anchor variant the others are compared with: the first one listed, or None."""
+    return next((name for name in names if name.split(":")[0] == "anchor"), None)
+
+
 def time_to_anchor_nll(results):
     """Per variant: steps to reach the anchor's final held-out NLL, and the wall-time ratio."""
     curves = {name: q["curve"] for name, q in results["quality"].items()}
-    target = curves["anchor"][-1]["valid_nll"]
-    anchor_steps = next(p["steps"] for p in curves["anchor"] if p["valid_nll"] <= target)
+    reference = _reference(curves)
+    target = curves[reference][-1]["valid_nll"]
+    anchor_steps = next(p["steps"] for p in curves[reference] if p["valid_nll"] <= target)
     out = {}
     for name, curve in curves.items():
         steps = next((p["steps"] for p in curve if p["valid_nll"] <= target), None)
@@ -508,7 +520,7 @@ def time_to_anchor_nll(results):
 def _print_table(results, args):
     timing, quality = results.get("timing", {}), results.get("quality", {})
     names = list(timing or quality)
-    anchor = timing.get("anchor")
+    anchor = _reference(timing)
     print()
     print(f"| model | sequences/s | ms/step (median) | ms/step (best) | CPU ms/step | vs anchor (paired) | "
           f"held-out NLL after {args.quality_steps} steps |")
@@ -520,7 +532,7 @@ def _print_table(results, args):
               f"{t['cpu_ms_per_step']:.0f} | {speed} | " if t else f"| {name} | - | - | - | - | - | ", end="")
         print(f"{q['valid_nll']:.4f} |" if q else "- |")
     for name, t in results.get("time_to_anchor_nll", {}).items():
-        if name == "anchor":
+        if name == _reference(results["quality"]):
             continue
         reached = (f"after {t['steps']} steps (anchor: {t['anchor_steps']}): {t['time_ratio']:.2f}x the anchor's speed "
                    "to that quality" if t["steps"] else "not within the steps run")
