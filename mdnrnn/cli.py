@@ -477,9 +477,9 @@ def build_parser():
                         "and keeps the faster (drawings and multiworker: off, unmeasured); on or off force it "
                         "(auto; --resume keeps the run's own unless given)")
     p.add_argument("--precision", choices=["float32", "mixed_bfloat16"],
-                   help="compute dtype of the LSTM stack while training: mixed_bfloat16 is faster on "
-                        "processors with bfloat16 arithmetic (AVX512_BF16, AMX, recent GPUs) and slower on "
-                        "others; weights, head and loss stay float32, the saved model is float32 (float32; "
+                   help="compute dtype of the LSTM stack while training: mixed_bfloat16 can be faster on "
+                        "processors with bfloat16 arithmetic (AVX512_BF16, AMX, recent GPUs; time it) and is "
+                        "slower on others; weights, head and loss stay float32, the saved model is float32 (float32; "
                         "--resume keeps the run's own unless given)")
     p.add_argument("--out", help="run directory to create")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")

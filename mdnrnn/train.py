@@ -100,9 +100,9 @@ class TrainSettings:
             expect it), whatever the store's statistics; only `min_steps` is the new
             store's. `None`: random weights from the seed.
         precision: The training model's compute dtype (`build_model`'s `precision`):
-            `"float32"`, or `"mixed_bfloat16"`, the LSTM stack in bfloat16, faster where
-            the processor multiplies bfloat16 natively (docs/benchmarks.md). The saved
-            model is float32 either way. Defaults to `"float32"`.
+            `"float32"`, or `"mixed_bfloat16"`, the LSTM stack in bfloat16, which can be
+            faster where the processor multiplies bfloat16 natively (docs/benchmarks.md).
+            The saved model is float32 either way. Defaults to `"float32"`.
 
     Raises:
         ValueError: For a `jit` that is not one of `JIT_MODES`, a `precision` not in
