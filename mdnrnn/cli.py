@@ -449,7 +449,7 @@ def build_parser():
                         "comparisons at equal time (no limit; with --resume, the resumed part's own budget)")
     p.add_argument("--lr", type=_float_in(0, 1), help="Adam's learning rate in (0, 1] (preset's: 0.001)")
     p.add_argument("--clipnorm", type=_float_in(0, 1e6, low_open=False),
-                   help="gradient norm clipping, 0 for none (preset's: kanji 0, the others 1.0)")
+                   help="gradient norm clipping, 0 for none (preset's: kanji and touch 0, the others 1.0)")
     p.add_argument("--lr-decay", type=_float_in(0, 1),
                    help="per-step decay towards --min-lr, sketch-rnn uses 0.9999; 1 is constant (preset's: 1)")
     p.add_argument("--min-lr", type=_float_in(0, 1, low_open=False), help="floor of the decay (preset's: 1e-05)")

@@ -58,8 +58,8 @@ class TrainSettings:
         batch_size: Sequences (or windows) per batch. Defaults to 64.
         learning_rate: Adam's initial learning rate; `None`: the preset's
             (`models.PRESET_OPTIMIZERS`, 1e-3 today).
-        clipnorm: Gradient norm clipping, 0 for none; `None`: the preset's (`kanji`: 0,
-            the others 1.0).
+        clipnorm: Gradient norm clipping, 0 for none; `None`: the preset's (`kanji` and
+            `touch`: 0, the others 1.0).
         lr_decay: Per-step decay rate of sketch-rnn's schedule (see
             `models.OptimizerConfig`), 1.0 for a constant rate; `None`: the preset's (1.0).
         min_learning_rate: The schedule's floor; `None`: the preset's (1e-5).

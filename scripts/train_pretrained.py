@@ -72,7 +72,9 @@ RECIPES = {
     "touch": {
         "preset": "touch",
         "overrides": {"units": 256, "layers": 2, "components": 5},
-        "train": {"batch_size": 64, "learning_rate": 1e-3, "patience": 5, "seed": 0, "window": 50},
+        # The shipped model clipped (trained before the preset dropped clipping): pinned here.
+        "train": {"batch_size": 64, "learning_rate": 1e-3, "clipnorm": 1.0, "patience": 5, "seed": 0,
+                  "window": 50},
         # Measured in docs/benchmarks.md: a constant 1e-3 leaves the valid NLL jumping.
         "finetune": {"epochs": 15, "learning_rate": 1e-4, "patience": 5},
         "data": "the RoboJam corpus shipped as `mdnrnn.datasets.path(\"robojam\")` (about 1,000 "

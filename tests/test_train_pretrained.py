@@ -1,5 +1,6 @@
 """`scripts/train_pretrained.py`: the two phases of a recipe, resuming, and what it ships."""
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -63,3 +64,24 @@ def test_fine_tuning_phase_starts_from_the_first_phase_and_is_what_ships(script,
     again = load_model(out / "kanji.keras")
     for a, b in zip(shipped.get_weights(), again.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["kanji", "touch"])
+def test_each_recipe_remakes_the_shipped_models_training_settings(name, monkeypatch):
+    """Both phases' settings, the preset's defaults filled in, are the shipped model's: a
+    preset whose defaults changed since (kanji and touch dropped clipping) stays pinned."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    sys.modules.pop("train_pretrained", None)
+    import train_pretrained
+
+    from mdnrnn import train
+
+    recipe = train_pretrained.RECIPES[name]
+    facts = json.loads((ROOT / "mdnrnn" / "datasets" / "models" / f"{name}.json").read_text())
+    phases = [(recipe["train"], facts["train"]),
+              ({**recipe["train"], **recipe["finetune"]}, facts["finetune"]["train"])]
+    keys = ("batch_size", "learning_rate", "clipnorm", "lr_decay", "min_learning_rate", "window",
+            "patience", "seed", "scale_augment", "drop_points")
+    for given, shipped in phases:
+        resolved = dataclasses.asdict(train.TrainSettings(**given).resolved(recipe["preset"]))
+        assert {k: resolved[k] for k in keys} == {k: shipped[k] for k in keys}
