@@ -58,8 +58,8 @@ on / off, `ours:jit=auto` lets `mdnrnn train --jit auto`'s calibration
 prints what it measured and chose, `ours:targets=offsets` is the model with the
 touch preset's own targets (x, y as offsets from the previous touch, their change as two
 more input columns: `make_dataset(..., targets="offsets")` gives it the same windows in
-the same order), `ours:clipnorm=0` with Adam's gradient clipping off (the
-presets clip at 1.0; 0 is none, as the anchor), `ours:lr=0.002` another Adam learning rate
+the same order), `ours:clipnorm=0` with Adam's gradient clipping off (1.0
+otherwise; 0 is none, as the anchor), `ours:lr=0.002` another Adam learning rate
 (1e-3 otherwise, as the anchor), `ours:decay=0.999` the rate decayed per step towards 1e-5
 (`OptimizerConfig.decay_rate`, `mdnrnn train --lr-decay`), `ours:scale=elu` the head's
 scales as ELU + 1, keras-mdn-layer's activation (`MixtureSpec.scale_activation`,
