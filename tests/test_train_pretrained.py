@@ -15,11 +15,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def script(monkeypatch):
+def recipes(monkeypatch):
+    """`scripts/train_pretrained.py`, imported afresh, its recipes as written."""
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
     sys.modules.pop("train_pretrained", None)
     import train_pretrained
 
+    return train_pretrained
+
+
+@pytest.fixture
+def script(recipes, monkeypatch):
+    train_pretrained = recipes
     # The kanji recipe at a toy size, its fine-tuning phase one epoch long.
     recipe = train_pretrained.RECIPES["kanji"]
     monkeypatch.setitem(recipe, "overrides", {"units": 8, "layers": 1, "components": 2})
@@ -67,16 +74,12 @@ def test_fine_tuning_phase_starts_from_the_first_phase_and_is_what_ships(script,
 
 
 @pytest.mark.parametrize("name", ["kanji", "touch"])
-def test_each_recipe_remakes_the_shipped_models_training_settings(name, monkeypatch):
+def test_each_recipe_remakes_the_shipped_models_training_settings(name, recipes):
     """Both phases' settings, the preset's defaults filled in, are the shipped model's: a
     preset whose defaults changed since (kanji and touch dropped clipping) stays pinned."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    sys.modules.pop("train_pretrained", None)
-    import train_pretrained
-
     from mdnrnn import train
 
-    recipe = train_pretrained.RECIPES[name]
+    recipe = recipes.RECIPES[name]
     facts = json.loads((ROOT / "mdnrnn" / "datasets" / "models" / f"{name}.json").read_text())
     phases = [(recipe["train"], facts["train"]),
               ({**recipe["train"], **recipe["finetune"]}, facts["finetune"]["train"])]
